@@ -1,0 +1,1 @@
+"""Known-model presets, shipped as YAML data (read with importlib.resources)."""
