@@ -1,0 +1,139 @@
+"""One error tree for everything gpumod reports to a user.
+
+    GpumodError                      base; ``message`` + ``hint`` (what to do next)
+    ├── SpecError                    the spec repo is invalid; carries every ``Problem`` found
+    ├── InfeasibleError              the desired end state does not fit some GPU (nothing touched)
+    ├── UnsupportedError             a feature the spec asks for is not available (yet)
+    ├── PodError                     talking to a pod failed (pod named)
+    │   └── PodUnreachableError      the pod cannot be reached at all
+    └── StepError                    one plan step failed on a pod (pod + service named)
+        ├── HealthTimeoutError       a started service did not become healthy in time
+        └── VramReleaseTimeoutError  VRAM was not released after stops/sleeps
+
+At the CLI edge a ``GpumodError`` is printed as one red line plus its hint; anything else is a
+bug and gets a traceback.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class GpumodError(Exception):
+    """Base of every error gpumod expects and explains."""
+
+    hint: str = ""
+
+    def __init__(self, message: str, *, hint: str = "", **fields: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        if hint:
+            self.hint = hint
+        self.fields = fields
+
+    def __str__(self) -> str:
+        return self.message
+
+
+@dataclass(frozen=True, order=True)
+class Problem:
+    """One problem in a spec file: ``path:line: message``."""
+
+    path: str
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}: {self.message}"
+
+
+class SpecError(GpumodError):
+    hint = "fix the files named above, then run `gpumod validate` again"
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = sorted(problems)
+        super().__init__(f"{len(self.problems)} problem(s) in the specs")
+
+
+class UnsupportedError(GpumodError):
+    pass
+
+
+@dataclass(frozen=True)
+class GpuShortfall:
+    """Why one GPU does not fit: what is needed, what it has, who uses what."""
+
+    pod: str
+    gpu: int
+    gpu_name: str
+    capacity_mb: int
+    need_mb: int
+    users: tuple[tuple[str, int], ...]
+
+    @property
+    def over_mb(self) -> int:
+        return self.need_mb - self.capacity_mb
+
+
+@dataclass(frozen=True)
+class Alternative:
+    """One way to make the end state fit, with the MiB it saves."""
+
+    text: str
+    saves_mb: int = 0
+
+
+@dataclass(frozen=True)
+class Infeasibility:
+    pod: str
+    shortfalls: tuple[GpuShortfall, ...]
+    alternatives: tuple[Alternative, ...] = field(default=())
+
+    def describe(self) -> str:
+        lines = []
+        for s in self.shortfalls:
+            lines.append(
+                f"pod {s.pod}: GPU {s.gpu} ({s.gpu_name}) needs {s.need_mb} MiB of "
+                f"{s.capacity_mb} MiB: {s.over_mb} MiB over"
+            )
+            for who, mb in s.users:
+                lines.append(f"    {mb:>7} MiB  {who}")
+        if self.alternatives:
+            lines.append("  alternatives:")
+            lines.extend(f"    - {a.text}" for a in self.alternatives)
+        return "\n".join(lines)
+
+
+class InfeasibleError(GpumodError):
+    hint = "pick one of the alternatives above, edit the specs, then run `gpumod plan` again"
+
+    def __init__(self, infeasible: list[Infeasibility]) -> None:
+        self.infeasible = infeasible
+        pods = ", ".join(i.pod for i in infeasible)
+        super().__init__(f"the desired state does not fit the GPUs of pod(s) {pods}; nothing was touched")
+
+
+class PodError(GpumodError):
+    def __init__(self, pod: str, message: str, *, hint: str = "") -> None:
+        self.pod = pod
+        super().__init__(f"pod {pod}: {message}", hint=hint)
+
+
+class PodUnreachableError(PodError):
+    pass
+
+
+class StepError(GpumodError):
+    def __init__(self, pod: str, service: str, message: str, *, hint: str = "") -> None:
+        self.pod = pod
+        self.service = service
+        super().__init__(f"pod {pod}, service {service}: {message}", hint=hint)
+
+
+class HealthTimeoutError(StepError):
+    pass
+
+
+class VramReleaseTimeoutError(StepError):
+    pass

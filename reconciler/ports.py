@@ -1,0 +1,49 @@
+"""The seams between the engine and the world: Transport, Clock, and the pod agent's calls.
+
+Everything that touches a machine goes through a ``Transport`` (local subprocess now, asyncssh
+next); everything that waits goes through a ``Clock``. Tests swap in the fakes from
+``gpumod.testing``; production code gets the real ones from ``gpumod.wiring``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Protocol, Sequence
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    returncode: int
+    stdout: bytes
+    stderr: bytes
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+
+class Transport(Protocol):
+    """Runs one command on a pod. ``argv`` is quoted by the transport; ``stdin`` carries payloads
+    (and secrets: never put a secret in ``argv``)."""
+
+    async def run(
+        self, argv: Sequence[str], *, stdin: bytes | None = None, timeout: float | None = None
+    ) -> CommandResult: ...
+
+    async def close(self) -> None: ...
+
+
+class Clock(Protocol):
+    def now(self) -> float: ...
+
+    async def sleep(self, seconds: float) -> None: ...
+
+
+class SystemClock:
+    def now(self) -> float:
+        return time.time()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
