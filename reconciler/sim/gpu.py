@@ -1,0 +1,213 @@
+"""The simulated GPUs of one sim pod: capacities and per-process allocations, kept in files.
+
+A sim pod has no GPU, yet every part of gpumod (observe, plan, execute) must see VRAM being used
+and freed exactly as on a real pod. The sim servers and the ``nvidia-smi`` stand-in are separate
+processes, so the state lives in a directory (``$GPUMOD_SIM_DIR``)::
+
+    gpus.json          {"gpus": [{"index": 0, "name": ..., "memory_mb": 24564, "uuid": "GPU-..."}]}
+    alloc/<pid>.json   {"pid": N, "process_name": ..., "gpus": {"0": 19100}, "start_time": T}
+    lock               fcntl.flock'ed around every read-check-write, so allocation is atomic
+
+An allocation counts only while its process lives: a process that is gone, a zombie (PID 1 on
+these machines does not reap orphans) or a new process that reused the pid (other start time)
+holds nothing, and its file is deleted on the next read — like the driver freeing VRAM when a
+process dies. Standard library only: the sim server and the stand-in must start fast.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = [
+    "Allocation",
+    "OutOfSimMemory",
+    "SimGpu",
+    "SimGpus",
+    "gpu_uuid",
+    "proc_start_time",
+]
+
+
+class OutOfSimMemory(Exception):
+    """A simulated GPU lacks the free memory asked for (what cudaMalloc would fail on)."""
+
+    def __init__(self, gpu: int, free_mb: int, total_mb: int, requested_mb: int) -> None:
+        super().__init__(
+            f"GPU {gpu}: {requested_mb} MiB requested, {free_mb} MiB free of {total_mb} MiB"
+        )
+        self.gpu = gpu
+        self.free_mb = free_mb
+        self.total_mb = total_mb
+        self.requested_mb = requested_mb
+
+
+@dataclass(frozen=True)
+class SimGpu:
+    index: int
+    name: str
+    memory_mb: int
+    uuid: str
+    reserved_mb: int = 0  # driver-reserved FB memory: total = reserved + used + free
+
+
+@dataclass(frozen=True)
+class Allocation:
+    pid: int
+    process_name: str
+    gpus: Mapping[int, int] = field(default_factory=dict)  # gpu index -> MiB held
+    start_time: int = 0  # /proc/PID/stat field 22 when allocated
+
+
+def gpu_uuid(seed: str, index: int) -> str:
+    """A stable, real-looking GPU UUID derived from the pod directory and the GPU index."""
+    h = hashlib.sha1(f"{seed}#{index}".encode()).hexdigest()
+    return f"GPU-{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:32]}"
+
+
+def proc_start_time(pid: int) -> int | None:
+    """The start time (clock ticks since boot) of a live process; None if gone or a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    # comm (field 2) may hold spaces and parentheses: split after the last ')'.
+    rest = stat[stat.rfind(")") + 2 :].split()
+    state, start = rest[0], rest[19]  # fields 3 and 22
+    if state in ("Z", "X", "x"):
+        return None
+    return int(start)
+
+
+class SimGpus:
+    """The GPUs and allocations stored in one sim directory."""
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        self.dir = Path(directory)
+        self._alloc_dir = self.dir / "alloc"
+
+    # ---- capacities -------------------------------------------------------------------------
+
+    def exists(self) -> bool:
+        return (self.dir / "gpus.json").is_file()
+
+    def gpus(self) -> list[SimGpu]:
+        raw = json.loads((self.dir / "gpus.json").read_text())
+        return [
+            SimGpu(
+                index=int(g["index"]),
+                name=str(g["name"]),
+                memory_mb=int(g["memory_mb"]),
+                uuid=str(g.get("uuid") or gpu_uuid(str(self.dir), int(g["index"]))),
+                reserved_mb=int(g.get("reserved_mb", 0)),
+            )
+            for g in raw["gpus"]
+        ]
+
+    def gpu(self, index: int) -> SimGpu:
+        for g in self.gpus():
+            if g.index == index:
+                return g
+        raise KeyError(f"no simulated GPU {index} in {self.dir}")
+
+    # ---- allocations ------------------------------------------------------------------------
+
+    def allocations(self) -> list[Allocation]:
+        """Live allocations, by pid; files of dead, zombie or reused pids are deleted."""
+        with self._locked():
+            return self._live()
+
+    def used(self, gpu: int) -> int:
+        return sum(a.gpus.get(gpu, 0) for a in self.allocations())
+
+    def free(self, gpu: int) -> int:
+        g = self.gpu(gpu)
+        return max(0, g.memory_mb - g.reserved_mb - self.used(gpu))
+
+    def allocate(self, pid: int, gpus: Mapping[int, int], process_name: str) -> None:
+        """Give ``pid`` exactly ``gpus`` (MiB per GPU), all or nothing; OutOfSimMemory if short."""
+        start = proc_start_time(pid)
+        if start is None:
+            raise ProcessLookupError(f"process {pid} is not running")
+        with self._locked():
+            self._check(pid, gpus, self._live())
+            self._write(Allocation(pid, process_name, dict(gpus), start))
+
+    def set(self, pid: int, gpus: Mapping[int, int]) -> None:
+        """Change what ``pid`` holds (sleep frees, wake reclaims); growing checks free memory."""
+        with self._locked():
+            live = self._live()
+            mine = next((a for a in live if a.pid == pid), None)
+            if mine is None:
+                raise LookupError(f"process {pid} holds no simulated GPU memory")
+            self._check(pid, gpus, live)
+            self._write(Allocation(pid, mine.process_name, dict(gpus), mine.start_time))
+
+    def release(self, pid: int) -> None:
+        with self._locked():
+            (self._alloc_dir / f"{pid}.json").unlink(missing_ok=True)
+
+    # ---- internals --------------------------------------------------------------------------
+
+    def _check(self, pid: int, wanted: Mapping[int, int], live: list[Allocation]) -> None:
+        caps = {g.index: g for g in self.gpus()}
+        for index in sorted(wanted):
+            if index not in caps:
+                raise KeyError(f"no simulated GPU {index} in {self.dir}")
+        for index in sorted(wanted):
+            g = caps[index]
+            others = sum(a.gpus.get(index, 0) for a in live if a.pid != pid)
+            free = g.memory_mb - g.reserved_mb - others
+            if wanted[index] > free:
+                raise OutOfSimMemory(index, max(0, free), g.memory_mb, wanted[index])
+
+    def _live(self) -> list[Allocation]:
+        out: list[Allocation] = []
+        if not self._alloc_dir.is_dir():
+            return out
+        for path in sorted(self._alloc_dir.glob("*.json")):
+            try:
+                raw = json.loads(path.read_text())
+                alloc = Allocation(
+                    pid=int(raw["pid"]),
+                    process_name=str(raw.get("process_name", "")),
+                    gpus={int(k): int(v) for k, v in raw.get("gpus", {}).items()},
+                    start_time=int(raw.get("start_time", 0)),
+                )
+            except (OSError, ValueError, KeyError, TypeError):
+                path.unlink(missing_ok=True)  # unreadable: nobody can own it
+                continue
+            if proc_start_time(alloc.pid) != alloc.start_time:
+                path.unlink(missing_ok=True)
+                continue
+            out.append(alloc)
+        return sorted(out, key=lambda a: a.pid)
+
+    def _write(self, alloc: Allocation) -> None:
+        self._alloc_dir.mkdir(parents=True, exist_ok=True)
+        data = {
+            "pid": alloc.pid,
+            "process_name": alloc.process_name,
+            "gpus": {str(k): v for k, v in sorted(alloc.gpus.items())},
+            "start_time": alloc.start_time,
+        }
+        final = self._alloc_dir / f"{alloc.pid}.json"
+        tmp = final.with_name(f".{alloc.pid}.json.tmp")
+        tmp.write_text(json.dumps(data) + "\n")
+        os.replace(tmp, final)
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.dir / "lock", os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing drops the flock

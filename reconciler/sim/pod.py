@@ -1,0 +1,72 @@
+"""Set up the directory of one simulated GPU pod: its GPUs and an ``nvidia-smi`` on its PATH.
+
+``gpumod`` talks to a sim pod exactly as to a real one: it runs ``nvidia-smi`` there and starts
+servers that find their GPUs through ``$GPUMOD_SIM_DIR``. This module makes that directory true
+to the Pod spec before each use: ``gpus.json`` from the declared GPUs (allocations of running
+sim servers are kept) and ``bin/nvidia-smi``, a script running ``gpumod.sim.nvidia_smi`` with
+the pod's Python. Idempotent and cheap: files are only written when their content changes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+from gpumod.sim.gpu import gpu_uuid
+
+__all__ = ["ensure_sim_pod", "nvidia_smi_script"]
+
+
+def nvidia_smi_script(python: str, sim_dir: Path) -> str:
+    """The ``bin/nvidia-smi`` text: ``$GPUMOD_SIM_DIR`` wins, this pod's directory otherwise."""
+    return (
+        f"#!{python}\n"
+        '"""nvidia-smi stand-in of a gpumod simulated pod (generated; do not edit)."""\n'
+        "import os\n"
+        "import sys\n\n"
+        f"os.environ.setdefault('GPUMOD_SIM_DIR', {str(sim_dir)!r})\n"
+        "from gpumod.sim.nvidia_smi import main\n\n"
+        "sys.exit(main())\n"
+    )
+
+
+def _write_if_changed(path: Path, text: str, mode: int | None = None) -> None:
+    try:
+        same = path.read_text() == text
+    except (FileNotFoundError, UnicodeDecodeError):
+        same = False
+    if not same:
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(text)
+        if mode is not None:
+            tmp.chmod(mode)
+        os.replace(tmp, path)
+    elif mode is not None and (path.stat().st_mode & 0o777) != mode:
+        path.chmod(mode)
+
+
+def ensure_sim_pod(
+    sim_dir: Path, gpus: list[tuple[str, int]], python: str = sys.executable
+) -> Path:
+    """Make ``sim_dir`` a sim pod with ``gpus`` (name, MiB); return the bin dir to put on PATH."""
+    sim_dir = Path(sim_dir).expanduser().absolute()
+    bindir = sim_dir / "bin"
+    bindir.mkdir(parents=True, exist_ok=True)
+    (sim_dir / "alloc").mkdir(exist_ok=True)
+    (sim_dir / "lock").touch(exist_ok=True)
+    listing = {
+        "gpus": [
+            {
+                "index": i,
+                "name": name,
+                "memory_mb": int(memory_mb),
+                "uuid": gpu_uuid(str(sim_dir), i),
+            }
+            for i, (name, memory_mb) in enumerate(gpus)
+        ]
+    }
+    _write_if_changed(sim_dir / "gpus.json", json.dumps(listing, indent=2) + "\n")
+    _write_if_changed(bindir / "nvidia-smi", nvidia_smi_script(python, sim_dir), 0o755)
+    return bindir
