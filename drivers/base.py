@@ -35,10 +35,14 @@ class PodContext:
 
 @dataclass(frozen=True)
 class Probe:
-    """A GET the pod agent makes on 127.0.0.1:port while observing; ``key`` names the answer."""
+    """A GET the pod agent makes on 127.0.0.1:port while observing; ``key`` names the answer.
+
+    ``grep``: keep only the body lines containing it (e.g. one metric of a large /metrics page).
+    """
 
     key: str
     path: str
+    grep: str = ""
 
 
 @dataclass(frozen=True)

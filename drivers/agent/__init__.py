@@ -1,0 +1,151 @@
+"""PodAgent: gpumod's hands on a pod, one transport round trip per call.
+
+Each method sends the stdlib-only script ``podside.py`` plus a JSON payload on the STDIN of
+``<python> -c BOOT`` and reads back the one JSON document it prints. Nothing has to be installed
+on the pod but Python >= 3.8, the same code runs locally and over SSH, and secrets travel only
+in the payload (never in argv, never in a record file).
+
+A non-zero exit, non-JSON output or an ``{"error": ...}`` answer raises ``PodError``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from gpumod.drivers.base import HttpAnswer, HttpCall, Launch
+from gpumod.errors import PodError
+from gpumod.ports import Transport
+
+__all__ = ["BOOT", "MARKER", "PodAgent", "agent_script", "build_request", "split_request"]
+
+MARKER = b"\n#--gpumod-payload--\n"
+BOOT = (
+    "import sys,json;d=sys.stdin.buffer.read();"
+    f"s,_,p=d.partition({MARKER!r});"
+    "exec(compile(s,'gpumod-podside','exec'),{'__name__':'__gpumod_agent__','PAYLOAD':json.loads(p)})"
+)
+_SCRIPT_PATH = Path(__file__).with_name("podside.py")
+_DEFAULT_TIMEOUT_S = 60.0
+
+
+def agent_script() -> bytes:
+    """The pod-side script exactly as sent."""
+    script = _SCRIPT_PATH.read_bytes()
+    return script if script.endswith(b"\n") else script + b"\n"
+
+
+def build_request(payload: Mapping[str, Any]) -> bytes:
+    """What goes on the agent's stdin: the script, the marker line, the JSON payload."""
+    return agent_script().rstrip(b"\n") + MARKER + json.dumps(payload).encode()
+
+
+def split_request(stdin: bytes) -> tuple[bytes, dict]:
+    """Inverse of ``build_request`` (for fakes and tests)."""
+    script, _, payload = stdin.partition(MARKER)
+    return script, json.loads(payload)
+
+
+def launch_payload(launch: Launch) -> dict:
+    return {
+        "name": launch.name,
+        "argv": list(launch.argv),
+        "env": [list(kv) for kv in launch.env],
+        "cwd": launch.cwd,
+        "port": launch.port,
+        "gpus": list(launch.gpus),
+        "spec_hash": launch.spec_hash,
+        "driver": launch.driver,
+        "sleep": launch.sleep,
+        "probes": [asdict(p) for p in launch.probes],
+        "stop_timeout_s": launch.stop_timeout_s,
+        "meta": {k: v for k, v in launch.meta},
+    }
+
+
+def _tail(data: bytes, lines: int = 12) -> str:
+    text = data.decode("utf-8", "replace").strip()
+    return "\n".join(text.splitlines()[-lines:])
+
+
+class PodAgent:
+    """Runs the pod agent on one pod through a transport."""
+
+    def __init__(
+        self,
+        transport: Transport,
+        *,
+        pod: str,
+        state_dir: str,
+        python: str = "python3",
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.transport = transport
+        self.pod = pod
+        self.state_dir = state_dir
+        self.python = python
+        self.env = dict(env or {})
+
+    async def _call(self, op: str, args: Mapping[str, Any], timeout: float = _DEFAULT_TIMEOUT_S) -> Any:
+        payload = {"op": op, "pod": self.pod, "state_dir": self.state_dir, "env": self.env, "args": dict(args)}
+        result = await self.transport.run([self.python, "-c", BOOT], stdin=build_request(payload), timeout=timeout)
+        try:
+            answer = json.loads(result.stdout.decode("utf-8", "replace").strip() or "null")
+        except ValueError:
+            answer = None
+        if isinstance(answer, dict) and "error" in answer and len(answer) == 1:
+            raise PodError(self.pod, f"{op}: {answer['error']}")
+        if result.returncode != 0 or answer is None:
+            detail = _tail(result.stderr) or _tail(result.stdout) or "no output"
+            hint = ""
+            if result.returncode == 127:
+                hint = f"is {self.python} (Python >= 3.8) installed on the pod?"
+            raise PodError(self.pod, f"the pod agent failed ({op}, exit {result.returncode}): {detail}", hint=hint)
+        return answer
+
+    async def observe(self, probe: bool = True, names: Sequence[str] | None = None) -> dict:
+        """GPUs, compute apps and every recorded service (liveness, session pids, probe answers)."""
+        args: dict[str, Any] = {"probe": probe}
+        if names is not None:
+            args["names"] = list(names)
+        return await self._call("observe", args, timeout=45.0)
+
+    async def start(self, launch: Launch, *, secret_env: Mapping[str, str] | None = None) -> dict:
+        """Spawn the service detached (own session) and record it; refused if it is already alive."""
+        args = {"launch": launch_payload(launch), "secret_env": dict(secret_env or {})}
+        return await self._call("start", args, timeout=30.0)
+
+    async def stop(self, name: str, timeout_s: float, *, forget: bool = True) -> dict:
+        """TERM the service's process group, KILL after ``timeout_s``; drop the record unless ``forget=False``."""
+        args = {"name": name, "timeout_s": timeout_s, "forget": forget}
+        return await self._call("stop", args, timeout=timeout_s + 30.0)
+
+    async def http(self, port: int, calls: Sequence[HttpCall]) -> list[HttpAnswer]:
+        """Send the calls in order on the pod; stops after the first answer not in its ``ok_status``."""
+        if not calls:
+            return []
+        wire = [
+            {"method": c.method, "path": c.path, "body": c.body, "timeout_s": c.timeout_s, "ok_status": list(c.ok_status)}
+            for c in calls
+        ]
+        budget = sum(c.timeout_s for c in calls) + 15.0
+        answer = await self._call("http", {"port": port, "calls": wire}, timeout=budget)
+        return [HttpAnswer(int(a["status"]), a.get("body", "")) for a in answer["answers"]]
+
+    async def gpus(self) -> dict:
+        """Only the ``nvidia-smi --query-gpu`` part: {ok, stdout, stderr, rc}."""
+        return await self._call("gpus", {}, timeout=30.0)
+
+    async def update_meta(self, name: str, *, bump_failures: bool = False, **fields: Any) -> dict:
+        """Read-modify-write a service record (e.g. ``sleep_level``, ``last_failure_at``); returns it."""
+        return await self._call("update_meta", {"name": name, "fields": fields, "bump_failures": bump_failures})
+
+    async def logs(self, name: str, lines: int = 50) -> str:
+        answer = await self._call("logs", {"name": name, "lines": lines})
+        return str(answer.get("text", ""))
+
+    async def forget(self, name: str) -> dict:
+        """Remove the record of a service whose processes are all gone (refused while alive)."""
+        return await self._call("forget", {"name": name})

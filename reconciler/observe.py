@@ -1,0 +1,147 @@
+"""Observe: turn what a pod agent printed into an ``ObservedPod``.
+
+``observe_pod`` makes ONE round trip (the agent's ``observe``); ``parse_observation`` is pure
+and does the reading: nvidia-smi CSV into GPUs, each service record + liveness + probe answers
+into a status (through its driver's ``parse``), and compute-app VRAM split into what gpumod's
+services use (by session pids) and what foreign processes use.
+
+Status of a recorded service:
+  process gone (or a zombie)           → failed     (record present, process not)
+  alive, refused / loading             → starting
+  alive, ready and asleep              → sleeping   (with its sleep level)
+  alive, ready                         → running
+  alive, the driver reads an error     → unhealthy
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from gpumod.core.model import ObservedPod, ObservedService, Status
+from gpumod.drivers.agent import PodAgent
+from gpumod.drivers.base import HttpAnswer, ProbedState
+from gpumod.drivers.command import CommandDriver
+from gpumod.drivers.probes.nvidia_smi import parse_apps, parse_gpus, uuid_to_index
+from gpumod.drivers.registry import driver_for
+from gpumod.errors import GpumodError, PodError
+
+__all__ = ["observe_pod", "parse_observation", "service_status"]
+
+_READINESS_STATUS: dict[str, Status] = {
+    "refused": "starting",
+    "loading": "starting",
+    "error": "unhealthy",
+}
+
+
+async def observe_pod(agent: PodAgent) -> ObservedPod:
+    """Observe one pod; an unreachable pod or a failing agent gives ``reachable=False``, never raises."""
+    try:
+        raw = await agent.observe()
+    except PodError as err:
+        return ObservedPod(name=agent.pod, reachable=False, error=str(err))
+    return parse_observation(agent.pod, raw)
+
+
+def parse_observation(pod: str, raw: Mapping[str, Any]) -> ObservedPod:
+    gpus_raw = raw.get("gpus") or {}
+    gpus = parse_gpus(gpus_raw.get("stdout", "")) if gpus_raw.get("ok") else ()
+    error = "" if gpus_raw.get("ok") else f"nvidia-smi failed: {(gpus_raw.get('stderr') or '').strip()[:300]}"
+    apps_raw = raw.get("apps") or {}
+    apps = parse_apps(apps_raw.get("stdout", "")) if apps_raw.get("ok") else []
+    index_of = uuid_to_index(gpus)
+
+    services_raw: Mapping[str, Any] = raw.get("services") or {}
+    owner: dict[int, str] = {}
+    for name, entry in services_raw.items():
+        for pid in entry.get("pids") or []:
+            owner[int(pid)] = name
+
+    used: dict[str, dict[int, int]] = {}
+    foreign: dict[int, int] = {}
+    for pid, mb, uuid in apps:
+        gpu = index_of.get(uuid)
+        if gpu is None:
+            continue
+        if pid in owner:
+            per_gpu = used.setdefault(owner[pid], {})
+            per_gpu[gpu] = per_gpu.get(gpu, 0) + mb
+        else:
+            foreign[gpu] = foreign.get(gpu, 0) + mb
+
+    services = tuple(
+        _service(name, services_raw[name], used.get(name, {})) for name in sorted(services_raw)
+    )
+    return ObservedPod(
+        name=pod,
+        reachable=True,
+        error=error,
+        gpus=gpus,
+        services=services,
+        foreign_mb=tuple(sorted(foreign.items())),
+        observed_at=float(raw.get("now") or 0.0),
+    )
+
+
+def _service(name: str, entry: Mapping[str, Any], vram: dict[int, int]) -> ObservedService:
+    meta: Mapping[str, Any] = entry.get("meta") or {}
+    status, sleep_level, message = service_status(entry)
+    return ObservedService(
+        name=name,
+        status=status,
+        spec_hash=str(meta.get("spec_hash") or ""),
+        gpus=tuple(int(g) for g in meta.get("gpus") or ()),
+        pid=meta.get("pid") if isinstance(meta.get("pid"), int) else None,
+        port=meta.get("port") if isinstance(meta.get("port"), int) else None,
+        started_at=_float(meta.get("started_at")),
+        sleep_level=sleep_level,
+        vram_mb=tuple(sorted(vram.items())),
+        failures=int(meta.get("failures") or 0),
+        last_failure_at=_float(meta.get("last_failure_at")),
+        message=message,
+    )
+
+
+def service_status(entry: Mapping[str, Any]) -> tuple[Status, str | None, str]:
+    """(status, sleep level, message) of one service entry of the agent's observe answer."""
+    meta: Mapping[str, Any] = entry.get("meta") or {}
+    if entry.get("error"):
+        return "failed", None, str(entry["error"])
+    if not entry.get("alive"):
+        leader = entry.get("leader") or "gone"
+        left = entry.get("pids") or []
+        why = {"zombie": "the process exited (zombie)", "reused": "the process is gone (pid reused)"}.get(
+            leader, "the process is gone"
+        )
+        if left:
+            why += f"; {len(left)} of its processes are still alive"
+        return "failed", None, why
+    if "probes" not in entry or not meta.get("probes"):
+        level = meta.get("sleep_level")
+        return ("sleeping" if level else "running"), level, "not probed"
+    answers = {
+        str(key): HttpAnswer(int(a.get("status") or 0), str(a.get("body") or ""))
+        for key, a in (entry.get("probes") or {}).items()
+    }
+    state = _parse(str(meta.get("driver") or ""), str(meta.get("sleep") or "none"), answers)
+    if state.readiness == "ready":
+        if state.sleep_level:
+            return "sleeping", state.sleep_level, state.detail
+        return "running", None, state.detail
+    return _READINESS_STATUS.get(state.readiness, "unhealthy"), None, state.detail
+
+
+def _parse(driver: str, sleep: str, answers: dict[str, HttpAnswer]) -> ProbedState:
+    try:
+        reader = driver_for(driver)
+    except GpumodError:
+        reader = CommandDriver(driver or "command")  # unknown driver: its health probe still tells
+    return reader.parse(sleep, answers)
+
+
+def _float(value: Any) -> float | None:
+    try:
+        return None if value is None else float(value)
+    except (TypeError, ValueError):
+        return None
+
