@@ -1,0 +1,389 @@
+"""Checks across spec documents: references, cycles, ports, GPUs, sleep levels, hosts.
+
+The pydantic models check one document at a time; what only shows when documents meet (a mode
+naming a service nobody defined, a ``depends_on`` cycle, two members on one port, a pinned GPU
+the pod does not have) is checked here. Every check adds problems at the line of the key it is
+about and never stops early, so one ``gpumod validate`` run lists everything to fix.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import shlex
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from gpumod.errors import Problem, SpecError
+from gpumod.spec.models import ModeSpec, PodSpec, ServiceSpec
+from gpumod.spec.presets import (
+    PresetCatalog,
+    gpu_count_of,
+    merged_fields,
+    unknown_preset_message,
+)
+
+if TYPE_CHECKING:
+    from gpumod.spec.loader import SpecSet
+
+HOST_FORMS = "local, sim, ssh://user@host[:port] or 'ssh [-p PORT] [-i KEY] [-J JUMP] user@host'"
+_SSH_URL = re.compile(r"^ssh://(?P<user>[^@/\s:]+)@(?P<host>\[[0-9A-Fa-f:.]+\]|[^@/\s:\[\]]+)(?::(?P<port>\d+))?/?$")
+_USER_HOST = re.compile(r"^(?P<user>[^@\s:]+)@(?P<host>[^@\s:/]+)$")
+VLLM_SLEEPS = ("none", "l1", "l2")
+LLAMACPP_SLEEPS = ("none", "router")
+
+
+@dataclass(frozen=True)
+class HostSpec:
+    """Where a pod is: this machine, the simulated GPU, or an SSH host."""
+
+    kind: Literal["local", "sim", "ssh"]
+    user: str | None = None
+    host: str | None = None
+    port: int = 22
+    key: str | None = None
+    jump: str | None = None
+
+
+def parse_host(host: str) -> HostSpec:
+    """Parse a pod's ``host``; ValueError (with the accepted forms) when it is none of them."""
+    text = host.strip()
+    if text in ("local", "sim"):
+        return HostSpec(kind=text)  # type: ignore[arg-type]
+    if text.startswith("ssh://"):
+        m = _SSH_URL.match(text)
+        if not m:
+            raise ValueError(f"host {host!r} is not ssh://user@host[:port]")
+        return HostSpec("ssh", user=m["user"], host=m["host"].strip("[]"), port=_port(m["port"], host))
+    if text.split(" ", 1)[0] == "ssh":
+        return _parse_ssh_command(host, text)
+    raise ValueError(f"host {host!r} is not one of: {HOST_FORMS}")
+
+
+def _parse_ssh_command(host: str, text: str) -> HostSpec:
+    try:
+        words = shlex.split(text)[1:]
+    except ValueError as err:
+        raise ValueError(f"host {host!r}: {err}") from None
+    options: dict[str, str] = {}
+    target = None
+    i = 0
+    while i < len(words):
+        word = words[i]
+        if word in ("-p", "-i", "-J"):
+            if i + 1 >= len(words):
+                raise ValueError(f"host {host!r}: {word} needs a value")
+            if word in options:
+                raise ValueError(f"host {host!r}: {word} is given twice")
+            options[word] = words[i + 1]
+            i += 2
+        elif word.startswith("-"):
+            raise ValueError(f"host {host!r}: option {word} is not supported; use -p, -i or -J (or ~/.ssh/config)")
+        elif target is None:
+            target = word
+            i += 1
+        else:
+            raise ValueError(f"host {host!r}: unexpected {word!r} after {target!r}")
+    m = _USER_HOST.match(target or "")
+    if not m:
+        raise ValueError(f"host {host!r} names no user@host")
+    return HostSpec(
+        "ssh",
+        user=m["user"],
+        host=m["host"],
+        port=_port(options.get("-p"), host),
+        key=options.get("-i"),
+        jump=options.get("-J"),
+    )
+
+
+def _port(text: str | None, host: str) -> int:
+    if text is None:
+        return 22
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise ValueError(f"host {host!r}: port {text!r} is not a number from 1 to 65535")
+    return int(text)
+
+
+def _gpus(count: int) -> str:
+    return "1 GPU (index 0)" if count == 1 else f"{count} GPUs (indices 0-{count - 1})"
+
+
+# --- cross-document checks ---------------------------------------------------------------------
+
+
+def duplicate_problems(entries: Iterable[tuple[str, str, str, int]]) -> list[Problem]:
+    """``(kind, name, path, line)`` of every document → a problem at each place a name repeats."""
+    places: dict[tuple[str, str], list[tuple[str, int]]] = {}
+    for kind, name, path, line in entries:
+        places.setdefault((kind, name), []).append((path, line))
+    problems = []
+    for (kind, name), where in sorted(places.items()):
+        if len(where) < 2:
+            continue
+        for i, (path, line) in enumerate(where):
+            others = ", ".join(f"{p}:{n}" for j, (p, n) in enumerate(where) if j != i)
+            problems.append(Problem(path, line, f"duplicate {kind} '{name}' (also at {others}); rename or remove one"))
+    return problems
+
+
+def check_specs(
+    specs: SpecSet, catalog: PresetCatalog, *, broken: frozenset[tuple[str, str]] = frozenset()
+) -> list[Problem]:
+    """Every cross-document problem of a spec set (duplicates are found by the loader).
+
+    ``broken`` names the ``(kind, name)`` documents that failed validation: they exist, so they
+    are not reported again as undefined references.
+    """
+    return _Checker(specs, catalog, broken).run()
+
+
+class _Checker:
+    def __init__(self, specs: SpecSet, catalog: PresetCatalog, broken: frozenset[tuple[str, str]]) -> None:
+        self.specs = specs
+        self.catalog = catalog
+        self.broken = broken
+        self.problems: list[Problem] = []
+        self.services = {s.name: s for s in specs.services}
+        self.fields: dict[str, dict[str, Any] | None] = {}
+
+    def add(self, kind: str, name: str, loc: tuple[Any, ...], message: str) -> None:
+        path, line = self.specs.where(kind, name, *loc)
+        self.problems.append(Problem(path, line, message))
+
+    def run(self) -> list[Problem]:
+        for svc in self.specs.services:
+            self.fields[svc.name] = self._merge(svc)
+        for pod in self.specs.pods:
+            self._pod(pod)
+        for mode in self.specs.modes:
+            self._mode(mode)
+        for svc in self.specs.services:
+            self._service(svc)
+        self._cycles()
+        return sorted(set(self.problems))
+
+    def _merge(self, svc: ServiceSpec) -> dict[str, Any] | None:
+        """Preset merged in, GPU type not known yet (configs matched by count)."""
+        if svc.preset is not None and svc.preset not in self.catalog:
+            self.add("Service", svc.name, ("preset",), unknown_preset_message(svc.preset, self.catalog))
+            return None
+        try:
+            source = self.specs.source("Service", svc.name, "preset")
+            return merged_fields(svc, self.catalog, gpu_name=None, source=source)
+        except SpecError as err:
+            self.problems.extend(err.problems)
+            return None
+
+    def _pod(self, pod: PodSpec) -> None:
+        try:
+            host = parse_host(pod.host)
+        except ValueError as err:
+            message = str(err) if HOST_FORMS in str(err) else f"{err}; use {HOST_FORMS}"
+            self.add("Pod", pod.name, ("host",), message)
+            host = None
+        if host is not None and host.kind == "sim" and not pod.gpus:
+            self.add(
+                "Pod", pod.name, ("host",),
+                f"pod {pod.name} is simulated (host: sim) but declares no gpus; "
+                "add gpus: [{name: NVIDIA GeForce RTX 4090, memory_mb: 24564}]",
+            )
+        if pod.sim is not None and host is not None and host.kind != "sim":
+            self.add(
+                "Pod", pod.name, ("sim",), f"sim settings apply only to host: sim; remove sim: from pod {pod.name}"
+            )
+        if self.specs.mode(pod.mode) is None:
+            if ("Mode", pod.mode) in self.broken:
+                return
+            hint = self._suggest(pod.mode, self.specs.modes, "Mode")
+            self.add("Pod", pod.name, ("mode",), f"mode '{pod.mode}' is not defined; {hint}")
+        else:
+            self._pod_gpus(pod, self.specs.mode(pod.mode))  # type: ignore[arg-type]
+
+    def _pod_gpus(self, pod: PodSpec, mode: ModeSpec) -> None:
+        if not pod.gpus:
+            return  # observed at plan time
+        count = len(pod.gpus)
+        gpu_name = max(pod.gpus, key=lambda g: g.memory_mb).name
+        for member in mode.members():
+            f = self.fields.get(member.name)
+            svc = self.services.get(member.name)
+            if not f or svc is None:
+                continue
+            if svc.preset is not None:
+                try:  # now that the GPU type is known, the preset must have a config for it
+                    merged_fields(
+                        svc, self.catalog, gpu_name=gpu_name, source=self.specs.source("Service", svc.name, "preset")
+                    )
+                except SpecError as err:
+                    self.problems.extend(err.problems)
+            if f["gpus"] is None:
+                continue
+            gpus = f["gpus"]
+            if isinstance(gpus, list):
+                beyond = [g for g in gpus if g >= count]
+                if beyond:
+                    self.add(
+                        "Service", member.name, ("gpus",),
+                        f"service {member.name} pins GPU {', '.join(map(str, beyond))}, but pod {pod.name} "
+                        f"has {_gpus(count)}; pin GPUs the pod has",
+                    )
+            elif gpus > count:
+                self.add(
+                    "Service", member.name, ("gpus",),
+                    f"service {member.name} needs {gpus} GPUs, but pod {pod.name} has {_gpus(count)}; "
+                    "lower gpus or use a bigger pod",
+                )
+
+    def _mode(self, mode: ModeSpec) -> None:
+        members = mode.members()
+        names = [m.name for m in members]
+        ports: dict[int, str] = {}
+        for i, member in enumerate(members):
+            where = ("services", i)
+            if member.name in names[:i]:
+                message = f"service {member.name} is listed twice in mode {mode.name}; keep one"
+                self.add("Mode", mode.name, where, message)
+                continue
+            svc = self.services.get(member.name)
+            if svc is None:
+                if ("Service", member.name) in self.broken:
+                    continue
+                hint = self._suggest(member.name, self.specs.services, "Service")
+                self.add("Mode", mode.name, where, f"service '{member.name}' is not defined; {hint}")
+                continue
+            for dep in svc.depends_on:
+                if dep in self.services and dep not in names:
+                    self.add(
+                        "Mode", mode.name, where,
+                        f"service {member.name} depends on {dep}, which is not in mode {mode.name}; "
+                        f"add {dep} to the mode or drop it from depends_on",
+                    )
+            f = self.fields.get(member.name)
+            if f is None:
+                continue
+            if member.state != "active" and (f["sleep"] or "none") == "none":
+                self.add(
+                    "Mode", mode.name, where,
+                    f"service {member.name} cannot sleep; set sleep: l1|l2|router on it "
+                    f"or make it active in mode {mode.name}",
+                )
+            port = f["port"]
+            if port is not None:
+                if port in ports:
+                    self.add(
+                        "Mode", mode.name, where,
+                        f"services {ports[port]} and {member.name} of mode {mode.name} both use port {port}; "
+                        "give one of them another port",
+                    )
+                else:
+                    ports[port] = member.name
+
+    def _service(self, svc: ServiceSpec) -> None:
+        for i, dep in enumerate(svc.depends_on):
+            if dep not in self.services and ("Service", dep) not in self.broken:
+                self.add(
+                    "Service", svc.name, ("depends_on", i),
+                    f"service {svc.name} depends on '{dep}', which is not defined; "
+                    f"{self._suggest(dep, self.specs.services, 'Service')}",
+                )
+        f = self.fields.get(svc.name)
+        if f is None:
+            return
+        name = svc.name
+
+        def at(key: str) -> tuple[str, ...]:
+            return (key,) if key in svc.model_fields_set else ()
+
+        driver = f["driver"]
+        if driver is None:
+            self.add(
+                "Service", name, (), f"service {name} has no driver; set driver: vllm, llamacpp, fastapi or command"
+            )
+        if f["port"] is None:
+            self.add("Service", name, (), f"service {name} has no port; set port: <1-65535>")
+        if driver == "docker":
+            message = "driver docker comes with SSH support (next release); use command for now"
+            self.add("Service", name, at("driver"), message)
+        elif driver == "vllm" and not f["model"]:
+            self.add("Service", name, (), f"service {name} (driver vllm) has no model; set model: <Hugging Face id>")
+        elif driver == "llamacpp" and not (f["model_path"] or f["models_dir"]):
+            self.add(
+                "Service", name, (),
+                f"service {name} (driver llamacpp) has no model; "
+                "set model_path: <file.gguf> or models_dir: <dir> (router)",
+            )
+        elif driver in ("command", "fastapi") and not f["command"]:
+            self.add("Service", name, (), f"service {name} (driver {driver}) has no command; set command: [argv, ...]")
+        sleep = f["sleep"] or "none"
+        allowed = {"vllm": VLLM_SLEEPS, "llamacpp": LLAMACPP_SLEEPS}.get(driver or "", ("none",))
+        if driver not in (None, "docker") and sleep not in allowed:
+            self.add(
+                "Service", name, at("sleep"),
+                f"driver {driver} cannot sleep at level {sleep}; use sleep: {' or '.join(allowed)}",
+            )
+        gpus = f["gpus"]
+        if isinstance(gpus, list) and any(g < 0 for g in gpus):
+            self.add("Service", name, at("gpus"), f"service {name} pins a negative GPU index; indices start at 0")
+        if isinstance(gpus, list) and len(set(gpus)) != len(gpus):
+            self.add("Service", name, at("gpus"), f"service {name} pins a GPU twice ({gpus}); list each index once")
+        if gpu_count_of(gpus) < 1:
+            message = f"service {name} needs at least one GPU; set gpus: 1 or a list of indices"
+            self.add("Service", name, at("gpus"), message)
+        if f["vram_mb"] is None and f["gpu_memory_utilization"] is None and f["weights_mb"] is None:
+            self.add(
+                "Service", name, (),
+                f"cannot tell the VRAM footprint of {name}; set vram_mb (or gpu_memory_utilization for vLLM)",
+            )
+        elif f["vram_mb"] is None and f["gpu_memory_utilization"] is None and f["kv_mb_per_1k"] and not f["context"]:
+            self.add(
+                "Service", name, (),
+                f"cannot estimate the KV cache of {name} without a context; set context or vram_mb",
+            )
+
+    def _cycles(self) -> None:
+        graph = {name: [d for d in svc.depends_on if d in self.services] for name, svc in self.services.items()}
+        seen: set[tuple[str, ...]] = set()
+        state: dict[str, int] = {}  # 1 = on the path, 2 = done
+        for root in sorted(graph):
+            if root in state:
+                continue
+            path = [root]
+            todo = [iter(graph[root])]
+            state[root] = 1
+            while todo:
+                dep = next(todo[-1], None)
+                if dep is None:
+                    state[path.pop()] = 2
+                    todo.pop()
+                elif state.get(dep) == 1:
+                    self._cycle(path[path.index(dep):], seen)
+                elif dep not in state:
+                    state[dep] = 1
+                    path.append(dep)
+                    todo.append(iter(graph[dep]))
+
+    def _cycle(self, cycle: list[str], seen: set[tuple[str, ...]]) -> None:
+        first = cycle.index(min(cycle))
+        canon = tuple(cycle[first:] + cycle[:first])
+        if canon in seen:
+            return
+        seen.add(canon)
+        start, nxt = canon[0], canon[1 % len(canon)]
+        idx = self.services[start].depends_on.index(nxt)
+        self.add(
+            "Service", start, ("depends_on", idx),
+            f"depends_on cycle: {' -> '.join(canon + (canon[0],))}; remove one of these dependencies",
+        )
+
+    @staticmethod
+    def _suggest(name: str, defined: Iterable[Any], kind: str) -> str:
+        names = sorted(d.name for d in defined)
+        close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+        if close:
+            return f"did you mean '{close[0]}'?"
+        if names:
+            shown = ", ".join(names[:10]) + (", ..." if len(names) > 10 else "")
+            return f"define a {kind} named '{name}' or use one of: {shown}"
+        return f"define a {kind} named '{name}'"

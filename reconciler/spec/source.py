@@ -1,0 +1,263 @@
+"""Spec sources: YAML documents that remember the line of every key, and pydantic errors put back on them.
+
+A user fixes a spec by going to a line, so every problem gpumod reports carries ``path:line``.
+PyYAML's composer keeps marks on its nodes; ``parse_yaml`` turns each document into plain data
+plus a map from every key path (``("health", "path")``, ``("services", 2)``) to its 1-based
+line. ``validate`` runs a pydantic model on a document and reports each error at the line of
+the key or list item it is about, in words that say what to do.
+"""
+
+from __future__ import annotations
+
+import difflib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from gpumod.errors import Problem
+from gpumod.spec.models import NAME_RE
+
+Loc = tuple[Any, ...]
+# libyaml's parser keeps the same marks and is ~10x faster; pure Python when it is not built in.
+_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class Document:
+    """One YAML document: its data, where it starts, and the line of every key and list item."""
+
+    path: str
+    line: int
+    data: Any
+    lines: Mapping[Loc, int] = field(default_factory=dict, compare=False, repr=False)
+
+    def line_of(self, *loc: Any) -> int:
+        """Line of the deepest known prefix of ``loc`` (unknown parts, e.g. pydantic union tags, are skipped)."""
+        cur: Loc = ()
+        best = self.lines.get((), self.line)
+        for part in loc:
+            cand = (*cur, part)
+            if cand in self.lines:
+                cur, best = cand, self.lines[cand]
+        return best
+
+
+def parse_yaml(text: str, path: str) -> tuple[list[Document], list[Problem]]:
+    """Every non-empty document of a YAML stream, and the problems that kept others from loading."""
+    docs: list[Document] = []
+    problems: list[Problem] = []
+    loader = _Loader(text)
+    try:
+        while True:
+            try:
+                if not loader.check_node():
+                    break
+                node = loader.get_node()
+            except yaml.MarkedYAMLError as err:
+                problems.append(_yaml_problem(path, err))
+                break
+            if node is None:
+                continue
+            try:
+                data = loader.construct_document(node)
+            except yaml.MarkedYAMLError as err:
+                problems.append(_yaml_problem(path, err))
+                continue
+            if data is None:
+                continue  # an empty document, e.g. a trailing '---'
+            lines: dict[Loc, int] = {}
+            _walk(node, (), lines, problems, path)
+            docs.append(Document(path=path, line=node.start_mark.line + 1, data=data, lines=lines))
+    finally:
+        loader.dispose()
+    return docs, problems
+
+
+def _yaml_problem(path: str, err: yaml.MarkedYAMLError) -> Problem:
+    mark = err.problem_mark or err.context_mark
+    line = mark.line + 1 if mark else 1
+    what = err.problem or err.context or "cannot parse"
+    return Problem(path, line, f"invalid YAML: {what}; check indentation, quoting and ':' after each key")
+
+
+_KEY_CONSTRUCTOR = yaml.constructor.SafeConstructor()
+
+
+def _key(node: yaml.Node) -> Any:
+    if isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:str":
+        return node.value
+    if isinstance(node, yaml.ScalarNode):
+        try:
+            key = _KEY_CONSTRUCTOR.construct_document(node)
+        except yaml.YAMLError:
+            return node.value
+        try:
+            hash(key)
+        except TypeError:
+            return node.value
+        return key
+    return f"<{node.id}>"
+
+
+def _walk(node: yaml.Node, path: Loc, lines: dict[Loc, int], problems: list[Problem], file: str) -> None:
+    lines.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[Any, int] = {}
+        for key_node, value_node in node.value:
+            key = _key(key_node)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                problems.append(
+                    Problem(file, line, f"duplicate key '{key}' (first at line {seen[key]}); keep only one")
+                )
+                continue
+            seen[key] = line
+            lines[(*path, key)] = line
+            _walk(value_node, (*path, key), lines, problems, file)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            lines[(*path, i)] = item.start_mark.line + 1
+            _walk(item, (*path, i), lines, problems, file)
+
+
+# --- pydantic errors -> problems ------------------------------------------------------------
+
+
+def validate(model: type[M], doc: Document) -> tuple[M | None, list[Problem]]:
+    """The model built from ``doc.data``, or None and one problem per distinct mistake."""
+    try:
+        return model.model_validate(doc.data), []
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False)
+    return None, [Problem(doc.path, line, msg) for line, msg in _explain(model, doc, errors)]
+
+
+def _split_loc(doc: Document, loc: Loc, missing: bool) -> tuple[Loc, int | None]:
+    """The parts of ``loc`` that exist in the data, and where the first union tag was skipped."""
+    data_loc: Loc = ()
+    tag_at: int | None = None
+    for i, part in enumerate(loc):
+        cand = (*data_loc, part)
+        if cand in doc.lines:
+            data_loc = cand
+        elif missing and i == len(loc) - 1:
+            data_loc = cand  # a missing key: keep its name
+        elif tag_at is None:
+            tag_at = len(data_loc)
+    return data_loc, tag_at
+
+
+def _explain(model: type[BaseModel], doc: Document, errors: list[Any]) -> list[tuple[int, str]]:
+    # Errors under a union (e.g. a mode member: a name, or a mapping) come once per branch.
+    # Keep the branch that got deepest into the data; merge branches that failed at the same spot.
+    plain: list[tuple[Loc, dict]] = []
+    unions: dict[Loc, list[tuple[Loc, dict]]] = {}
+    for err in errors:
+        data_loc, tag_at = _split_loc(doc, tuple(err["loc"]), err["type"] == "missing")
+        if tag_at is None:
+            plain.append((data_loc, err))
+        else:
+            unions.setdefault(data_loc[:tag_at], []).append((data_loc, err))
+    out = [(doc.line_of(*loc), _message(model, loc, err)) for loc, err in plain]
+    for at, branch_errors in unions.items():
+        deeper = [(loc, e) for loc, e in branch_errors if len(loc) > len(at)]
+        if deeper:
+            out.extend((doc.line_of(*loc), _message(model, loc, e)) for loc, e in deeper)
+        else:
+            msgs = list(dict.fromkeys(_lower(e["msg"]) for _, e in branch_errors))
+            got = _got(branch_errors[0][1])
+            out.append((doc.line_of(*at), f"{_where(at)}: {' or '.join(msgs)}{got}"))
+    return list(dict.fromkeys(out))
+
+
+def _message(model: type[BaseModel], loc: Loc, err: dict) -> str:
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        key = loc[-1]
+        allowed = sorted(fields_at(model, loc[:-1]))
+        close = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.5)
+        if close:
+            return f"unknown key '{key}'; did you mean '{close[0]}'?"
+        if 0 < len(allowed) <= 8:
+            return f"unknown key '{key}'; remove it (allowed here: {', '.join(allowed)})"
+        return f"unknown key '{key}'; remove it (`gpumod schema` lists every key)"
+    if kind == "missing":
+        return f"missing key '{loc[-1]}'{_in(loc[:-1])}; add it"
+    if kind == "string_pattern_mismatch" and err.get("ctx", {}).get("pattern") == NAME_RE.pattern:
+        return (
+            f"{_where(loc)}: {err['input']!r} is not a valid name; use lower-case letters, digits, "
+            "'.', '_' and '-' (at most 63 characters, starting and ending with a letter or digit)"
+        )
+    if kind == "value_error":
+        return f"{_where(loc)}: {err['msg'].removeprefix('Value error, ')}"
+    return f"{_where(loc)}: {_lower(err['msg'])}{_got(err)}"
+
+
+def _got(err: dict) -> str:
+    value = err.get("input")
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return f", got {value!r}"
+    return f", got a {_yaml_type(value)}"
+
+
+def _yaml_type(value: Any) -> str:
+    if isinstance(value, dict):
+        return "mapping"
+    if isinstance(value, list):
+        return "list"
+    return type(value).__name__
+
+
+def _lower(msg: str) -> str:
+    return msg[:1].lower() + msg[1:]
+
+
+def _in(loc: Loc) -> str:
+    return f" in {_where(loc)}" if loc else ""
+
+
+def _where(loc: Loc) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "document"
+
+
+def fields_at(model: type[BaseModel], loc: Loc) -> set[str]:
+    """The keys a model accepts at ``loc`` (through nested models, lists, dicts and unions)."""
+    current: list[Any] = [model]
+    for part in loc:
+        nxt: list[Any] = []
+        for tp in current:
+            for alt in _alternatives(tp):
+                if isinstance(alt, type) and issubclass(alt, BaseModel):
+                    if isinstance(part, str) and part in alt.model_fields:
+                        nxt.append(alt.model_fields[part].annotation)
+                    elif part == alt.__name__:
+                        nxt.append(alt)
+                elif typing.get_origin(alt) is list and isinstance(part, int):
+                    nxt.extend(typing.get_args(alt)[:1])
+                elif typing.get_origin(alt) is dict and isinstance(part, str):
+                    nxt.extend(typing.get_args(alt)[1:2])
+        current = nxt
+    names: set[str] = set()
+    for tp in current:
+        for alt in _alternatives(tp):
+            if isinstance(alt, type) and issubclass(alt, BaseModel):
+                names.update(alt.model_fields)
+    return names
+
+
+def _alternatives(tp: Any) -> list[Any]:
+    origin = typing.get_origin(tp)
+    if origin is typing.Annotated:
+        return _alternatives(typing.get_args(tp)[0])
+    if origin is typing.Union or origin is types.UnionType:
+        return [a for arg in typing.get_args(tp) for a in _alternatives(arg)]
+    return [tp]
