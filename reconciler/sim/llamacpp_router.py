@@ -113,8 +113,9 @@ class LlamaRouter(LlamaBase):
         }
 
     def _vram(self) -> dict[int, int]:
+        # GPUMOD_SIM_VRAM_MB is the whole awake footprint (router + its model), as gpumod budgets it
         loaded = sum(1 for m in self.models.values() if m.status in ("loading", "loaded"))
-        return self.per_gpu(self.residual + loaded * self.footprint)
+        return self.per_gpu(self.residual + loaded * max(0, self.footprint - self.residual))
 
     # ---- load / unload ----------------------------------------------------------------------
 

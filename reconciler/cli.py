@@ -1,0 +1,248 @@
+"""The command line: typer commands over the operations layer, with the exit codes of design.md.
+
+Known errors (``GpumodError``) print one red line and a hint; anything else is a bug and prints
+a traceback. Output for scripts comes with ``-o json``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Callable, List, Optional
+
+import typer
+from rich.console import Console
+
+from gpumod import controller
+from gpumod.core.model import Plan
+from gpumod.core.render import render_plan
+from gpumod.errors import GpumodError, InfeasibleError, SpecError
+from gpumod.logconfig import configure_logging
+from gpumod.views import (
+    ConsoleReporter,
+    apply_json,
+    print_plan,
+    render_recap,
+    render_simulation,
+    status_json,
+    status_table,
+)
+
+app = typer.Typer(
+    name="gpumod",
+    help="GitOps for GPU model services: make pods match the YAML specs in a directory.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+class Output(str, Enum):
+    text = "text"
+    json = "json"
+
+
+DirArg = typer.Argument(..., help="spec directory (or one YAML file)", show_default=False)
+PodOpt = typer.Option(None, "--pod", "-p", help="only these pods (repeatable)")
+OutOpt = typer.Option(Output.text, "--output", "-o", help="text or json")
+
+
+@app.callback()
+def _main(verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="log more (-v info, -vv debug)")) -> None:
+    configure_logging(verbose)
+
+
+def _run(fn: Callable[[], int], *, error_code: int = 2) -> None:
+    """Run one command body; map known errors to a red line, a hint and ``error_code``."""
+    try:
+        code = fn()
+    except SpecError as e:
+        for problem in e.problems:
+            err.print(str(problem), markup=False)
+        err.print(f"[red]error:[/] {e.message}")
+        err.print(f"[dim]hint: {e.hint}[/]")
+        raise typer.Exit(2)
+    except InfeasibleError as e:
+        for inf in e.infeasible:
+            err.print(inf.describe(), markup=False)
+        err.print(f"[red]error:[/] {e.message}")
+        err.print(f"[dim]hint: {e.hint}[/]")
+        raise typer.Exit(2)
+    except GpumodError as e:
+        err.print(f"[red]error:[/] {e.message}", markup=True)
+        if e.hint:
+            err.print(f"[dim]hint: {e.hint}[/]")
+        raise typer.Exit(error_code)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        raise typer.Exit(130)
+    raise typer.Exit(code)
+
+
+@app.command()
+def validate(directory: Path = DirArg) -> None:
+    """Check the specs: every problem as path:line: message. Exit 0 valid, 2 invalid."""
+
+    def body() -> int:
+        specs = controller.validate(directory)
+        out.print(
+            f"valid: {len(specs.pods)} pod(s), {len(specs.services)} service(s), {len(specs.modes)} mode(s)"
+        )
+        return 0
+
+    _run(body)
+
+
+@app.command()
+def plan(directory: Path = DirArg, pod: Optional[List[str]] = PodOpt, output: Output = OutOpt) -> None:
+    """Show what apply would do. Exit 0 nothing to do, 1 changes pending, 2 error or infeasible."""
+
+    def body() -> int:
+        snap = asyncio.run(controller.snapshot(directory, pod))
+        p = snap.plan
+        if output is Output.json:
+            out.print_json(json.dumps(p.to_json()))
+        else:
+            print_plan(out, p)
+        if not p.fits:
+            if output is Output.text:
+                raise InfeasibleError([x.infeasible for x in p.pods if x.infeasible])
+            return 2
+        return 1 if p.changes else 0
+
+    _run(body)
+
+
+def _confirm(yes: bool) -> Callable[[Plan], bool]:
+    def ask(p: Plan) -> bool:
+        if yes or not sys.stdin.isatty():
+            return True
+        return typer.confirm("Apply these changes?", default=False)
+
+    return ask
+
+
+@app.command()
+def apply(
+    directory: Path = DirArg,
+    pod: Optional[List[str]] = PodOpt,
+    yes: bool = typer.Option(False, "--yes", "-y", help="do not ask for confirmation"),
+    output: Output = OutOpt,
+) -> None:
+    """Make the pods match the specs. Exit 0 converged, 1 some steps failed, 2 invalid or infeasible."""
+
+    def body() -> int:
+        quiet = output is Output.json
+        reporter = ConsoleReporter(out, quiet=quiet)
+        result = asyncio.run(
+            controller.apply(directory, pod, confirm=_confirm(yes or quiet), reporter=reporter)
+        )
+        if quiet:
+            out.print_json(json.dumps(apply_json(result, reporter)))
+        else:
+            for line in render_recap(result):
+                out.print(line, markup=False)
+        return result.exit_code
+
+    _run(body)
+
+
+@app.command()
+def down(
+    directory: Path = DirArg,
+    pod: Optional[List[str]] = PodOpt,
+    yes: bool = typer.Option(False, "--yes", "-y", help="do not ask for confirmation"),
+) -> None:
+    """Stop every managed service on the selected pods. Exit 0 all stopped, 1 some could not be."""
+
+    def body() -> int:
+        reporter = ConsoleReporter(out)
+        result = asyncio.run(
+            controller.apply(directory, pod, confirm=_confirm(yes), reporter=reporter, empty=True)
+        )
+        for line in render_recap(result):
+            out.print(line, markup=False)
+        return result.exit_code
+
+    _run(body, error_code=1)
+
+
+@app.command()
+def status(
+    directory: Path = DirArg,
+    pod: Optional[List[str]] = PodOpt,
+    visual: bool = typer.Option(False, "--visual", help="draw VRAM bars"),
+    output: Output = OutOpt,
+) -> None:
+    """Show each pod's services: state, GPU, VRAM used/budget, port, since."""
+
+    def body() -> int:
+        snap = asyncio.run(controller.snapshot(directory, pod))
+        if output is Output.json:
+            out.print_json(json.dumps(status_json(snap)))
+        else:
+            for renderable in status_table(snap, visual=visual):
+                out.print(renderable)
+        return 0
+
+    _run(body)
+
+
+@app.command()
+def simulate(
+    directory: Path = DirArg,
+    pod: str = typer.Option(..., "--pod", "-p", help="the pod to simulate"),
+    mode: Optional[str] = typer.Option(None, "--mode", "-m", help="a mode other than the pod's"),
+    add: Optional[List[str]] = typer.Option(None, "--add", "-a", help="also run this service (repeatable)"),
+) -> None:
+    """Would this mode (plus these services) fit? Exit 0 fits, 1 does not fit, 2 error. Touches nothing."""
+
+    def body() -> int:
+        snap = asyncio.run(
+            controller.snapshot(
+                directory, [pod], mode_override={pod: mode} if mode else None, add={pod: add} if add else None
+            )
+        )
+        lines, fits = render_simulation(snap, pod, mode, add or [])
+        for line in lines:
+            out.print(line, markup=False)
+        return 0 if fits else 1
+
+    _run(body)
+
+
+@app.command()
+def watch(
+    directory: Path = DirArg,
+    pod: Optional[List[str]] = PodOpt,
+    interval: float = typer.Option(60.0, "--interval", help="re-observe every SECONDS even without changes"),
+) -> None:
+    """Apply on every change of the spec directory and every INTERVAL seconds, until Ctrl+C."""
+    from gpumod.watch import watch_loop
+
+    def body() -> int:
+        asyncio.run(watch_loop(directory, pod, interval=interval, console=out))
+        return 0
+
+    _run(body)
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of the spec files (for yaml-language-server)."""
+    from gpumod.spec import json_schema
+
+    out.print_json(json.dumps(json_schema()))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

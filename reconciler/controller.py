@@ -1,0 +1,258 @@
+"""The operations layer: one reconcile pass and the apply loop, as typed results.
+
+Every interface (CLI today; MCP and TUI later) calls these functions. Each pass re-reads the
+specs and re-observes every selected pod — nothing is remembered between passes that the pods
+cannot tell (level-triggered, like a Kubernetes controller).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import structlog
+
+from gpumod.core.desired import build_desired
+from gpumod.core.model import DesiredPod, ObservedPod, Plan, PodPlan, Step
+from gpumod.core.plan import plan as make_plan
+from gpumod.errors import GpumodError, InfeasibleError, SpecError, Problem
+from gpumod.execute import PodExecutor, PodRun, StepOutcome
+from gpumod.observe import observe_pod
+from gpumod.ports import Clock, SystemClock
+from gpumod.spec import PresetCatalog, SpecSet, load_specs
+from gpumod.spec.models import PodSpec
+from gpumod.wiring import Fleet
+
+log = structlog.get_logger("gpumod.controller")
+
+MAX_PASSES = 6
+
+
+class Reporter:
+    """What the apply loop tells its caller; the CLI prints, tests collect. Default: nothing."""
+
+    def plan(self, plan: Plan, pass_no: int) -> None: ...
+
+    def step(self, event: str, pod: str, item: Step | StepOutcome) -> None: ...
+
+    def note(self, text: str) -> None: ...
+
+
+@dataclass
+class Snapshot:
+    """Specs, desired, observed and the plan of one pass."""
+
+    specs: SpecSet
+    pods: list[PodSpec]
+    desired: tuple[DesiredPod, ...]
+    observed: tuple[ObservedPod, ...]
+    plan: Plan
+
+    def desired_pod(self, name: str) -> DesiredPod | None:
+        return next((d for d in self.desired if d.name == name), None)
+
+    def observed_pod(self, name: str) -> ObservedPod | None:
+        return next((o for o in self.observed if o.name == name), None)
+
+
+@dataclass
+class ApplyResult:
+    converged: bool
+    passes: int
+    runs: list[PodRun] = field(default_factory=list)
+    final: Snapshot | None = None
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.converged and not self.problems else 1
+
+
+def select_pods(specs: SpecSet, names: Sequence[str] | None) -> list[PodSpec]:
+    if not names:
+        return list(specs.pods)
+    known = {p.name: p for p in specs.pods}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise GpumodError(
+            f"unknown pod(s): {', '.join(unknown)}",
+            hint=f"pods in these specs: {', '.join(sorted(known)) or 'none'}",
+        )
+    return [known[n] for n in names]
+
+
+async def observe_fleet(fleet: Fleet) -> tuple[ObservedPod, ...]:
+    """All pods in parallel; an unreachable pod is reported in its ObservedPod, never raised."""
+    handles = list(fleet.handles.values())
+    found = await asyncio.gather(*(observe_pod(h.agent) for h in handles))
+    return tuple(found)
+
+
+def desired_for(
+    specs: SpecSet,
+    catalog: PresetCatalog,
+    pods: Iterable[PodSpec],
+    observed: Sequence[ObservedPod],
+    *,
+    mode_override: dict[str, str] | None = None,
+    add: dict[str, Sequence[str]] | None = None,
+    empty: bool = False,
+) -> tuple[DesiredPod, ...]:
+    by_name = {o.name: o for o in observed}
+    names = [p.name for p in pods if by_name.get(p.name) is None or by_name[p.name].reachable or p.gpus]
+    gpus = {n: by_name[n].gpus for n in names if n in by_name and by_name[n].gpus}
+    desired = build_desired(
+        specs, catalog, gpus, pods=names, mode_override=mode_override or {}, add=add or {}
+    )
+    if empty:
+        desired = tuple(
+            DesiredPod(d.name, d.mode, d.gpus, d.reserve_mb, d.max_awake, services=()) for d in desired
+        )
+    return desired
+
+
+async def snapshot(
+    spec_dir: str | Path,
+    pod_names: Sequence[str] | None,
+    fleet_factory: Callable[[list[PodSpec]], Fleet] = Fleet,
+    *,
+    empty: bool = False,
+    mode_override: dict[str, str] | None = None,
+    add: dict[str, Sequence[str]] | None = None,
+) -> Snapshot:
+    specs = load_specs(spec_dir)
+    pods = select_pods(specs, pod_names)
+    catalog = PresetCatalog.load()
+    async with fleet_factory(pods) as fleet:
+        observed = await observe_fleet(fleet)
+    desired = desired_for(specs, catalog, pods, observed, mode_override=mode_override, add=add, empty=empty)
+    return Snapshot(specs, pods, desired, observed, make_plan(desired, observed))
+
+
+async def apply(
+    spec_dir: str | Path,
+    pod_names: Sequence[str] | None = None,
+    *,
+    confirm: Callable[[Plan], bool] = lambda plan: True,
+    reporter: Reporter | None = None,
+    clock: Clock | None = None,
+    empty: bool = False,
+    max_passes: int = MAX_PASSES,
+) -> ApplyResult:
+    """Observe → plan → execute until the plan is empty (converged) or a permanent failure.
+
+    Raises SpecError / InfeasibleError before touching anything; returns an ApplyResult otherwise.
+    With ``empty`` every managed service on the selected pods is stopped (``gpumod down``).
+    """
+    reporter = reporter or Reporter()
+    clock = clock or SystemClock()
+    reconcile_id = uuid.uuid4().hex[:8]
+    rlog = log.bind(reconcile_id=reconcile_id)
+    result = ApplyResult(converged=False, passes=0)
+    failed_once: set[tuple[str, str]] = set()
+    for pass_no in range(1, max_passes + 1):
+        result.passes = pass_no
+        specs = load_specs(spec_dir)
+        pods = select_pods(specs, pod_names)
+        catalog = PresetCatalog.load()
+        async with Fleet(pods) as fleet:
+            observed = await observe_fleet(fleet)
+            desired = desired_for(specs, catalog, pods, observed, empty=empty)
+            plan = make_plan(desired, observed)
+            snap = Snapshot(specs, pods, desired, observed, plan)
+            result.final = snap
+            rlog.info("plan.built", pass_no=pass_no, changes=plan.changes, fits=plan.fits)
+            infeasible = [p.infeasible for p in plan.pods if p.infeasible is not None]
+            if infeasible:
+                if pass_no == 1:
+                    raise InfeasibleError(infeasible)
+                result.problems.append("the desired state stopped fitting during apply; nothing more was done")
+                return result
+            unreachable = [o for o in observed if not o.reachable]
+            starting = [
+                (o.name, s.name) for o in observed for s in o.services if s.status == "starting"
+            ]
+            deferred = [(p.pod, d) for p in plan.pods for d in p.deferred]
+            if plan.changes == 0:
+                if starting and pass_no < max_passes:
+                    reporter.note(f"waiting for {', '.join(s for _, s in starting)} to become ready")
+                    await clock.sleep(1.0)
+                    continue
+                for pod, d in deferred:
+                    result.problems.append(f"pod {pod}: {d.service} is degraded: {d.reason}")
+                for o in unreachable:
+                    result.problems.append(f"pod {o.name} is unreachable: {o.error}")
+                result.converged = not starting and not deferred and not unreachable
+                return result
+            reporter.plan(plan, pass_no)
+            if pass_no == 1 and not confirm(plan):
+                result.problems.append("apply cancelled; nothing was touched")
+                return result
+            runs = await asyncio.gather(
+                *(
+                    _execute_pod(fleet, snap, pod_plan, clock, reporter)
+                    for pod_plan in plan.pods
+                    if pod_plan.steps
+                )
+            )
+        result.runs.extend(runs)
+        for run in runs:
+            for outcome in run.failed:
+                key = (run.pod, outcome.step.service)
+                if key in failed_once and outcome.status == "failed":
+                    result.problems.append(
+                        f"pod {run.pod}: {outcome.step.action} {outcome.step.service} failed again: {outcome.message}"
+                    )
+                failed_once.add(key)
+            if run.error:
+                result.problems.append(f"pod {run.pod}: {run.error}")
+        if any(run.error for run in runs) or result.problems:
+            return result
+    result.problems.append(f"not converged after {max_passes} passes")
+    return result
+
+
+async def _execute_pod(
+    fleet: Fleet, snap: Snapshot, pod_plan: PodPlan, clock: Clock, reporter: Reporter
+) -> PodRun:
+    handle = fleet.handles[pod_plan.pod]
+    desired = snap.desired_pod(pod_plan.pod)
+    assert desired is not None
+    executor = PodExecutor(
+        agent=handle.agent,
+        ctx=handle.ctx,
+        desired=desired,
+        clock=clock,
+        sim_env=handle.sim,
+        vram_release_timeout_s=handle.spec.vram_release_timeout_s,
+        report=lambda event, item: reporter.step(event, pod_plan.pod, item),
+    )
+    return await executor.run(pod_plan)
+
+
+def validate(spec_dir: str | Path) -> SpecSet:
+    """Load and check the specs, and resolve every service against the presets."""
+    specs = load_specs(spec_dir)
+    catalog = PresetCatalog.load()
+    pods = [p for p in specs.pods if p.gpus]
+    try:
+        build_desired(specs, catalog, {}, pods=[p.name for p in pods])
+    except SpecError as err:
+        raise SpecError(list(err.problems)) from None
+    return specs
+
+
+__all__ = [
+    "ApplyResult",
+    "Problem",
+    "Reporter",
+    "Snapshot",
+    "apply",
+    "observe_fleet",
+    "select_pods",
+    "snapshot",
+    "validate",
+]

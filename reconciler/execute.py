@@ -1,0 +1,311 @@
+"""Runs a pod's plan: phase free (stops, sleeps), wait for the VRAM to be released, phase fill.
+
+Waves run in parallel; each start is gated on its health check within its startup timeout. A
+failed step fails the steps that depend on it (skipped, reported), never independent ones. All
+waiting goes through the injected ``Clock`` so tests run it in zero seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from itertools import groupby
+from typing import Callable
+
+import structlog
+
+from gpumod.core.model import DesiredPod, PodPlan, Step
+from gpumod.drivers.agent import PodAgent
+from gpumod.drivers.base import HttpAnswer, HttpCall, PodContext
+from gpumod.drivers.registry import driver_for
+from gpumod.errors import GpumodError, HealthTimeoutError, StepError, VramReleaseTimeoutError
+from gpumod.ports import Clock
+from gpumod.spec.resolved import ResolvedService
+
+log = structlog.get_logger("gpumod.execute")
+
+POLL_S = 0.2
+
+
+@dataclass
+class StepOutcome:
+    step: Step
+    status: str  # ok | failed | skipped
+    message: str = ""
+    seconds: float = 0.0
+
+
+@dataclass
+class PodRun:
+    pod: str
+    outcomes: list[StepOutcome] = field(default_factory=list)
+    error: str = ""
+
+    @property
+    def failed(self) -> list[StepOutcome]:
+        return [o for o in self.outcomes if o.status != "ok"]
+
+    @property
+    def ok(self) -> bool:
+        return not self.error and not self.failed
+
+
+Reporter = Callable[[str, StepOutcome | Step], None]
+
+
+@dataclass
+class PodExecutor:
+    """Executes one pod's plan through its agent."""
+
+    agent: PodAgent
+    ctx: PodContext
+    desired: DesiredPod
+    clock: Clock
+    sim_env: bool = False
+    vram_release_timeout_s: float = 60.0
+    report: Reporter | None = None
+    secret_env: dict[str, str] = field(default_factory=dict)
+
+    async def run(self, plan: PodPlan) -> PodRun:
+        run = PodRun(plan.pod)
+        failed: set[str] = set()
+        free = [s for s in plan.steps if s.phase == "free"]
+        fill = [s for s in plan.steps if s.phase == "fill"]
+        await self._phase(free, run, failed)
+        if fill:
+            try:
+                await self._wait_vram(plan, fill)
+            except GpumodError as err:
+                run.error = str(err)
+                for step in fill:
+                    self._record(run, StepOutcome(step, "skipped", "VRAM was not released"))
+                return run
+            await self._phase(fill, run, failed)
+        return run
+
+    # -- phases ------------------------------------------------------------------------------
+
+    async def _phase(self, steps: list[Step], run: PodRun, failed: set[str]) -> None:
+        for _, wave in groupby(steps, key=lambda s: s.wave):
+            todo: list[Step] = []
+            for step in wave:
+                blocker = self._blocked_by(step, failed)
+                if blocker:
+                    failed.add(step.service)
+                    self._record(run, StepOutcome(step, "skipped", f"depends on {blocker}, which failed"))
+                else:
+                    todo.append(step)
+            outcomes = await asyncio.gather(*(self._run_step(s) for s in todo))
+            for outcome in outcomes:
+                if outcome.status != "ok":
+                    failed.add(outcome.step.service)
+                self._record(run, outcome)
+
+    def _blocked_by(self, step: Step, failed: set[str]) -> str | None:
+        """A start/wake waits on its dependencies; a stop/sleep on its dependents."""
+        if step.phase == "fill":
+            svc = self.desired.service(step.service)
+            deps = svc.spec.depends_on if svc else ()
+            return next((d for d in deps if d in failed), None)
+        dependents = [
+            s.name for s in self.desired.services if step.service in s.spec.depends_on and s.name in failed
+        ]
+        return dependents[0] if dependents else None
+
+    def _record(self, run: PodRun, outcome: StepOutcome) -> None:
+        run.outcomes.append(outcome)
+        if self.report:
+            self.report("done", outcome)
+
+    async def _run_step(self, step: Step) -> StepOutcome:
+        started = time.monotonic()
+        if self.report:
+            self.report("start", step)
+        slog = log.bind(pod=step.pod, service=step.service, action=step.action)
+        slog.info("step.started", wave=step.wave, phase=step.phase)
+        try:
+            if step.action == "stop":
+                await self._stop(step)
+            elif step.action == "sleep":
+                await self._sleep(step.service, step.level or "l1")
+            elif step.action == "wake":
+                await self._wake(step)
+            else:  # start, restart
+                await self._start(step)
+        except GpumodError as err:
+            slog.warning("step.failed", error=str(err))
+            return StepOutcome(step, "failed", str(err), time.monotonic() - started)
+        slog.info("step.done", seconds=round(time.monotonic() - started, 3))
+        return StepOutcome(step, "ok", "", time.monotonic() - started)
+
+    # -- actions -----------------------------------------------------------------------------
+
+    def _spec(self, name: str) -> ResolvedService:
+        svc = self.desired.service(name)
+        if svc is None:
+            raise StepError(self.desired.name, name, "not in the desired state")
+        return svc.spec
+
+    async def _stop(self, step: Step) -> None:
+        svc = self.desired.service(step.service)
+        timeout = svc.spec.stop_timeout_s if svc else 30.0
+        await self.agent.stop(step.service, timeout)
+
+    async def _start(self, step: Step) -> None:
+        desired = self.desired.service(step.service)
+        if desired is None:
+            raise StepError(self.desired.name, step.service, "not in the desired state")
+        spec = desired.spec
+        driver = driver_for(spec.driver)
+        launch = driver.launch(spec, step.gpus, self.ctx)
+        if self.sim_env:
+            sim = (
+                ("GPUMOD_SIM_VRAM_MB", str(desired.footprint.awake_mb)),
+                ("GPUMOD_SIM_SLEEP_MB", str(desired.footprint.asleep_mb)),
+            )
+            launch = _with_env(launch, sim)
+        await self.agent.start(launch, secret_env=self.secret_env)
+        try:
+            calls = driver.after_start(spec)
+            # a llama.cpp router is healthy (and "asleep") before its model is loaded
+            await self._await_ready(spec, awake=not calls, timeout=spec.startup_timeout_s)
+            if calls:
+                await self._http(spec, calls)
+                await self._await_ready(spec, awake=True, timeout=spec.startup_timeout_s)
+        except GpumodError as err:
+            await self._record_failure(spec, err)
+            raise
+        await self.agent.update_meta(spec.name, failures=0, last_failure_at=None)
+        if step.sleep_after:
+            await self._sleep(spec.name, step.level or spec.sleep)
+
+    async def _record_failure(self, spec: ResolvedService, err: GpumodError) -> None:
+        """Kill what is left of a failed start and count the failure on the pod (for backoff)."""
+        tail = ""
+        try:
+            tail = await self.agent.logs(spec.name, 15)
+        except GpumodError:
+            pass
+        try:
+            await self.agent.stop(spec.name, spec.stop_timeout_s, forget=False)
+            record = await self.agent.update_meta(spec.name, bump_failures=True, last_failure_at=self.clock.now())
+            log.warning("service.failed_start", service=spec.name, failures=record.get("failures"))
+        except GpumodError:
+            pass
+        if tail and isinstance(err, StepError):
+            err.message += "\n    last log lines:\n" + "\n".join("      " + ln for ln in tail.splitlines()[-15:])
+            err.args = (err.message,)
+
+    async def _sleep(self, name: str, level: str) -> None:
+        spec = self._spec(name)
+        driver = driver_for(spec.driver)
+        await self._http(spec, driver.sleep_calls(spec, level))
+        await self.agent.update_meta(name, sleep_level=level)
+
+    async def _wake(self, step: Step) -> None:
+        spec = self._spec(step.service)
+        driver = driver_for(spec.driver)
+        await self._http(spec, driver.wake_calls(spec, level=step.level))
+        await self._await_ready(spec, awake=True, timeout=spec.startup_timeout_s)
+        await self.agent.update_meta(spec.name, sleep_level=None)
+
+    async def _http(self, spec: ResolvedService, calls: list[HttpCall]) -> list[HttpAnswer]:
+        answers = await self.agent.http(spec.port, calls)
+        for call, answer in zip(calls, answers):
+            if answer.status not in call.ok_status:
+                body = answer.body.strip().splitlines()[-1:] if answer.body else []
+                detail = f": {body[0][:300]}" if body else ""
+                raise StepError(
+                    self.desired.name,
+                    spec.name,
+                    f"{call.method} {call.path} answered {answer.status or 'nothing'}{detail}",
+                )
+        if len(answers) < len(calls):
+            raise StepError(self.desired.name, spec.name, f"{calls[len(answers)].path} was not sent")
+        return answers
+
+    async def _await_ready(self, spec: ResolvedService, *, awake: bool, timeout: float) -> None:
+        """Poll the service on the pod until it is ready (and awake), its process died, or timeout."""
+        deadline = self.clock.now() + timeout
+        detail = "no answer yet"
+        while True:
+            raw = await self.agent.observe(names=[spec.name])
+            entry = raw.get("services", {}).get(spec.name)
+            if not entry or not entry.get("alive"):
+                raise StepError(self.desired.name, spec.name, "the process exited while starting")
+            answers = {
+                key: HttpAnswer(int(a.get("status", 0)), a.get("body", ""))
+                for key, a in (entry.get("probes") or {}).items()
+            }
+            state = driver_for(spec.driver).parse(spec.sleep, answers)
+            if state.readiness == "ready" and (not awake or state.sleep_level is None):
+                return
+            if state.readiness == "error":
+                detail = state.detail or "error"
+                raise StepError(self.desired.name, spec.name, f"unhealthy: {detail}")
+            detail = state.detail or state.readiness
+            if self.clock.now() >= deadline:
+                raise HealthTimeoutError(
+                    self.desired.name,
+                    spec.name,
+                    f"not healthy after {timeout:g} s ({detail})",
+                    hint="raise health.startup_timeout_s, or read `gpumod logs`",
+                )
+            await self.clock.sleep(POLL_S)
+
+    async def _wait_vram(self, plan: PodPlan, fill: list[Step]) -> None:
+        """Poll nvidia-smi until every GPU has the room the fill phase will take (fatal timeout)."""
+        need = _fill_need(self.desired, fill)
+        if not need:
+            return
+        deadline = self.clock.now() + self.vram_release_timeout_s
+        while True:
+            raw = await self.agent.gpus()
+            from gpumod.drivers.probes.nvidia_smi import parse_gpus  # local: keeps import graph flat
+
+            gpus = {g.index: g for g in parse_gpus(raw.get("stdout", ""))} if raw.get("ok") else {}
+            short = {
+                idx: mb - (gpus[idx].total_mb - gpus[idx].used_mb)
+                for idx, mb in need.items()
+                if idx in gpus and gpus[idx].total_mb - gpus[idx].used_mb < mb
+            }
+            if not short:
+                return
+            if self.clock.now() >= deadline:
+                gpu, missing = sorted(short.items())[0]
+                raise VramReleaseTimeoutError(
+                    plan.pod,
+                    "-",
+                    f"GPU {gpu} still lacks {missing} MiB after {self.vram_release_timeout_s:g} s of waiting "
+                    "for stopped/sleeping services to release VRAM",
+                    hint="check `nvidia-smi` on the pod for processes that did not exit",
+                )
+            await self.clock.sleep(POLL_S)
+
+
+def _fill_need(desired: DesiredPod, fill: list[Step]) -> dict[int, int]:
+    """MiB per GPU the fill phase allocates at its peak (serialised start-then-sleep counted once)."""
+    steady: dict[int, int] = {}
+    transient: dict[int, int] = {}
+    for step in fill:
+        svc = desired.service(step.service)
+        if svc is None:
+            continue
+        fp = svc.footprint
+        add = fp.wake_delta_mb if step.action == "wake" else fp.awake_mb
+        for gpu in step.gpus:
+            if step.sleep_after:
+                transient[gpu] = max(transient.get(gpu, 0), fp.awake_mb)
+                steady[gpu] = steady.get(gpu, 0) + fp.asleep_mb
+            else:
+                steady[gpu] = steady.get(gpu, 0) + add
+    gpus = set(steady) | set(transient)
+    return {g: steady.get(g, 0) + transient.get(g, 0) for g in gpus if steady.get(g, 0) + transient.get(g, 0) > 0}
+
+
+def _with_env(launch, extra: tuple[tuple[str, str], ...]):
+    from dataclasses import replace
+
+    keys = {k for k, _ in extra}
+    return replace(launch, env=tuple((k, v) for k, v in launch.env if k not in keys) + extra)

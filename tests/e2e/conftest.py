@@ -1,0 +1,19 @@
+"""Fixtures of the end-to-end tests: a copy of `specs/` and a private GPUMOD_HOME per test."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from e2e_helpers import ROOT, Gpumod, kill_recorded
+
+
+@pytest.fixture
+def gpumod(tmp_path: Path) -> Gpumod:
+    specs = tmp_path / "specs"
+    shutil.copytree(ROOT / "specs", specs)
+    g = Gpumod(home=tmp_path / "home", specs=specs)
+    yield g
+    g.run("down", str(specs), "--yes")
+    kill_recorded(g.home)

@@ -1,0 +1,109 @@
+"""End-to-end fixtures: a copy of a spec repo, a private GPUMOD_HOME, and the real `gpumod`
+command run as a subprocess against the simulated pod. Every service process the tests cause is
+killed by PID (from the records gpumod keeps on the pod) when the test ends."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Gpumod:
+    home: Path
+    specs: Path
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env["GPUMOD_HOME"] = str(self.home)
+        env["COLUMNS"] = "200"
+        env.pop("GPUMOD_LOG", None)
+        return env
+
+    def run(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "gpumod.cli", *args],
+            capture_output=True,
+            text=True,
+            env=self.env,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
+
+    def popen(self, *args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "gpumod.cli", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+        )
+
+    def status(self) -> dict:
+        res = self.run("status", str(self.specs), "-o", "json")
+        assert res.returncode == 0, res.stderr
+        return json.loads(res.stdout)
+
+    def services(self, pod: str) -> dict[str, dict]:
+        return {row["service"]: row for row in self.status()["pods"][pod]["services"]}
+
+    def records(self) -> list[dict]:
+        found = []
+        for path in self.home.glob("pods/*/services/*.json"):
+            try:
+                found.append(json.loads(path.read_text()))
+            except (OSError, ValueError):
+                pass
+        return found
+
+    def nvidia_smi(self, pod: str, *args: str) -> str:
+        sim = self.home / "sim" / pod
+        env = self.env | {"GPUMOD_SIM_DIR": str(sim)}
+        res = subprocess.run(
+            [str(sim / "bin" / "nvidia-smi"), *args], capture_output=True, text=True, env=env, timeout=30
+        )
+        assert res.returncode == 0, res.stderr
+        return res.stdout
+
+    def set_mode(self, pod_file: str, mode: str) -> None:
+        path = self.specs / pod_file
+        lines = path.read_text().splitlines(keepends=True)
+        out = [f"mode: {mode}\n" if line.startswith("mode:") else line for line in lines]
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text("".join(out))
+        os.replace(tmp, path)  # like an editor's atomic save
+
+
+def kill_recorded(home: Path) -> None:
+    for path in home.glob("pods/*/services/*.json"):
+        try:
+            pid = int(json.loads(path.read_text()).get("pid") or 0)
+        except (OSError, ValueError):
+            continue
+        if pid > 1:
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+
+def wait_for(predicate, timeout: float = 30.0, interval: float = 0.2):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(interval)
