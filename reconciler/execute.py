@@ -8,14 +8,15 @@ waiting goes through the injected ``Clock`` so tests run it in zero seconds.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import groupby
 from typing import Callable
 
 import structlog
 
-from gpumod.core.model import DesiredPod, PodPlan, Step
+from gpumod.core.model import DesiredPod, DesiredService, PodPlan, Step
 from gpumod.drivers.agent import PodAgent
 from gpumod.drivers.base import HttpAnswer, HttpCall, PodContext
 from gpumod.drivers.registry import driver_for
@@ -156,9 +157,10 @@ class PodExecutor:
         desired = self.desired.service(step.service)
         if desired is None:
             raise StepError(self.desired.name, step.service, "not in the desired state")
-        spec = desired.spec
+        spec = _pin_vllm_share(desired, self.desired, step.gpus)
         driver = driver_for(spec.driver)
-        launch = driver.launch(spec, step.gpus, self.ctx)
+        # the record keeps the hash of the spec as written, whatever the launch derived from it
+        launch = replace(driver.launch(spec, step.gpus, self.ctx), spec_hash=desired.spec_hash)
         if self.sim_env:
             sim = (
                 ("GPUMOD_SIM_VRAM_MB", str(desired.footprint.awake_mb)),
@@ -304,8 +306,19 @@ def _fill_need(desired: DesiredPod, fill: list[Step]) -> dict[int, int]:
     return {g: steady.get(g, 0) + transient.get(g, 0) for g in gpus if steady.get(g, 0) + transient.get(g, 0) > 0}
 
 
-def _with_env(launch, extra: tuple[tuple[str, str], ...]):
-    from dataclasses import replace
+def _pin_vllm_share(svc: DesiredService, pod: DesiredPod, gpus: tuple[int, ...]) -> ResolvedService:
+    """vLLM takes `gpu_memory_utilization` x total (default 0.9) whatever `vram_mb` says: a service
+    budgeted by `vram_mb` is started with the share of its smallest GPU that matches its budget."""
+    spec = svc.spec
+    if spec.driver != "vllm" or spec.gpu_memory_utilization is not None:
+        return spec
+    totals = [g.total_mb for g in pod.gpus if g.index in gpus]
+    if not totals:
+        return spec
+    share = min(1.0, math.ceil(svc.footprint.awake_mb / min(totals) * 1000) / 1000)
+    return replace(spec, gpu_memory_utilization=share)
 
+
+def _with_env(launch, extra: tuple[tuple[str, str], ...]):
     keys = {k for k, _ in extra}
     return replace(launch, env=tuple((k, v) for k, v in launch.env if k not in keys) + extra)
