@@ -65,7 +65,7 @@ def test_mode_override_and_added_services(specs: SpecSet) -> None:
         ("glm-code", "active"),
     ]
     chat = box.service("chat")
-    assert chat is not None and chat.footprint.awake_mb == 7000 and chat.footprint.asleep_mb == 600
+    assert chat is not None and chat.footprint.awake_mb == 8598 and chat.footprint.asleep_mb == 600
     assert dict(chat.spec.args)["max-num-seqs"] == 8 and "enforce-eager" not in dict(chat.spec.args)
     asr = box.service("asr")
     assert asr is not None and asr.spec.command == ("python3", "-m", "gpumod.sim.server", "--port", "{port}")
