@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from gpumod.drivers.base import Driver
 from gpumod.drivers.command import CommandDriver
+from gpumod.drivers.docker import DockerDriver
 from gpumod.drivers.llamacpp import LlamaCppDriver
 from gpumod.drivers.vllm import VllmDriver
 from gpumod.errors import UnsupportedError
@@ -13,6 +14,7 @@ _DRIVERS: dict[str, Driver] = {
     "llamacpp": LlamaCppDriver(),
     "command": CommandDriver("command"),
     "fastapi": CommandDriver("fastapi"),
+    "docker": DockerDriver(),
 }
 
 

@@ -94,7 +94,7 @@ def _desired_pod(
     services: list[DesiredService] = []
     for name, target in members:
         try:
-            services.append(_desired_service(specs, catalog, mode.name, gpus, name, target))
+            services.append(_desired_service(specs, catalog, mode.name, gpus, name, target, pod))
         except SpecError as err:
             problems.extend(err.problems)
     if problems:
@@ -117,7 +117,13 @@ def _members(members: list[ModeMember], added: Sequence[str]) -> list[tuple[str,
 
 
 def _desired_service(
-    specs: SpecSet, catalog: PresetCatalog, mode: str, gpus: tuple[GpuInfo, ...], name: str, target: Target
+    specs: SpecSet,
+    catalog: PresetCatalog,
+    mode: str,
+    gpus: tuple[GpuInfo, ...],
+    name: str,
+    target: Target,
+    pod: PodSpec,
 ) -> DesiredService:
     svc = specs.service(name)
     source = specs.source("Service", name)
@@ -125,7 +131,9 @@ def _desired_service(
         path, line = specs.where("Mode", mode)
         raise SpecError([Problem(path, line, f"service '{name}' of mode {mode} is not defined")])
     gpu = _sizing_gpu(gpus, svc.gpus, source)
-    resolved = resolve_service(svc, catalog, gpu_name=gpu.name, source=source)
+    resolved = resolve_service(
+        svc, catalog, gpu_name=gpu.name, source=source, pod_env=pod.env, pod_source=specs.source("Pod", pod.name)
+    )
     return DesiredService(name=name, target=target, spec=resolved, footprint=footprint(resolved, gpu))
 
 

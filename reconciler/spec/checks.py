@@ -2,8 +2,10 @@
 
 The pydantic models check one document at a time; what only shows when documents meet (a mode
 naming a service nobody defined, a ``depends_on`` cycle, two members on one port, a pinned GPU
-the pod does not have) is checked here. Every check adds problems at the line of the key it is
-about and never stops early, so one ``gpumod validate`` run lists everything to fix.
+the pod does not have) is checked here, with the Docker security controls (SEC-D7 no privileged
+containers, SEC-D8 no host/macvlan networks, SEC-D9 no mounts of /, /etc or the Docker socket)
+and plain-text values under secret-looking env keys. Every check adds problems at the line of the
+key it is about and never stops early, so one ``gpumod validate`` run lists everything to fix.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from gpumod.errors import Problem, SpecError
-from gpumod.spec.models import ModeSpec, PodSpec, ServiceSpec
+from gpumod.spec.models import DOCKER_NAME_RE, ModeSpec, PodSpec, SecretRef, ServiceSpec
 from gpumod.spec.presets import (
     PresetCatalog,
     gpu_count_of,
@@ -32,6 +34,24 @@ _SSH_URL = re.compile(r"^ssh://(?P<user>[^@/\s:]+)@(?P<host>\[[0-9A-Fa-f:.]+\]|[
 _USER_HOST = re.compile(r"^(?P<user>[^@\s:]+)@(?P<host>[^@\s:/]+)$")
 VLLM_SLEEPS = ("none", "l1", "l2")
 LLAMACPP_SLEEPS = ("none", "router")
+DOCKER_ONLY = ("image", "container_port", "ports", "volumes", "network", "shm_size")
+SECRET_WORDS = ("TOKEN", "KEY", "SECRET", "PASSWORD", "PASSWD")
+NOT_SECRET_ENDINGS = ("FILE", "PATH", "DIR")
+REFUSED_NETWORKS = {
+    "host": "the container would share the pod's network stack",
+    "macvlan": "it puts the container directly on the physical network",
+    "ipvlan": "it puts the container directly on the physical network",
+}
+# SEC-D9: host paths never mounted, nor anything below them, nor any folder above them
+PROTECTED_MOUNTS = (
+    ("/etc", "/etc holds the host's configuration and credentials"),
+    ("/run", "it holds runtime sockets such as the Docker socket, i.e. root on the pod"),
+    ("/var/run", "it holds runtime sockets such as the Docker socket, i.e. root on the pod"),
+    ("/proc", "it exposes the host kernel"),
+    ("/sys", "it exposes the host kernel"),
+    ("/dev", "it exposes the host's devices (GPUs come from --gpus)"),
+    ("/boot", "it holds the host's kernel and boot loader"),
+)
 
 
 @dataclass(frozen=True)
@@ -108,6 +128,68 @@ def _port(text: str | None, host: str) -> int:
 
 def _gpus(count: int) -> str:
     return "1 GPU (index 0)" if count == 1 else f"{count} GPUs (indices 0-{count - 1})"
+
+
+def looks_secret(key: str) -> bool:
+    """HF_TOKEN, OPENAI_API_KEY, DB_PASSWORD, APIKEY: yes; TOKENIZERS_PARALLELISM, HF_TOKEN_PATH: no."""
+    parts = [p for p in key.upper().split("_") if p]
+    if not parts or parts[-1] in NOT_SECRET_ENDINGS:
+        return False
+    return any(p.endswith(SECRET_WORDS) for p in parts)
+
+
+def normalise_host_path(path: str) -> str:
+    """``//etc/./x/../`` → ``/etc``: '//' collapsed, '.' and '..' applied, no trailing '/'."""
+    parts: list[str] = []
+    for part in path.split("/"):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if parts:
+                parts.pop()
+        else:
+            parts.append(part)
+    return "/" + "/".join(parts)
+
+
+def mount_risk(source: str) -> str | None:
+    """Why a volume source may not be mounted (SEC-D9), or None when it may."""
+    path = normalise_host_path(source)
+    if path == "/":
+        return "/ is the whole host"
+    if path.endswith("/docker.sock") or path.endswith("/containerd.sock"):
+        return "it is a container runtime socket, i.e. root on the pod"
+    for root, reason in PROTECTED_MOUNTS:
+        if path == root or path.startswith(root + "/"):
+            return reason
+        if root.startswith(path + "/"):
+            return f"it contains {root}: {reason}"
+    return None
+
+
+def volume_problems(volume: str) -> list[str]:
+    """What is wrong with one ``source:/target[:ro|rw]`` volume (empty when it may be mounted)."""
+    parts = volume.split(":")
+    if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
+        return [f"volume {volume!r} is not 'source:/path/in/container[:ro]'; write host-path:/container/path"]
+    source, target = parts[0], parts[1]
+    problems = []
+    if source.startswith("/"):
+        risk = mount_risk(source)
+        if risk:
+            problems.append(
+                f"volume source {source} is refused (SEC-D9): {risk}; mount only the folders the service needs"
+            )
+    elif not DOCKER_NAME_RE.match(source):
+        problems.append(
+            f"volume source {source!r} is neither an absolute path nor a volume name; "
+            "write an absolute host path (~ is not expanded)"
+        )
+    if not target.startswith("/"):
+        problems.append(f"volume target {target!r} is not an absolute path in the container")
+    if len(parts) == 3 and parts[2] not in ("ro", "rw"):
+        problems.append(f"volume {volume!r}: mode {parts[2]!r} is not ro or rw")
+    return problems
 
 
 # --- cross-document checks ---------------------------------------------------------------------
@@ -193,6 +275,7 @@ class _Checker:
             self.add(
                 "Pod", pod.name, ("sim",), f"sim settings apply only to host: sim; remove sim: from pod {pod.name}"
             )
+        self._env("Pod", pod.name, pod.env)
         if self.specs.mode(pod.mode) is None:
             if ("Mode", pod.mode) in self.broken:
                 return
@@ -303,9 +386,10 @@ class _Checker:
             )
         if f["port"] is None:
             self.add("Service", name, (), f"service {name} has no port; set port: <1-65535>")
-        if driver == "docker":
-            message = "driver docker comes with SSH support (next release); use command for now"
-            self.add("Service", name, at("driver"), message)
+        self._env("Service", name, svc.env)
+        self._docker(svc, f, at)
+        if driver == "docker" and not f["image"]:
+            self.add("Service", name, (), f"service {name} (driver docker) has no image; set image: <repository:tag>")
         elif driver == "vllm" and not f["model"]:
             self.add("Service", name, (), f"service {name} (driver vllm) has no model; set model: <Hugging Face id>")
         elif driver == "llamacpp" and not (f["model_path"] or f["models_dir"]):
@@ -318,7 +402,7 @@ class _Checker:
             self.add("Service", name, (), f"service {name} (driver {driver}) has no command; set command: [argv, ...]")
         sleep = f["sleep"] or "none"
         allowed = {"vllm": VLLM_SLEEPS, "llamacpp": LLAMACPP_SLEEPS}.get(driver or "", ("none",))
-        if driver not in (None, "docker") and sleep not in allowed:
+        if driver is not None and sleep not in allowed:
             self.add(
                 "Service", name, at("sleep"),
                 f"driver {driver} cannot sleep at level {sleep}; use sleep: {' or '.join(allowed)}",
@@ -340,6 +424,65 @@ class _Checker:
             self.add(
                 "Service", name, (),
                 f"cannot estimate the KV cache of {name} without a context; set context or vram_mb",
+            )
+
+    def _env(self, kind: str, name: str, env: dict[str, str | SecretRef] | None) -> None:
+        for key, value in (env or {}).items():
+            if isinstance(value, str) and value and looks_secret(key):
+                self.add(
+                    kind, name, ("env", key),
+                    f"env {key} looks like a secret in plain text; use {key}: {{from_env: {key}}} "
+                    "or {from_file: PATH} (see docs/secrets.md)",
+                )
+
+    def _docker(self, svc: ServiceSpec, f: dict[str, Any], at: Any) -> None:
+        """SEC-D7..D9 on the merged fields, whatever the driver; docker-only fields elsewhere."""
+        name = svc.name
+        if f["privileged"]:
+            self.add(
+                "Service", name, at("privileged"),
+                f"service {name}: privileged containers are refused (SEC-D7): they can take over the pod; "
+                "remove privileged: true (GPUs come through --gpus without it)",
+            )
+        network = f["network"]
+        if network is not None:
+            reason = REFUSED_NETWORKS.get(network.lower())
+            if network.lower().startswith("container:"):
+                reason = "it joins another container's network namespace, which may be the host's"
+            if reason:
+                self.add(
+                    "Service", name, at("network"),
+                    f"service {name}: network {network} is refused (SEC-D8): {reason}; leave network unset "
+                    "(bridge: the port is published on 127.0.0.1 of the pod)",
+                )
+        for i, volume in enumerate(f["volumes"] or ()):
+            loc = ("volumes", i) if "volumes" in svc.model_fields_set else ()
+            for message in volume_problems(volume):
+                self.add("Service", name, loc, f"service {name}: {message}")
+        for i, mapping in enumerate(f["ports"] or ()):
+            host, _, _ = mapping.partition(":")
+            container = mapping.split(":")[1].split("/")[0]
+            loc = ("ports", i) if "ports" in svc.model_fields_set else ()
+            if not all(1 <= int(p) <= 65535 for p in (host, container)):
+                self.add("Service", name, loc, f"service {name}: port mapping {mapping} needs ports from 1 to 65535")
+            elif f["port"] is not None and int(host) == f["port"]:
+                self.add(
+                    "Service", name, loc,
+                    f"service {name}: port mapping {mapping} publishes its own port {f['port']} again; "
+                    "set container_port instead",
+                )
+        if f["driver"] not in (None, "docker"):
+            for key in DOCKER_ONLY:
+                if f[key] is not None:
+                    self.add(
+                        "Service", name, at(key),
+                        f"service {name}: {key} applies only to driver docker; remove it or set driver: docker",
+                    )
+        elif f["driver"] == "docker" and f["cwd"] is not None:
+            self.add(
+                "Service", name, at("cwd"),
+                f"service {name}: cwd does not apply to driver docker (the image sets its working directory); "
+                "remove it",
             )
 
     def _cycles(self) -> None:

@@ -1,19 +1,27 @@
 """The spec language: pydantic models of the YAML documents a user writes (Pod, Service, Mode).
 
 Documents are flat: ``kind``, ``name``, then the fields. Unknown keys are errors. These models
-only check one document at a time; cross-document checks (references, cycles, ports) live in
-``gpumod.spec.checks``, and preset merging in ``gpumod.spec.presets``.
+only check one document at a time; cross-document checks (references, cycles, ports) and the
+Docker security controls live in ``gpumod.spec.checks``, and preset merging in
+``gpumod.spec.presets``. An ``env`` value is a plain string or a ``SecretRef`` naming where the
+secret comes from; the value itself is never part of a spec.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$")
 ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# docker values go into argv: none may start with '-' (no option injection) or hold spaces
+IMAGE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@+-]*$")
+DOCKER_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")
+PORT_MAP_RE = re.compile(r"^[0-9]{1,5}:[0-9]{1,5}(/(tcp|udp))?$")
+SHM_RE = re.compile(r"^[0-9]+[bkmgBKMG]?$")
 
 Name = Annotated[
     str,
@@ -31,6 +39,54 @@ ArgValue = Union[bool, int, float, str, list[Union[int, float, str]], None]
 
 class _Doc(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SecretRef(_Doc):
+    """Where a secret comes from, read on the machine running gpumod at apply time (never stored)."""
+
+    from_env: str | None = Field(None, description="an environment variable of the shell running gpumod")
+    from_file: str | None = Field(
+        None,
+        description="a local file (mode 0600; ~ expanded, relative to the spec file's folder); "
+        "trailing newline stripped",
+    )
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> SecretRef:
+        if (self.from_env is None) == (self.from_file is None):
+            raise PydanticCustomError(
+                "secret_ref", "a secret reference has exactly one key, from_env (a variable) or from_file (a path)"
+            )
+        if self.from_env is not None and not ENV_KEY_RE.match(self.from_env):
+            raise PydanticCustomError("secret_ref", "from_env names an environment variable (letters, digits, '_')")
+        if self.from_file is not None and (not self.from_file.strip() or "\x00" in self.from_file):
+            raise PydanticCustomError("secret_ref", "from_file is the path of a local file")
+        return self
+
+    def ref(self) -> str:
+        """``env:NAME`` or ``file:PATH`` (as written): what the spec hash covers, never the value."""
+        return f"env:{self.from_env}" if self.from_env is not None else f"file:{self.from_file}"
+
+
+def _env_kind(value: Any) -> str:
+    return "secret" if isinstance(value, (dict, SecretRef)) else "plain"
+
+
+EnvValue = Annotated[
+    Union[Annotated[str, Tag("plain")], Annotated[SecretRef, Tag("secret")]],
+    Discriminator(_env_kind),
+]
+EnvMap = dict[str, EnvValue]
+
+
+def check_env(env: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Keys are variable names (SEC-D10: no '=' or spaces), plain values hold no NUL byte."""
+    for key, value in (env or {}).items():
+        if not ENV_KEY_RE.match(key):
+            raise ValueError(f"environment key {key!r} is not a valid variable name")
+        if isinstance(value, str) and "\x00" in value:
+            raise ValueError(f"the value of environment key {key} contains a NUL byte; remove it")
+    return env
 
 
 class GpuDecl(_Doc):
@@ -73,6 +129,16 @@ class PodSpec(_Doc):
     sim: SimSettings | None = Field(None, description="latencies of the simulated servers (sim pods only)")
     vram_release_timeout_s: float = Field(60, gt=0)
     accept_new_host_key: bool = False
+    env: EnvMap | None = Field(
+        None,
+        description="environment of every service on this pod (a service's own env wins); "
+        "values or {from_env|from_file}",
+    )
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, env: dict[str, Any] | None) -> dict[str, Any] | None:
+        return check_env(env)
 
 
 class ModeMember(_Doc):
@@ -114,19 +180,36 @@ class ServiceFields(_Doc):
     args: dict[str, ArgValue] | None = Field(
         None, description="extra server flags without leading dashes; true = bare flag, null/false = omit"
     )
-    env: dict[str, str] | None = None
-    command: list[str] | None = Field(None, description="command/fastapi: argv; {port} is replaced")
+    env: EnvMap | None = Field(
+        None, description="environment variables: a value, or a secret as {from_env: NAME} or {from_file: PATH}"
+    )
+    command: list[str] | None = Field(
+        None, description="command/fastapi: argv; docker: the container's command; {port} is replaced"
+    )
     cwd: str | None = None
     role: str | None = Field(None, description="chat | code | embedding | reranker | asr | vision ...")
     stop_timeout_s: float | None = Field(None, gt=0)
+    # driver docker (checked in gpumod.spec.checks: SEC-D7..D10)
+    image: str | None = Field(
+        None, pattern=IMAGE_RE.pattern, description="docker: the image, e.g. vllm/vllm-openai:v0.11.0"
+    )
+    container_port: int | None = Field(
+        None, ge=1, le=65535, description="docker: the port the server listens on inside the container (default: port)"
+    )
+    ports: list[Annotated[str, Field(pattern=PORT_MAP_RE.pattern)]] | None = Field(
+        None, description="docker: more published ports, 'host:container', always bound to 127.0.0.1"
+    )
+    volumes: list[str] | None = Field(None, description="docker: 'host-path-or-volume:/container/path[:ro]'")
+    network: str | None = Field(
+        None, pattern=DOCKER_NAME_RE.pattern, description="docker: the network (default bridge; host/macvlan refused)"
+    )
+    privileged: bool | None = Field(None, description="docker: always refused (SEC-D7); only false is accepted")
+    shm_size: str | None = Field(None, pattern=SHM_RE.pattern, description="docker: --shm-size, e.g. 16g")
 
     @field_validator("env")
     @classmethod
-    def _env_keys(cls, env: dict[str, str] | None) -> dict[str, str] | None:
-        for key in env or {}:
-            if not ENV_KEY_RE.match(key):
-                raise ValueError(f"environment key {key!r} is not a valid variable name")
-        return env
+    def _env(cls, env: dict[str, Any] | None) -> dict[str, Any] | None:
+        return check_env(env)
 
 
 class ServiceSpec(ServiceFields):

@@ -10,6 +10,10 @@ Two vLLM flags have fields of their own (``gpu-memory-utilization`` → ``gpu_me
 ``max-model-len`` → ``context``): when a preset or service gives them as args they are lifted into
 the field, so the footprint sees them and a service can override them without leaving a stale
 flag behind (pi's orphan-value bug).
+
+Environment: preset ← its config ← the pod's ``env`` ← the service's ``env``. Secret references
+stay references: ``ResolvedService.env`` gets the plain values, ``ResolvedService.secrets`` the
+``(KEY, "env:NAME" | "file:PATH")`` references.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from importlib.resources.abc import Traversable
 from typing import Any
 
 from gpumod.errors import Problem, SpecError
-from gpumod.spec.models import Health, PresetConfig, PresetSpec, ServiceFields, ServiceSpec
+from gpumod.spec.models import Health, PresetConfig, PresetSpec, SecretRef, ServiceFields, ServiceSpec
 from gpumod.spec.resolved import ResolvedService
 from gpumod.spec.source import parse_yaml, validate
 
@@ -159,8 +163,15 @@ def pick_config(preset: PresetSpec, count: int, gpu_name: str | None, source: st
     )
 
 
-def merged_fields(svc: ServiceSpec, catalog: PresetCatalog, *, gpu_name: str | None, source: str) -> dict[str, Any]:
-    """The service's fields after merging its preset and the preset's config (None = unset)."""
+def merged_fields(
+    svc: ServiceSpec,
+    catalog: PresetCatalog,
+    *,
+    gpu_name: str | None,
+    source: str,
+    pod_env: Mapping[str, str | SecretRef] | None = None,
+) -> dict[str, Any]:
+    """The service's fields after merging its preset, the preset's config and the pod's env (None = unset)."""
     preset = None
     if svc.preset is not None:
         preset = catalog.get(svc.preset)
@@ -169,7 +180,7 @@ def merged_fields(svc: ServiceSpec, catalog: PresetCatalog, *, gpu_name: str | N
             raise SpecError([Problem(path, line, unknown_preset_message(svc.preset, catalog))])
     fields: dict[str, Any] = {k: None for k in FIELD_NAMES}
     args: dict[str, Any] = {}
-    env: dict[str, str] = {}
+    env: dict[str, str | SecretRef] = {}
     if preset is not None:
         fields.update({k: getattr(preset, k) for k in FIELD_NAMES if getattr(preset, k) is not None})
         args.update(preset.args or {})
@@ -195,6 +206,7 @@ def merged_fields(svc: ServiceSpec, catalog: PresetCatalog, *, gpu_name: str | N
         if value is not None and key not in ("args", "env", "health"):
             fields[key] = value
     fields["health"] = _merge_health(preset.health if preset else None, svc.health)
+    env.update(pod_env or {})
     env.update(svc.env or {})
     fields["args"] = args
     fields["env"] = env
@@ -226,9 +238,20 @@ def unknown_preset_message(name: str, catalog: PresetCatalog) -> str:
     return f"unknown preset '{name}'; {hint}"
 
 
-def resolve_service(svc: ServiceSpec, catalog: PresetCatalog, *, gpu_name: str | None, source: str) -> ResolvedService:
-    """The service with its preset merged in and every default filled; SpecError if it cannot run."""
-    f = merged_fields(svc, catalog, gpu_name=gpu_name, source=source)
+def resolve_service(
+    svc: ServiceSpec,
+    catalog: PresetCatalog,
+    *,
+    gpu_name: str | None,
+    source: str,
+    pod_env: Mapping[str, str | SecretRef] | None = None,
+    pod_source: str = "",
+) -> ResolvedService:
+    """The service with its preset and its pod's env merged in and every default filled; SpecError if it cannot run.
+
+    ``pod_source`` is the ``path:line`` of the pod document (relative secret files start from its folder).
+    """
+    f = merged_fields(svc, catalog, gpu_name=gpu_name, source=source, pod_env=pod_env)
     path, line = split_source(source)
     problems = []
     if f["driver"] is None:
@@ -241,6 +264,11 @@ def resolve_service(svc: ServiceSpec, catalog: PresetCatalog, *, gpu_name: str |
         raise SpecError(problems)
     gpus = f["gpus"]
     health: Health = f["health"]
+    env: dict[str, str | SecretRef] = f["env"]
+    plain = {k: v for k, v in env.items() if isinstance(v, str)}
+    secrets = {k: v.ref() for k, v in env.items() if isinstance(v, SecretRef)}
+    from_pod = {k for k in secrets if k in (pod_env or {}) and k not in (svc.env or {})}
+    origins = {k: (pod_source or source) if k in from_pod else source for k in secrets}
     return ResolvedService(
         name=svc.name,
         driver=f["driver"],
@@ -261,7 +289,9 @@ def resolve_service(svc: ServiceSpec, catalog: PresetCatalog, *, gpu_name: str |
         health_path=health.path,
         startup_timeout_s=health.startup_timeout_s,
         args=tuple(sorted((k, _frozen(v)) for k, v in f["args"].items())),
-        env=tuple(sorted(f["env"].items())),
+        env=tuple(sorted(plain.items())),
+        secrets=tuple(sorted(secrets.items())),
+        secret_origins=tuple(sorted(origins.items())),
         command=tuple(f["command"]) if f["command"] is not None else None,
         cwd=f["cwd"],
         role=f["role"],
@@ -270,6 +300,12 @@ def resolve_service(svc: ServiceSpec, catalog: PresetCatalog, *, gpu_name: str |
         drift=svc.drift,
         preset=svc.preset,
         description=f["description"] or "",
+        image=f["image"],
+        container_port=f["container_port"],
+        ports=tuple(f["ports"] or ()),
+        volumes=tuple(f["volumes"] or ()),
+        network=f["network"],
+        shm_size=f["shm_size"],
     )
 
 

@@ -2,7 +2,10 @@
 
 ``spec_hash`` covers exactly what changes the running process (command line, environment,
 model, port, footprint given to the server); editing a description or a health timeout does not
-restart anything.
+restart anything. Secrets are kept as references (``env:NAME`` / ``file:PATH``, as written in the
+spec): the hash covers the reference, never the value, and no value is ever held here; the engine
+reads values at apply time (``gpumod.secrets``). Docker fields and secrets enter the hash only
+when set, so services that use neither keep the hash they had.
 """
 
 from __future__ import annotations
@@ -38,7 +41,10 @@ class ResolvedService:
     health_path: str = "/health"
     startup_timeout_s: float = 120.0
     args: ArgItems = ()
-    env: tuple[tuple[str, str], ...] = ()
+    env: tuple[tuple[str, str], ...] = ()  # plain values only
+    secrets: tuple[tuple[str, str], ...] = ()  # (KEY, "env:NAME" | "file:PATH"), sorted by KEY
+    # (KEY, "path:line" of the document declaring it): relative file paths start from its folder
+    secret_origins: tuple[tuple[str, str], ...] = field(default=(), compare=False)
     command: tuple[str, ...] | None = None
     cwd: str | None = None
     role: str | None = None
@@ -47,10 +53,16 @@ class ResolvedService:
     drift: DriftPolicy = "correct"
     preset: str | None = None
     description: str = ""
+    image: str | None = None  # docker
+    container_port: int | None = None  # docker: the server's port inside the container (None = port)
+    ports: tuple[str, ...] = ()  # docker: more "host:container" ports, published on 127.0.0.1
+    volumes: tuple[str, ...] = ()  # docker: "source:/target[:ro|rw]", vetted at validation time
+    network: str | None = None  # docker (None = bridge)
+    shm_size: str | None = None  # docker
     extra: tuple[tuple[str, Any], ...] = field(default=())
 
     def spec_hash(self) -> str:
-        launch = {
+        launch: dict[str, Any] = {
             "driver": self.driver,
             "model": self.model,
             "model_path": self.model_path,
@@ -68,5 +80,16 @@ class ResolvedService:
             "cwd": self.cwd,
             "extra": [[k, v] for k, v in self.extra],
         }
+        if self.secrets:
+            launch["secrets"] = [[k, ref] for k, ref in self.secrets]
+        if self.driver == "docker" or self.image is not None:
+            launch["docker"] = {
+                "image": self.image,
+                "container_port": self.container_port,
+                "ports": list(self.ports),
+                "volumes": list(self.volumes),
+                "network": self.network,
+                "shm_size": self.shm_size,
+            }
         blob = json.dumps(launch, sort_keys=True, separators=(",", ":"), default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]

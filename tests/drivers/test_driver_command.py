@@ -60,7 +60,7 @@ def test_registry():
     assert isinstance(driver_for("vllm"), VllmDriver)
     assert isinstance(driver_for("llamacpp"), LlamaCppDriver)
     assert driver_for("command").name == "command" and driver_for("fastapi").name == "fastapi"
-    for name in ("docker", "sglang"):
+    for name in ("sglang",):
         with pytest.raises(UnsupportedError, match=name):
             driver_for(name)
 

@@ -257,7 +257,7 @@ def test_models_and_commands_are_required_per_driver(repo) -> None:
         "specs/a.yaml:1: service v (driver vllm) has no model; set model: <Hugging Face id>",
         "specs/a.yaml:7: service l (driver llamacpp) has no model; set model_path: <file.gguf> or models_dir: <dir> (router)",
         "specs/a.yaml:14: service f (driver fastapi) has no command; set command: [argv, ...]",
-        "specs/a.yaml:22: driver docker comes with SSH support (next release); use command for now",
+        "specs/a.yaml:20: service d (driver docker) has no image; set image: <repository:tag>",
     ]
 
 

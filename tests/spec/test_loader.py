@@ -23,7 +23,7 @@ INVALID_EXPECTED = [
     "a, b, chat, coder, dupkey, embed, pinned",
     "invalid/more.yaml:12: service coder depends on embed, which is not in mode lonely; "
     "add embed to the mode or drop it from depends_on",
-    "invalid/more.yaml:16: driver docker comes with SSH support (next release); use command for now",
+    "invalid/more.yaml:14: service pinned (driver docker) has no image; set image: <repository:tag>",
     "invalid/more.yaml:19: service pinned pins GPU 3, but pod small has 1 GPU (index 0); pin GPUs the pod has",
     "invalid/more.yaml:21: duplicate Mode 'code' (also at invalid/more.yaml:1); rename or remove one",
     "invalid/more.yaml:24: unknown kind 'Servce'; did you mean 'Service'?",
