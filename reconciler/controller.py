@@ -22,8 +22,10 @@ from gpumod.errors import GpumodError, InfeasibleError, SpecError, Problem
 from gpumod.execute import PodExecutor, PodRun, StepOutcome
 from gpumod.observe import observe_pod
 from gpumod.ports import Clock, SystemClock
-from gpumod.spec import PresetCatalog, SpecSet, load_specs
-from gpumod.spec.models import PodSpec
+from gpumod.secrets import load_secret_values
+from gpumod.core.footprint import footprint
+from gpumod.spec import PresetCatalog, SpecSet, load_specs, resolve_service
+from gpumod.spec.models import PodSpec, ServiceSpec
 from gpumod.wiring import Fleet
 
 log = structlog.get_logger("gpumod.controller")
@@ -91,6 +93,48 @@ async def observe_fleet(fleet: Fleet) -> tuple[ObservedPod, ...]:
     return tuple(found)
 
 
+def smaller_presets(
+    desired: Sequence[DesiredPod], catalog: PresetCatalog
+) -> dict[str, tuple[str, int]]:
+    """For the planner's alternatives: per service, the known preset of the same role with the
+    smallest awake footprint on that pod's GPU, when it is smaller than the service's own."""
+    found: dict[str, tuple[str, int]] = {}
+    for pod in desired:
+        if not pod.gpus:
+            continue
+        gpu = max(pod.gpus, key=lambda g: (g.total_mb, -g.index))
+        for svc in pod.services:
+            if not svc.spec.role:
+                continue
+            best: tuple[int, str] | None = None
+            for preset in catalog.by_role(svc.spec.role):
+                if preset.name == svc.spec.preset:
+                    continue
+                try:
+                    spec = resolve_service(
+                        ServiceSpec(kind="Service", name=svc.name, preset=preset.name),
+                        catalog, gpu_name=gpu.name, source=svc.spec.source,
+                    )
+                    awake = footprint(spec, gpu).awake_mb
+                except (GpumodError, ValueError):
+                    continue
+                if awake < svc.footprint.awake_mb and (best is None or (awake, preset.name) < best):
+                    best = (awake, preset.name)
+            if best is not None:
+                found[svc.name] = (best[1], best[0])
+    return found
+
+
+def plan_with_alternatives(
+    desired: Sequence[DesiredPod], observed: Sequence[ObservedPod], catalog: PresetCatalog
+) -> Plan:
+    """The plan; when something does not fit, planned again with smaller presets to suggest."""
+    first = make_plan(desired, observed)
+    if first.fits:
+        return first
+    return make_plan(desired, observed, smaller=smaller_presets(desired, catalog))
+
+
 def desired_for(
     specs: SpecSet,
     catalog: PresetCatalog,
@@ -129,7 +173,7 @@ async def snapshot(
     async with fleet_factory(pods) as fleet:
         observed = await observe_fleet(fleet)
     desired = desired_for(specs, catalog, pods, observed, mode_override=mode_override, add=add, empty=empty)
-    return Snapshot(specs, pods, desired, observed, make_plan(desired, observed))
+    return Snapshot(specs, pods, desired, observed, plan_with_alternatives(desired, observed, catalog))
 
 
 async def apply(
@@ -153,70 +197,121 @@ async def apply(
     rlog = log.bind(reconcile_id=reconcile_id)
     result = ApplyResult(converged=False, passes=0)
     failed_once: set[tuple[str, str]] = set()
-    for pass_no in range(1, max_passes + 1):
-        result.passes = pass_no
-        specs = load_specs(spec_dir)
-        pods = select_pods(specs, pod_names)
-        catalog = PresetCatalog.load()
-        async with Fleet(pods) as fleet:
-            observed = await observe_fleet(fleet)
-            desired = desired_for(specs, catalog, pods, observed, empty=empty)
-            plan = make_plan(desired, observed)
-            snap = Snapshot(specs, pods, desired, observed, plan)
-            result.final = snap
-            rlog.info("plan.built", pass_no=pass_no, changes=plan.changes, fits=plan.fits)
-            infeasible = [p.infeasible for p in plan.pods if p.infeasible is not None]
-            if infeasible:
-                if pass_no == 1:
-                    raise InfeasibleError(infeasible)
-                result.problems.append("the desired state stopped fitting during apply; nothing more was done")
-                return result
-            unreachable = [o for o in observed if not o.reachable]
-            starting = [
-                (o.name, s.name) for o in observed for s in o.services if s.status == "starting"
-            ]
-            deferred = [(p.pod, d) for p in plan.pods for d in p.deferred]
-            if plan.changes == 0:
-                if starting and pass_no < max_passes:
-                    reporter.note(f"waiting for {', '.join(s for _, s in starting)} to become ready")
-                    await clock.sleep(1.0)
-                    continue
-                for pod, d in deferred:
-                    result.problems.append(f"pod {pod}: {d.service} is degraded: {d.reason}")
-                for o in unreachable:
-                    result.problems.append(f"pod {o.name} is unreachable: {o.error}")
-                result.converged = not starting and not deferred and not unreachable
-                return result
-            reporter.plan(plan, pass_no)
-            if pass_no == 1 and not confirm(plan):
-                result.problems.append("apply cancelled; nothing was touched")
-                return result
-            runs = await asyncio.gather(
-                *(
-                    _execute_pod(fleet, snap, pod_plan, clock, reporter)
-                    for pod_plan in plan.pods
-                    if pod_plan.steps
-                )
+    specs = load_specs(spec_dir)
+    pods = select_pods(specs, pod_names)
+    async with Fleet(pods) as fleet:  # one connection per pod for the whole run
+        for pass_no in range(1, max_passes + 1):
+            result.passes = pass_no
+            if pass_no > 1:
+                specs = load_specs(spec_dir)
+            done = await _one_pass(
+                fleet, specs, pods, pass_no, result, failed_once,
+                confirm=confirm, reporter=reporter, clock=clock, empty=empty,
+                last=pass_no == max_passes, rlog=rlog,
             )
-        result.runs.extend(runs)
-        for run in runs:
-            for outcome in run.failed:
-                key = (run.pod, outcome.step.service)
-                if key in failed_once and outcome.status == "failed":
-                    result.problems.append(
-                        f"pod {run.pod}: {outcome.step.action} {outcome.step.service} failed again: {outcome.message}"
-                    )
-                failed_once.add(key)
-            if run.error:
-                result.problems.append(f"pod {run.pod}: {run.error}")
-        if any(run.error for run in runs) or result.problems:
-            return result
+            if done:
+                return result
     result.problems.append(f"not converged after {max_passes} passes")
     return result
 
 
+async def _one_pass(
+    fleet: Fleet,
+    specs: SpecSet,
+    pods: list[PodSpec],
+    pass_no: int,
+    result: ApplyResult,
+    failed_once: set[tuple[str, str]],
+    *,
+    confirm: Callable[[Plan], bool],
+    reporter: Reporter,
+    clock: Clock,
+    empty: bool,
+    last: bool,
+    rlog: structlog.typing.FilteringBoundLogger,
+) -> bool:
+    """One observe → plan → execute pass; True when the apply run is over."""
+    catalog = PresetCatalog.load()
+    observed = await observe_fleet(fleet)
+    desired = desired_for(specs, catalog, pods, observed, empty=empty)
+    plan = plan_with_alternatives(desired, observed, catalog)
+    snap = Snapshot(specs, pods, desired, observed, plan)
+    result.final = snap
+    rlog.info("plan.built", pass_no=pass_no, changes=plan.changes, fits=plan.fits)
+    infeasible = [p.infeasible for p in plan.pods if p.infeasible is not None]
+    if infeasible:
+        if pass_no == 1:
+            raise InfeasibleError(infeasible)
+        result.problems.append("the desired state stopped fitting during apply; nothing more was done")
+        return True
+    unreachable = [o for o in observed if not o.reachable]
+    starting = [(o.name, s.name) for o in observed for s in o.services if s.status == "starting"]
+    deferred = [(p.pod, d) for p in plan.pods for d in p.deferred]
+    if plan.changes == 0:
+        if starting and not last:
+            reporter.note(f"waiting for {', '.join(s for _, s in starting)} to become ready")
+            await clock.sleep(1.0)
+            return False
+        for pod, d in deferred:
+            result.problems.append(f"pod {pod}: {d.service} is degraded: {d.reason}")
+        for o in unreachable:
+            result.problems.append(f"pod {o.name} is unreachable: {o.error}")
+        result.converged = not starting and not deferred and not unreachable
+        return True
+    secrets = _secrets_for(plan, desired)  # a missing secret fails here, before anything is touched
+    reporter.plan(plan, pass_no)
+    if pass_no == 1 and not confirm(plan):
+        result.problems.append("apply cancelled; nothing was touched")
+        return True
+    runs = await asyncio.gather(
+        *(
+            _execute_pod(fleet, snap, pod_plan, clock, reporter, secrets.get(pod_plan.pod, {}))
+            for pod_plan in plan.pods
+            if pod_plan.steps
+        )
+    )
+    result.runs.extend(runs)
+    for run in runs:
+        for outcome in run.failed:
+            key = (run.pod, outcome.step.service)
+            if key in failed_once and outcome.status == "failed":
+                result.problems.append(
+                    f"pod {run.pod}: {outcome.step.action} {outcome.step.service} failed again: {outcome.message}"
+                )
+            failed_once.add(key)
+        if run.error:
+            result.problems.append(f"pod {run.pod}: {run.error}")
+    return any(run.error for run in runs) or bool(result.problems)
+
+
+def _secrets_for(plan: Plan, desired: Sequence[DesiredPod]) -> dict[str, dict[str, dict[str, str]]]:
+    """Secret values of every service the plan starts, per pod; problems of all of them at once."""
+    by_pod = {d.name: d for d in desired}
+    found: dict[str, dict[str, dict[str, str]]] = {}
+    problems: list[Problem] = []
+    for pod_plan in plan.pods:
+        for step in pod_plan.steps:
+            svc = by_pod[pod_plan.pod].service(step.service) if pod_plan.pod in by_pod else None
+            if step.action not in ("start", "restart") or svc is None or not svc.spec.secrets:
+                continue
+            try:
+                values = load_secret_values(svc.spec)
+            except SpecError as err:
+                problems.extend(err.problems)
+                continue
+            found.setdefault(pod_plan.pod, {})[svc.name] = values
+    if problems:
+        raise SpecError(problems)
+    return found
+
+
 async def _execute_pod(
-    fleet: Fleet, snap: Snapshot, pod_plan: PodPlan, clock: Clock, reporter: Reporter
+    fleet: Fleet,
+    snap: Snapshot,
+    pod_plan: PodPlan,
+    clock: Clock,
+    reporter: Reporter,
+    secrets: dict[str, dict[str, str]],
 ) -> PodRun:
     handle = fleet.handles[pod_plan.pod]
     desired = snap.desired_pod(pod_plan.pod)
@@ -229,6 +324,7 @@ async def _execute_pod(
         sim_env=handle.sim,
         vram_release_timeout_s=handle.spec.vram_release_timeout_s,
         report=lambda event, item: reporter.step(event, pod_plan.pod, item),
+        secrets=secrets,
     )
     return await executor.run(pod_plan)
 

@@ -66,7 +66,7 @@ class PodExecutor:
     sim_env: bool = False
     vram_release_timeout_s: float = 60.0
     report: Reporter | None = None
-    secret_env: dict[str, str] = field(default_factory=dict)
+    secrets: dict[str, dict[str, str]] = field(default_factory=dict)  # service -> secret env values
 
     async def run(self, plan: PodPlan) -> PodRun:
         run = PodRun(plan.pod)
@@ -167,7 +167,7 @@ class PodExecutor:
                 ("GPUMOD_SIM_SLEEP_MB", str(desired.footprint.asleep_mb)),
             )
             launch = _with_env(launch, sim)
-        await self.agent.start(launch, secret_env=self.secret_env)
+        await self.agent.start(launch, secret_env=self.secrets.get(spec.name, {}))
         try:
             calls = driver.after_start(spec)
             # a llama.cpp router is healthy (and "asleep") before its model is loaded
