@@ -271,9 +271,15 @@ class _Checker:
                 f"pod {pod.name} is simulated (host: sim) but declares no gpus; "
                 "add gpus: [{name: NVIDIA GeForce RTX 4090, memory_mb: 24564}]",
             )
-        if pod.sim is not None and host is not None and host.kind != "sim":
+        if pod.sim is not None and host is not None and host.kind == "local":
             self.add(
-                "Pod", pod.name, ("sim",), f"sim settings apply only to host: sim; remove sim: from pod {pod.name}"
+                "Pod", pod.name, ("sim",),
+                f"sim settings apply to host: sim (or an SSH pod with simulated GPUs); remove sim: from pod {pod.name}",
+            )
+        if pod.sim is not None and host is not None and host.kind == "ssh" and not pod.gpus:
+            self.add(
+                "Pod", pod.name, ("sim",),
+                f"pod {pod.name} simulates its GPUs over SSH (sim:) but declares no gpus; add gpus: [...]",
             )
         self._env("Pod", pod.name, pod.env)
         if self.specs.mode(pod.mode) is None:

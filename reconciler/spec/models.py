@@ -126,7 +126,12 @@ class PodSpec(_Doc):
         default_factory=dict,
         description="executable per server kind, e.g. {vllm: /opt/venv/bin/vllm, llama-server: ~/bin/llama-server}",
     )
-    sim: SimSettings | None = Field(None, description="latencies of the simulated servers (sim pods only)")
+    sim: SimSettings | None = Field(
+        None,
+        description="latencies of the simulated servers; on an SSH pod: simulate its GPUs there "
+        "(needs gpumod installed for the pod's python)",
+    )
+    python: str = Field("python3", description="the pod's Python 3 (runs gpumod's agent; {python} in commands)")
     vram_release_timeout_s: float = Field(60, gt=0)
     accept_new_host_key: bool = False
     env: EnvMap | None = Field(

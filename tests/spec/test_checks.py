@@ -186,7 +186,16 @@ def test_sim_pod_needs_gpus_and_sim_settings_need_a_sim_pod(repo) -> None:
     assert problems_of(repo(**{"a.yaml": text})) == [
         "specs/a.yaml:3: pod a is simulated (host: sim) but declares no gpus; "
         "add gpus: [{name: NVIDIA GeForce RTX 4090, memory_mb: 24564}]",
-        "specs/a.yaml:10: sim settings apply only to host: sim; remove sim: from pod b",
+        "specs/a.yaml:10: sim settings apply to host: sim (or an SSH pod with simulated GPUs); remove sim: from pod b",
+    ]
+
+
+def test_ssh_pod_may_simulate_its_gpus_when_it_declares_them(repo) -> None:
+    text = "kind: Pod\nname: a\nhost: ssh://root@127.0.0.1:22\nmode: m\nsim: {load_s: 1}\n"
+    text += "---\nkind: Pod\nname: b\nhost: ssh://root@127.0.0.1:22\nmode: m\nsim: {load_s: 1}\n"
+    text += "gpus: [{name: RTX 4090, memory_mb: 24564}]\n---\nkind: Mode\nname: m\n"
+    assert problems_of(repo(**{"a.yaml": text})) == [
+        "specs/a.yaml:5: pod a simulates its GPUs over SSH (sim:) but declares no gpus; add gpus: [...]",
     ]
 
 

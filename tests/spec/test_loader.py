@@ -37,7 +37,7 @@ INVALID_EXPECTED = [
     "add gpus: [{name: NVIDIA GeForce RTX 4090, memory_mb: 24564}]",
     "invalid/pods.yaml:14: host 'ftp://example.org' is not one of: local, sim, ssh://user@host[:port] or "
     "'ssh [-p PORT] [-i KEY] [-J JUMP] user@host'",
-    "invalid/pods.yaml:21: sim settings apply only to host: sim; remove sim: from pod remote",
+    "invalid/pods.yaml:21: pod remote simulates its GPUs over SSH (sim:) but declares no gpus; add gpus: [...]",
     "invalid/pods.yaml:27: unknown key 'reserve'; did you mean 'reserve_mb'?",
     "invalid/services.yaml:7: unknown preset 'devstral-smal-2'; did you mean 'devstral-small-2'?",
     "invalid/services.yaml:8: service coder depends on 'ghost', which is not defined; define a Service named 'ghost' "
