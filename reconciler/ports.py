@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
-from typing import Protocol, Sequence
+from typing import Mapping, Protocol, Sequence
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,22 @@ class CommandResult:
         return self.returncode == 0
 
 
+class PodProcess(Protocol):
+    """A long-running command on a pod (e.g. the lock holder): line-oriented stdout, stdin open
+    until ``close()`` (EOF)."""
+
+    @property
+    def returncode(self) -> int | None: ...
+
+    async def readline(self) -> str: ...
+
+    async def read_stderr(self) -> bytes: ...
+
+    def write(self, data: bytes) -> None: ...
+
+    async def close(self) -> None: ...
+
+
 class Transport(Protocol):
     """Runs one command on a pod. ``argv`` is quoted by the transport; ``stdin`` carries payloads
     (and secrets: never put a secret in ``argv``)."""
@@ -31,6 +47,10 @@ class Transport(Protocol):
     async def run(
         self, argv: Sequence[str], *, stdin: bytes | None = None, timeout: float | None = None
     ) -> CommandResult: ...
+
+    async def open_process(
+        self, argv: Sequence[str], *, env: Mapping[str, str] | None = None
+    ) -> PodProcess: ...
 
     async def close(self) -> None: ...
 
