@@ -233,6 +233,26 @@ def watch(
 
 
 @app.command()
+def unlock(
+    pod: str = typer.Argument(..., help="the pod whose lock to break"),
+    specs: Path = typer.Option(Path("specs"), "--specs", "-d", help="spec directory that defines the pod"),
+) -> None:
+    """Break a pod's stale lock (left by a gpumod run that is gone). Exit 0 unlocked, 2 error."""
+
+    def body() -> int:
+        found = asyncio.run(controller.unlock(specs, pod))
+        owner = found.get("owner") or {}
+        who = f"{owner.get('user', '?')}@{owner.get('host', '?')} pid {owner.get('pid', '?')}" if owner else "nobody"
+        if found.get("was_locked"):
+            out.print(f"pod {pod}: broke the lock held by {who}" + (" (holder killed)" if found.get("killed") else ""))
+        else:
+            out.print(f"pod {pod}: was not locked" + (f" (stale owner record of {who} removed)" if owner else ""))
+        return 0
+
+    _run(body)
+
+
+@app.command()
 def schema() -> None:
     """Print the JSON Schema of the spec files (for yaml-language-server)."""
     from gpumod.spec import json_schema

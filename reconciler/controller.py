@@ -26,7 +26,7 @@ from gpumod.secrets import load_secret_values
 from gpumod.core.footprint import footprint
 from gpumod.spec import PresetCatalog, SpecSet, load_specs, resolve_service
 from gpumod.spec.models import PodSpec, ServiceSpec
-from gpumod.wiring import Fleet
+from gpumod.wiring import Fleet, PodHandle, unlock_pod
 
 log = structlog.get_logger("gpumod.controller")
 
@@ -89,8 +89,13 @@ def select_pods(specs: SpecSet, names: Sequence[str] | None) -> list[PodSpec]:
 async def observe_fleet(fleet: Fleet) -> tuple[ObservedPod, ...]:
     """All pods in parallel; an unreachable pod is reported in its ObservedPod, never raised."""
     handles = list(fleet.handles.values())
-    found = await asyncio.gather(*(observe_pod(h.agent) for h in handles))
-    return tuple(found)
+
+    async def one(handle: PodHandle) -> ObservedPod:
+        if handle.error:
+            return ObservedPod(handle.name, reachable=False, error=handle.error)
+        return await observe_pod(handle.agent)
+
+    return tuple(await asyncio.gather(*(one(h) for h in handles)))
 
 
 def smaller_presets(
@@ -199,7 +204,7 @@ async def apply(
     failed_once: set[tuple[str, str]] = set()
     specs = load_specs(spec_dir)
     pods = select_pods(specs, pod_names)
-    async with Fleet(pods) as fleet:  # one connection per pod for the whole run
+    async with Fleet(pods, lock=True) as fleet:  # one connection and one lock per pod for the run
         for pass_no in range(1, max_passes + 1):
             result.passes = pass_no
             if pass_no > 1:
@@ -255,7 +260,7 @@ async def _one_pass(
         for pod, d in deferred:
             result.problems.append(f"pod {pod}: {d.service} is degraded: {d.reason}")
         for o in unreachable:
-            result.problems.append(f"pod {o.name} is unreachable: {o.error}")
+            result.problems.append(f"pod {o.name} was not reconciled: {o.error}")
         result.converged = not starting and not deferred and not unreachable
         return True
     secrets = _secrets_for(plan, desired)  # a missing secret fails here, before anything is touched
@@ -327,6 +332,12 @@ async def _execute_pod(
         secrets=secrets,
     )
     return await executor.run(pod_plan)
+
+
+async def unlock(spec_dir: str | Path, pod_name: str) -> dict:
+    specs = load_specs(spec_dir)
+    (pod,) = select_pods(specs, [pod_name])
+    return await unlock_pod(pod)
 
 
 def validate(spec_dir: str | Path) -> SpecSet:

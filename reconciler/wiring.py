@@ -6,21 +6,35 @@ controller works on ``PodHandle`` values it gets from here.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import sys
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from gpumod.drivers.agent import PodAgent
+from gpumod.drivers.agent.lock import PodLock, acquire_pod_lock, break_pod_lock, owner_info
 from gpumod.drivers.base import PodContext
 from gpumod.drivers.transports.local import LocalTransport
-from gpumod.errors import UnsupportedError
+from gpumod.errors import GpumodError
 from gpumod.ports import Transport
 from gpumod.spec import parse_host
 from gpumod.spec.models import PodSpec
 
 SIM_SERVER = ("-m", "gpumod.sim.server", "--flavour")
+REMOTE_STATE_DIR = "~/.gpumod"
+
+# Runs on an SSH pod that simulates its GPUs (gpumod installed for the pod's python): sets up the
+# simulated GPUs and prints where the nvidia-smi stand-in is and the pod's PATH.
+_REMOTE_SIM = (
+    "import json, os, sys; from pathlib import Path; from gpumod.sim.pod import ensure_sim_pod; "
+    "d = Path(sys.argv[1]).expanduser(); "
+    "b = ensure_sim_pod(d, [tuple(g) for g in json.loads(sys.argv[2])], sys.executable); "
+    "print(json.dumps({'bin': str(b), 'dir': str(d), 'path': os.environ.get('PATH', ''), "
+    "'python': sys.executable}))"
+)
 
 
 def gpumod_home() -> Path:
@@ -33,7 +47,8 @@ class PodHandle:
     transport: Transport
     agent: PodAgent
     ctx: PodContext
-    sim: bool
+    sim: bool  # its GPUs are simulated (host: sim, or an SSH pod with sim:)
+    error: str = ""  # set when preparing the pod failed: it is then reported unreachable
 
     @property
     def name(self) -> str:
@@ -44,16 +59,36 @@ def sim_dir(pod: PodSpec) -> Path:
     return gpumod_home() / "sim" / pod.name
 
 
-def open_pod(pod: PodSpec) -> PodHandle:
-    """Build the handle of one pod. Raises UnsupportedError for kinds of host not supported yet."""
-    host = parse_host(pod.host)
-    state_dir = pod.state_dir or str(gpumod_home())
-    if host.kind == "ssh":
-        raise UnsupportedError(
-            f"pod {pod.name}: SSH pods ({pod.host}) are not supported yet",
-            hint="SSH support lands with the next release; use `host: local` or `host: sim` meanwhile, "
-            "or select other pods with --pod",
+def sim_env(sim_directory: str, bindir: str, path: str, pod: PodSpec) -> dict[str, str]:
+    env = {"PATH": f"{bindir}{os.pathsep}{path}", "GPUMOD_SIM_DIR": sim_directory}
+    if pod.sim is not None:
+        env.update(
+            GPUMOD_SIM_LOAD_S=str(pod.sim.load_s),
+            GPUMOD_SIM_SLEEP_S=str(pod.sim.sleep_s),
+            GPUMOD_SIM_WAKE_S=str(pod.sim.wake_s),
         )
+    return env
+
+
+def sim_binaries(python: str) -> list[tuple[str, tuple[str, ...]]]:
+    return [
+        ("vllm", (python, *SIM_SERVER, "vllm", "--")),
+        ("llama-server", (python, *SIM_SERVER, "llamacpp", "--")),
+    ]
+
+
+def _with_user_binaries(binaries: list[tuple[str, tuple[str, ...]]], pod: PodSpec):
+    for kind, path in sorted(pod.binaries.items()):
+        binaries = [(k, a) for k, a in binaries if k != kind] + [(kind, (path,))]
+    return tuple(binaries)
+
+
+def open_pod(pod: PodSpec) -> PodHandle:
+    """Build the handle of one pod (nothing is contacted yet)."""
+    host = parse_host(pod.host)
+    if host.kind == "ssh":
+        return _open_ssh_pod(pod, host)
+    state_dir = pod.state_dir or str(gpumod_home())
     python = sys.executable
     env: dict[str, str] = {}
     binaries: list[tuple[str, tuple[str, ...]]] = []
@@ -62,40 +97,107 @@ def open_pod(pod: PodSpec) -> PodHandle:
 
         directory = sim_dir(pod)
         bindir = ensure_sim_pod(directory, [(g.name, g.memory_mb) for g in pod.gpus or []], python)
-        sim = pod.sim
-        env = {
-            "PATH": f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}",
-            "GPUMOD_SIM_DIR": str(directory),
-        }
-        if sim is not None:
-            env.update(
-                GPUMOD_SIM_LOAD_S=str(sim.load_s),
-                GPUMOD_SIM_SLEEP_S=str(sim.sleep_s),
-                GPUMOD_SIM_WAKE_S=str(sim.wake_s),
-            )
-        binaries = [
-            ("vllm", (python, *SIM_SERVER, "vllm", "--")),
-            ("llama-server", (python, *SIM_SERVER, "llamacpp", "--")),
-        ]
-    for kind, path in sorted(pod.binaries.items()):
-        binaries = [(k, a) for k, a in binaries if k != kind] + [(kind, (os.path.expanduser(path),))]
+        env = sim_env(str(directory), str(bindir), os.environ.get("PATH", ""), pod)
+        binaries = sim_binaries(python)
     transport = LocalTransport(env=env)
     agent = PodAgent(transport, pod=pod.name, state_dir=state_dir, python=python)
     ctx = PodContext(
         pod=pod.name,
         sim=host.kind == "sim",
         python=python,
-        binaries=tuple(binaries),
+        binaries=_with_user_binaries(binaries, pod),
         state_dir=state_dir,
     )
     return PodHandle(pod, transport, agent, ctx, sim=host.kind == "sim")
 
 
-class Fleet:
-    """The open pods of one pass; closes their transports on exit."""
+def _open_ssh_pod(pod: PodSpec, host) -> PodHandle:
+    from gpumod.drivers.transports.ssh import SshTransport
 
-    def __init__(self, pods: list[PodSpec]) -> None:
+    if pod.identity_file:
+        host = replace(host, key=os.path.expanduser(pod.identity_file))
+    transport = SshTransport(
+        host,
+        pod=pod.name,
+        accept_new_host_key=pod.accept_new_host_key,
+        known_hosts=os.path.expanduser(pod.known_hosts) if pod.known_hosts else None,
+    )
+    state_dir = pod.state_dir or REMOTE_STATE_DIR
+    agent = PodAgent(transport, pod=pod.name, state_dir=state_dir, python=pod.python)
+    ctx = PodContext(
+        pod=pod.name,
+        sim=pod.sim is not None,
+        python=pod.python,
+        binaries=_with_user_binaries(sim_binaries(pod.python) if pod.sim else [], pod),
+        state_dir=state_dir,
+    )
+    return PodHandle(pod, transport, agent, ctx, sim=pod.sim is not None)
+
+
+async def prepare_pod(handle: PodHandle) -> None:
+    """Pod set-up that needs a round trip: simulated GPUs on an SSH pod. Errors are kept on the
+    handle (the pod is then reported unreachable), never raised."""
+    pod = handle.spec
+    if pod.sim is None or parse_host(pod.host).kind != "ssh":
+        return
+    state_dir = pod.state_dir or REMOTE_STATE_DIR
+    gpus = json.dumps([[g.name, g.memory_mb] for g in pod.gpus or []])
+    try:
+        result = await handle.transport.run(
+            [pod.python, "-c", _REMOTE_SIM, f"{state_dir}/sim/{pod.name}", gpus], timeout=60
+        )
+        if not result.ok:
+            tail = result.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
+            raise GpumodError(f"setting up the simulated GPUs failed: {tail[0]}")
+        info = json.loads(result.stdout.decode().strip().splitlines()[-1])
+    except (GpumodError, ValueError, IndexError) as err:
+        handle.error = str(err)
+        return
+    python = info["python"]
+    handle.agent.env.update(sim_env(info["dir"], info["bin"], info["path"], pod))
+    handle.ctx = replace(
+        handle.ctx, python=python, binaries=_with_user_binaries(sim_binaries(python), pod)
+    )
+
+
+async def lock_pod(handle: PodHandle, *, wait_s: float) -> PodLock | None:
+    """Take the pod's lock (on the pod); on failure the handle carries the reason instead."""
+    if handle.error:
+        return None
+    try:
+        return await acquire_pod_lock(
+            handle.transport,
+            pod=handle.name,
+            state_dir=handle.agent.state_dir,
+            python=handle.agent.python,
+            owner=owner_info(" ".join(["gpumod", *sys.argv[1:]])),
+            wait_s=wait_s,
+        )
+    except GpumodError as err:
+        handle.error = str(err)
+        return None
+
+
+async def unlock_pod(pod: PodSpec) -> dict:
+    """Break a stale lock of one pod (``gpumod unlock``)."""
+    handle = open_pod(pod)
+    try:
+        await prepare_pod(handle)
+        return await break_pod_lock(
+            handle.transport, pod=pod.name, state_dir=handle.agent.state_dir, python=handle.agent.python
+        )
+    finally:
+        await handle.transport.close()
+
+
+class Fleet:
+    """The open pods of one run; closes their transports on exit. With ``lock``, each pod's lock
+    is held on the pod for the whole run (a pod whose lock is taken is reported, not touched)."""
+
+    def __init__(self, pods: list[PodSpec], *, lock: bool = False, lock_wait_s: float = 5.0) -> None:
         self.pods = pods
+        self.lock = lock
+        self.lock_wait_s = lock_wait_s
         self.handles: dict[str, PodHandle] = {}
         self._stack = AsyncExitStack()
 
@@ -104,6 +206,14 @@ class Fleet:
             handle = open_pod(pod)
             self.handles[pod.name] = handle
             self._stack.push_async_callback(handle.transport.close)
+        await asyncio.gather(*(prepare_pod(h) for h in self.handles.values()))
+        if self.lock:
+            locks = await asyncio.gather(
+                *(lock_pod(h, wait_s=self.lock_wait_s) for h in self.handles.values())
+            )
+            for held in locks:
+                if held is not None:
+                    self._stack.push_async_callback(held.release)
         return self
 
     async def __aexit__(self, *exc: object) -> None:

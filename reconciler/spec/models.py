@@ -133,7 +133,11 @@ class PodSpec(_Doc):
     )
     python: str = Field("python3", description="the pod's Python 3 (runs gpumod's agent; {python} in commands)")
     vram_release_timeout_s: float = Field(60, gt=0)
-    accept_new_host_key: bool = False
+    accept_new_host_key: bool = Field(
+        False, description="SSH: accept and record an unknown host key (a changed key is always refused)"
+    )
+    known_hosts: str | None = Field(None, description="SSH: known_hosts file (default ~/.ssh/known_hosts)")
+    identity_file: str | None = Field(None, description="SSH: private key to log in with (default: agent, ~/.ssh/id_*)")
     env: EnvMap | None = Field(
         None,
         description="environment of every service on this pod (a service's own env wins); "
