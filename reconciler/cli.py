@@ -113,6 +113,11 @@ def plan(directory: Path = DirArg, pod: Optional[List[str]] = PodOpt, output: Ou
             if output is Output.text:
                 raise InfeasibleError([x.infeasible for x in p.pods if x.infeasible])
             return 2
+        unreachable = [o for o in snap.observed if not o.reachable]
+        for o in unreachable:
+            err.print(f"[red]error:[/] pod {o.name} cannot be planned: {o.error}")
+        if unreachable:
+            return 2
         return 1 if p.changes else 0
 
     _run(body)

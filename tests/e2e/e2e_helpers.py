@@ -11,7 +11,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 class Gpumod:
     home: Path
     specs: Path
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     @property
     def env(self) -> dict[str, str]:
@@ -28,6 +29,7 @@ class Gpumod:
         env["GPUMOD_HOME"] = str(self.home)
         env["COLUMNS"] = "200"
         env.pop("GPUMOD_LOG", None)
+        env.update(self.extra_env)
         return env
 
     def run(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -59,8 +61,12 @@ class Gpumod:
         return {row["service"]: row for row in self.status()["pods"][pod]["services"]}
 
     def records(self) -> list[dict]:
+        return self.records_in(self.home)
+
+    @staticmethod
+    def records_in(state_dir: Path) -> list[dict]:
         found = []
-        for path in self.home.glob("pods/*/services/*.json"):
+        for path in state_dir.glob("pods/*/services/*.json"):
             try:
                 found.append(json.loads(path.read_text()))
             except (OSError, ValueError):

@@ -333,6 +333,24 @@ class PodNetwork:
         d = self.workdir / name
         d.mkdir(mode=0o700)
         hostkey = keygen(d / "host_ed25519", comment=name)
+        pod = self._boot(name, ip, d, hostkey, timeout)
+        self.add_known_host(pod.host_key_line)
+        self.pods.append(pod)
+        return pod
+
+    def restart_pod(self, pod: NetnsPod, timeout: float = 10) -> NetnsPod:
+        """Boot a killed pod again: same netns, IP and host key, a fresh sshd (and nothing else)."""
+        old = self._launchers.get(pod.name)
+        if old is not None:
+            try:
+                old.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                raise PodInfraError(f"pod {pod.name} is still running; kill its sshd first") from None
+        new = self._boot(pod.name, pod.ip, pod.dir, pod.dir / "host_ed25519", timeout)
+        self.pods = [new if p.name == pod.name else p for p in self.pods]
+        return new
+
+    def _boot(self, name: str, ip: str, d: Path, hostkey: Path, timeout: float) -> NetnsPod:
         cfg = d / "sshd_config"
         cfg.write_text(
             f"Port 22\nListenAddress 0.0.0.0\nHostKey {hostkey}\nPidFile /run/sshd.pid\n"
@@ -362,11 +380,8 @@ class PodNetwork:
             raise PodInfraError(f"{e}; sshd.log: {(d / 'sshd.log').read_text()[-500:]}") from None
         start = proc_stat(pid)[1]  # type: ignore[index]
         wait_ssh_banner(ip, 22, timeout, alive=lambda: pid_alive(pid, start))
-        pod = NetnsPod(name=name, ip=ip, port=22, sshd_pid=pid, sshd_start=start,
-                       host_key_line=known_hosts_line(ip, 22, Path(f"{hostkey}.pub")), dir=d)
-        self.add_known_host(pod.host_key_line)
-        self.pods.append(pod)
-        return pod
+        return NetnsPod(name=name, ip=ip, port=22, sshd_pid=pid, sshd_start=start,
+                        host_key_line=known_hosts_line(ip, 22, Path(f"{hostkey}.pub")), dir=d)
 
     # -- teardown
 
