@@ -321,6 +321,9 @@ async def _execute_pod(
     handle = fleet.handles[pod_plan.pod]
     desired = snap.desired_pod(pod_plan.pod)
     assert desired is not None
+    observed = snap.observed_pod(pod_plan.pod)
+    supervisor, scope = handle.supervisor(dict(observed.init) if observed else {})
+    templates = Path(snap.specs.root) / "templates"
     executor = PodExecutor(
         agent=handle.agent,
         ctx=handle.ctx,
@@ -330,6 +333,10 @@ async def _execute_pod(
         vram_release_timeout_s=handle.spec.vram_release_timeout_s,
         report=lambda event, item: reporter.step(event, pod_plan.pod, item),
         secrets=secrets,
+        supervisor=supervisor,
+        scope=scope,
+        unit_env=handle.unit_env,
+        template_dir=templates if templates.is_dir() else None,
     )
     return await executor.run(pod_plan)
 

@@ -12,14 +12,17 @@ import math
 import time
 from dataclasses import dataclass, field, replace
 from itertools import groupby
+from pathlib import Path
 from typing import Callable
 
 import structlog
 
 from gpumod.core.model import DesiredPod, DesiredService, PodPlan, Step
 from gpumod.drivers.agent import PodAgent
-from gpumod.drivers.base import HttpAnswer, HttpCall, PodContext
+from gpumod.drivers.base import HttpAnswer, HttpCall, Launch, PodContext
+from gpumod.drivers.probes.nvidia_smi import parse_gpus
 from gpumod.drivers.registry import driver_for
+from gpumod.drivers.supervisors import env_file_path, log_path, render_unit
 from gpumod.errors import GpumodError, HealthTimeoutError, StepError, VramReleaseTimeoutError
 from gpumod.ports import Clock
 from gpumod.spec.resolved import ResolvedService
@@ -67,6 +70,11 @@ class PodExecutor:
     vram_release_timeout_s: float = 60.0
     report: Reporter | None = None
     secrets: dict[str, dict[str, str]] = field(default_factory=dict)  # service -> secret env values
+    supervisor: str = "process"  # process | systemd, as chosen for this pod
+    unit_env: dict[str, str] = field(default_factory=dict)  # what units must get that processes inherit
+    template_dir: Path | None = None  # the spec repo's templates/ (user unit template), if any
+
+    scope: str = "system"  # systemd: system units, or --user units
 
     async def run(self, plan: PodPlan) -> PodRun:
         run = PodRun(plan.pod)
@@ -167,7 +175,7 @@ class PodExecutor:
                 ("GPUMOD_SIM_SLEEP_MB", str(desired.footprint.asleep_mb)),
             )
             launch = _with_env(launch, sim)
-        await self.agent.start(launch, secret_env=self.secrets.get(spec.name, {}))
+        await self._launch(launch)
         try:
             calls = driver.after_start(spec)
             # a llama.cpp router is healthy (and "asleep") before its model is loaded
@@ -181,6 +189,30 @@ class PodExecutor:
         await self.agent.update_meta(spec.name, failures=0, last_failure_at=None)
         if step.sleep_after:
             await self._sleep(spec.name, step.level or spec.sleep)
+
+    async def _launch(self, launch: Launch) -> None:
+        secret_env = self.secrets.get(launch.name, {})
+        if self.supervisor != "systemd":
+            await self.agent.start(launch, secret_env=secret_env)
+            return
+        if self.unit_env:
+            launch = _with_env(launch, tuple(sorted(self.unit_env.items())))
+        scope = self.scope
+        state_dir, pod = self.ctx.state_dir, self.ctx.pod
+        text = render_unit(
+            launch,
+            pod=pod,
+            state_dir=state_dir,
+            log_path=log_path(state_dir, pod, launch.name),
+            env_file=env_file_path(state_dir, pod, launch.name),
+            template_dir=self.template_dir,
+            scope=scope,
+        )
+        answer = await self.agent.start(
+            launch, secret_env=secret_env, supervisor="systemd", unit_text=text, scope=scope
+        )
+        for warning in answer.get("warnings") or ():
+            log.warning("systemd.warning", pod=pod, service=launch.name, warning=str(warning))
 
     async def _record_failure(self, spec: ResolvedService, err: GpumodError) -> None:
         """Kill what is left of a failed start and count the failure on the pod (for backoff)."""
@@ -264,8 +296,6 @@ class PodExecutor:
         deadline = self.clock.now() + self.vram_release_timeout_s
         while True:
             raw = await self.agent.gpus()
-            from gpumod.drivers.probes.nvidia_smi import parse_gpus  # local: keeps import graph flat
-
             gpus = {g.index: g for g in parse_gpus(raw.get("stdout", ""))} if raw.get("ok") else {}
             short = {
                 idx: mb - (gpus[idx].total_mb - gpus[idx].used_mb)
@@ -319,6 +349,6 @@ def _pin_vllm_share(svc: DesiredService, pod: DesiredPod, gpus: tuple[int, ...])
     return replace(spec, gpu_memory_utilization=share)
 
 
-def _with_env(launch, extra: tuple[tuple[str, str], ...]):
+def _with_env(launch: Launch, extra: tuple[tuple[str, str], ...]) -> Launch:
     keys = {k for k, _ in extra}
     return replace(launch, env=tuple((k, v) for k, v in launch.env if k not in keys) + extra)

@@ -80,12 +80,19 @@ def parse_observation(pod: str, raw: Mapping[str, Any]) -> ObservedPod:
         services=services,
         foreign_mb=tuple(sorted(foreign.items())),
         observed_at=float(raw.get("now") or 0.0),
+        init=tuple(sorted((str(k), v) for k, v in (raw.get("init") or {}).items())),
     )
 
 
 def _service(name: str, entry: Mapping[str, Any], vram: dict[int, int]) -> ObservedService:
     meta: Mapping[str, Any] = entry.get("meta") or {}
     status, sleep_level, message = service_status(entry)
+    unit: Mapping[str, Any] = entry.get("unit") or {}
+    failures = int(meta.get("failures") or 0)
+    last_failure_at = _float(meta.get("last_failure_at"))
+    if unit.get("crash_loop"):  # systemd keeps restarting it: back off like a failed start
+        failures = max(failures, int(unit.get("nrestarts") or 0), 1)
+        last_failure_at = last_failure_at or _float(unit.get("last_exit_at"))
     return ObservedService(
         name=name,
         status=status,
@@ -96,8 +103,8 @@ def _service(name: str, entry: Mapping[str, Any], vram: dict[int, int]) -> Obser
         started_at=_float(meta.get("started_at")),
         sleep_level=sleep_level,
         vram_mb=tuple(sorted(vram.items())),
-        failures=int(meta.get("failures") or 0),
-        last_failure_at=_float(meta.get("last_failure_at")),
+        failures=failures,
+        last_failure_at=last_failure_at,
         message=message,
     )
 
@@ -107,6 +114,11 @@ def service_status(entry: Mapping[str, Any]) -> tuple[Status, str | None, str]:
     meta: Mapping[str, Any] = entry.get("meta") or {}
     if entry.get("error"):
         return "failed", None, str(entry["error"])
+    unit: Mapping[str, Any] = entry.get("unit") or {}
+    if unit.get("crash_loop"):
+        n = int(unit.get("nrestarts") or 0)
+        state = f"{unit.get('active_state', '?')}/{unit.get('sub_state', '?')}, result {unit.get('result', '?')}"
+        return "failed", None, f"crash loop: systemd restarted it {n} times ({state})"
     if not entry.get("alive"):
         leader = entry.get("leader") or "gone"
         left = entry.get("pids") or []

@@ -11,12 +11,14 @@ import json
 import os
 import sys
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from typing import Any, Mapping
 from pathlib import Path
 
 from gpumod.drivers.agent import PodAgent
 from gpumod.drivers.agent.lock import PodLock, acquire_pod_lock, break_pod_lock, owner_info
 from gpumod.drivers.base import PodContext
+from gpumod.drivers.supervisors import choose_scope, choose_supervisor
 from gpumod.drivers.transports.local import LocalTransport
 from gpumod.errors import GpumodError
 from gpumod.ports import Transport
@@ -49,6 +51,14 @@ class PodHandle:
     ctx: PodContext
     sim: bool  # its GPUs are simulated (host: sim, or an SSH pod with sim:)
     error: str = ""  # set when preparing the pod failed: it is then reported unreachable
+    unit_env: dict[str, str] = field(default_factory=dict)  # the sim's env, for services run as units
+
+    def supervisor(self, init: Mapping[str, Any]) -> tuple[str, str]:
+        """(process | systemd, system | user) for this pod, from its spec and what PID 1 is."""
+        setting = self.spec.supervisor
+        if setting == "auto" and parse_host(self.spec.host).kind == "sim":
+            return "process", "system"  # a simulated pod on a laptop: never the laptop's user units
+        return choose_supervisor(setting, init), choose_scope(init)
 
     @property
     def name(self) -> str:
@@ -108,7 +118,7 @@ def open_pod(pod: PodSpec) -> PodHandle:
         binaries=_with_user_binaries(binaries, pod),
         state_dir=state_dir,
     )
-    return PodHandle(pod, transport, agent, ctx, sim=host.kind == "sim")
+    return PodHandle(pod, transport, agent, ctx, sim=host.kind == "sim", unit_env=env)
 
 
 def _open_ssh_pod(pod: PodSpec, host) -> PodHandle:
@@ -154,7 +164,8 @@ async def prepare_pod(handle: PodHandle) -> None:
         handle.error = str(err)
         return
     python = info["python"]
-    handle.agent.env.update(sim_env(info["dir"], info["bin"], info["path"], pod))
+    handle.unit_env = sim_env(info["dir"], info["bin"], info["path"], pod)
+    handle.agent.env.update(handle.unit_env)
     handle.ctx = replace(
         handle.ctx, python=python, binaries=_with_user_binaries(sim_binaries(python), pod)
     )

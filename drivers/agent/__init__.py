@@ -1,7 +1,8 @@
 """PodAgent: gpumod's hands on a pod, one transport round trip per call.
 
-Each method sends the stdlib-only script ``podside.py`` plus a JSON payload on the STDIN of
-``<python> -c BOOT`` and reads back the one JSON document it prints. Nothing has to be installed
+Each method sends the stdlib-only agent script plus a JSON payload on the STDIN of
+``<python> -c BOOT`` and reads back the one JSON document it prints. The script is several files
+(``AGENT_PARTS``, see ``podside.py``) concatenated by ``agent_script()``. Nothing has to be installed
 on the pod but Python >= 3.8, the same code runs locally and over SSH, and secrets travel only
 in the payload (never in argv, never in a record file).
 
@@ -16,10 +17,11 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from gpumod.drivers.base import HttpAnswer, HttpCall, Launch
+from gpumod.drivers.supervisors.systemd_syntax import render_env_file, unit_name
 from gpumod.errors import PodError
 from gpumod.ports import Transport
 
-__all__ = ["BOOT", "MARKER", "PodAgent", "agent_script", "build_request", "split_request"]
+__all__ = ["AGENT_PARTS", "BOOT", "MARKER", "PodAgent", "agent_script", "build_request", "split_request"]
 
 MARKER = b"\n#--gpumod-payload--\n"
 BOOT = (
@@ -27,14 +29,28 @@ BOOT = (
     f"s,_,p=d.partition({MARKER!r});"
     "exec(compile(s,'gpumod-podside','exec'),{'__name__':'__gpumod_agent__','PAYLOAD':json.loads(p)})"
 )
-_SCRIPT_PATH = Path(__file__).with_name("podside.py")
+_HERE = Path(__file__).parent
+AGENT_PARTS = (  # in order: each part uses only the ones before it
+    _HERE.parent / "probes" / "systemd.py",
+    _HERE.parent / "supervisors" / "systemd_syntax.py",
+    _HERE / "podside_base.py",
+    _HERE / "podside_systemd.py",
+    _HERE / "podside_units.py",
+    _HERE / "podside.py",
+)
+_FUTURE = b"from __future__ import annotations"
 _DEFAULT_TIMEOUT_S = 60.0
 
 
 def agent_script() -> bytes:
-    """The pod-side script exactly as sent."""
-    script = _SCRIPT_PATH.read_bytes()
-    return script if script.endswith(b"\n") else script + b"\n"
+    """The pod-side script exactly as sent: the parts, each without its ``__future__`` import
+    (allowed only at the top of a script: it is put there once)."""
+    chunks = [_FUTURE + b"\n"]
+    for part in AGENT_PARTS:
+        lines = [ln for ln in part.read_bytes().splitlines() if ln.strip() != _FUTURE]
+        chunks.append(b"# ---- gpumod agent part: %s ----\n" % part.name.encode())
+        chunks.append(b"\n".join(lines).rstrip(b"\n") + b"\n\n")
+    return b"".join(chunks)
 
 
 def build_request(payload: Mapping[str, Any]) -> bytes:
@@ -106,16 +122,50 @@ class PodAgent:
         return answer
 
     async def observe(self, probe: bool = True, names: Sequence[str] | None = None) -> dict:
-        """GPUs, compute apps and every recorded service (liveness, session pids, probe answers)."""
+        """GPUs, compute apps, every recorded service (liveness, session pids, probe answers; for
+        a systemd unit also ``unit``: states, ``nrestarts``, ``crash_loop``) and ``init``
+        (``{"pid1", "uid", "systemd", "user_systemd"}``, for ``supervisors.choose_supervisor``)."""
         args: dict[str, Any] = {"probe": probe}
         if names is not None:
             args["names"] = list(names)
         return await self._call("observe", args, timeout=45.0)
 
-    async def start(self, launch: Launch, *, secret_env: Mapping[str, str] | None = None) -> dict:
-        """Spawn the service detached (own session) and record it; refused if it is already alive."""
-        args = {"launch": launch_payload(launch), "secret_env": dict(secret_env or {})}
-        return await self._call("start", args, timeout=30.0)
+    async def start(
+        self,
+        launch: Launch,
+        *,
+        secret_env: Mapping[str, str] | None = None,
+        supervisor: str = "process",
+        unit_text: str | None = None,
+        env_file_text: str | None = None,
+        scope: str | None = None,
+    ) -> dict:
+        """Start the service and record it; refused if it is already alive.
+
+        ``supervisor="process"``: spawned detached (own session), ``secret_env`` in its environment.
+        ``supervisor="systemd"``: ``unit_text`` (``supervisors.systemd.render_unit``) is written as
+        ``gpumod-<pod>-<name>.service`` in ``scope`` (``system``/``user``; default: system for
+        root) and started; the secrets go only to its EnvironmentFile (``env_file_text``, else
+        rendered from ``secret_env``). The answer has ``unit_changed``, ``reloaded``, ``warnings``.
+        """
+        args: dict[str, Any] = {"launch": launch_payload(launch)}
+        if supervisor == "systemd":
+            if not unit_text:
+                raise ValueError("a systemd start needs the unit text (gpumod.drivers.supervisors.render_unit)")
+            if env_file_text is None:
+                env_file_text = render_env_file(secret_env or {})
+            args.update(
+                supervisor="systemd",
+                unit=unit_name(self.pod, launch.name),
+                unit_text=unit_text,
+                env_file_text=env_file_text,
+                scope=scope,
+            )
+        elif supervisor == "process":
+            args["secret_env"] = dict(secret_env or {})
+        else:
+            raise ValueError(f"unknown supervisor {supervisor!r} (process | systemd)")
+        return await self._call("start", args, timeout=30.0 + launch.stop_timeout_s)
 
     async def stop(self, name: str, timeout_s: float, *, forget: bool = True) -> dict:
         """TERM the service's process group, KILL after ``timeout_s``; drop the record unless ``forget=False``."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from gpumod.errors import Infeasibility
 from gpumod.spec.resolved import ResolvedService
@@ -103,6 +103,7 @@ class ObservedPod:
     services: tuple[ObservedService, ...] = ()
     foreign_mb: tuple[tuple[int, int], ...] = ()  # (gpu index, MiB) used by processes gpumod does not manage
     observed_at: float = 0.0
+    init: tuple[tuple[str, Any], ...] = ()  # what runs as PID 1 / whether systemd is usable (agent's report)
 
     def service(self, name: str) -> ObservedService | None:
         return next((s for s in self.services if s.name == name), None)

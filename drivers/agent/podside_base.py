@@ -1,0 +1,278 @@
+"""The pod agent's foundations: refusals, /proc liveness, the state dir, commands and HTTP.
+
+Why a file of its own: the pod agent is several stdlib-only parts that ``agent_script()``
+concatenates into the one script sent to the pod (see ``podside.py``); this part is what every
+other part builds on. Standard library only, Python 3.8 syntax, no imports from gpumod.
+
+Liveness is read from /proc, never from ``kill -0``: PID 1 on many pods does not reap orphans, so
+a dead service may linger as a zombie. A pid is trusted only while its start time (field 22 of
+/proc/PID/stat) and the boot id still match the record (pid reuse).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+import socket
+import subprocess
+import urllib.error
+import urllib.request
+
+GPU_QUERY = "--query-gpu=index,uuid,name,memory.total,memory.used"
+APPS_QUERY = "--query-compute-apps=pid,used_memory,gpu_uuid"
+SMI_FORMAT = "--format=csv,noheader,nounits"
+BODY_LIMIT = 64 * 1024
+GREP_READ_LIMIT = 16 * 1024 * 1024
+LOG_ROTATE_BYTES = 64 * 1024 * 1024
+PROBE_TIMEOUT_S = 1.0
+POLL_S = 0.05
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+PROTECTED_FIELDS = ("name", "pid", "start_ticks", "boot_id")
+
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never via a proxy
+
+
+class Refused(Exception):
+    """An operation the agent declines; reported as {"error": message}."""
+
+
+# -- /proc ---------------------------------------------------------------------------------------
+
+
+class ProcStat(object):
+    __slots__ = ("pid", "state", "ppid", "pgrp", "session", "start_ticks")
+
+    def __init__(self, pid, state, ppid, pgrp, session, start_ticks):
+        self.pid = pid
+        self.state = state
+        self.ppid = ppid
+        self.pgrp = pgrp
+        self.session = session
+        self.start_ticks = start_ticks
+
+    @property
+    def live(self) -> bool:
+        return self.state not in ("Z", "X", "x")
+
+
+def parse_stat(text: str):
+    """Parse /proc/PID/stat; the command name may hold spaces and parentheses."""
+    try:
+        head, _, tail = text.rpartition(")")
+        pid = int(head.split("(", 1)[0])
+        fields = tail.split()
+        # fields[0] is field 3 (state); field N is fields[N - 3]
+        return ProcStat(pid, fields[0], int(fields[1]), int(fields[2]), int(fields[3]), int(fields[19]))
+    except (ValueError, IndexError):
+        return None
+
+
+def read_stat(pid: int):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return parse_stat(f.read())
+    except (OSError, ValueError):
+        return None
+
+
+def scan_proc() -> dict:
+    procs = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            st = read_stat(int(entry))
+            if st is not None:
+                procs[st.pid] = st
+    return procs
+
+
+def boot_id() -> str:
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def leader_state(record: dict, procs: dict) -> str:
+    """alive | zombie | gone | reused, for the recorded leader pid."""
+    if record.get("boot_id") and record.get("boot_id") != boot_id():
+        return "gone"  # the machine rebooted since the start
+    pid = record.get("pid")
+    st = procs.get(pid) if isinstance(pid, int) else None
+    if st is None:
+        return "gone"
+    if st.start_ticks != record.get("start_ticks"):
+        return "reused"
+    return "alive" if st.live else "zombie"
+
+
+def session_members(record: dict, procs: dict) -> list:
+    """Live pids of the service's session (leader included), started no earlier than the leader."""
+    if record.get("boot_id") and record.get("boot_id") != boot_id():
+        return []
+    pid, ticks = record.get("pid"), record.get("start_ticks") or 0
+    lead = procs.get(pid)
+    if lead is not None and lead.start_ticks != ticks:
+        return []  # the pid was reused: that session is someone else's
+    return sorted(
+        p for p, st in procs.items() if st.session == pid and st.live and st.start_ticks >= ticks
+    )
+
+
+# -- state dir ------------------------------------------------------------------------------------
+
+
+class PodState(object):
+    def __init__(self, state_dir: str, pod: str):
+        self.pod = check_name(pod, "pod")
+        self.root = os.path.join(os.path.expanduser(state_dir), "pods", pod)
+        self.services = os.path.join(self.root, "services")
+        self.logs = os.path.join(self.root, "logs")
+        self.secrets = os.path.join(self.root, "secrets")
+
+    def ensure(self) -> None:
+        for d in (os.path.dirname(os.path.dirname(self.root)), os.path.dirname(self.root), self.root,
+                  self.services, self.logs):
+            os.makedirs(d, mode=0o700, exist_ok=True)
+
+    def record_path(self, name: str) -> str:
+        return os.path.join(self.services, check_name(name, "service") + ".json")
+
+    def log_path(self, name: str) -> str:
+        return os.path.join(self.logs, check_name(name, "service") + ".log")
+
+    def env_file_path(self, name: str) -> str:
+        return os.path.join(self.secrets, check_name(name, "service") + ".env")
+
+    def lock(self):
+        self.ensure()
+        fd = os.open(os.path.join(self.root, ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        return _Lock(fd)
+
+    def read(self, name: str):
+        try:
+            with open(self.record_path(name)) as f:
+                return json.load(f)
+        except FileNotFoundError:
+            return None
+
+    def write(self, record: dict) -> None:
+        path = self.record_path(record["name"])
+        tmp = "%s.tmp.%d" % (path, os.getpid())
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(record, f, indent=1, sort_keys=True)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+
+    def remove(self, name: str) -> bool:
+        try:
+            os.unlink(self.record_path(name))
+            return True
+        except FileNotFoundError:
+            return False
+
+    def names(self) -> list:
+        try:
+            files = os.listdir(self.services)
+        except FileNotFoundError:
+            return []
+        return sorted(f[:-5] for f in files if f.endswith(".json") and SAFE_NAME.match(f[:-5]))
+
+
+class _Lock(object):
+    def __init__(self, fd):
+        self.fd = fd
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        fcntl.flock(self.fd, fcntl.LOCK_UN)
+        os.close(self.fd)
+
+
+def check_name(name, what: str) -> str:
+    if not isinstance(name, str) or not SAFE_NAME.match(name):
+        raise Refused("invalid %s name %r" % (what, name))
+    return name
+
+
+# -- commands and HTTP ----------------------------------------------------------------------------
+
+
+def run_smi(query: str) -> dict:
+    try:
+        proc = subprocess.run(
+            ["nvidia-smi", query, SMI_FORMAT],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=20,
+        )
+    except FileNotFoundError:
+        return {"ok": False, "stdout": "", "stderr": "nvidia-smi: command not found on the pod's PATH", "rc": 127}
+    except subprocess.TimeoutExpired:
+        return {"ok": False, "stdout": "", "stderr": "nvidia-smi timed out after 20 s", "rc": -1}
+    except OSError as err:
+        return {"ok": False, "stdout": "", "stderr": "nvidia-smi: %s" % err, "rc": 126}
+    return {
+        "ok": proc.returncode == 0,
+        "stdout": proc.stdout.decode("utf-8", "replace"),
+        "stderr": proc.stderr.decode("utf-8", "replace")[-4000:],
+        "rc": proc.returncode,
+    }
+
+
+def _body(raw: bytes, grep: str) -> str:
+    text = raw.decode("utf-8", "replace")
+    if grep:
+        text = "".join(line for line in text.splitlines(True) if grep in line)
+    return text[:BODY_LIMIT]
+
+
+def http_call(port: int, method: str, path: str, body=None, timeout: float = 30.0, grep: str = "") -> dict:
+    """One request to 127.0.0.1:port; status 0 = refused, timed out or no HTTP answer."""
+    url = "http://127.0.0.1:%d%s" % (port, path)
+    data, headers = None, {}
+    if body is not None:
+        data = json.dumps(body).encode()
+        headers["Content-Type"] = "application/json"
+    elif method == "POST":
+        data = b""
+    limit = GREP_READ_LIMIT if grep else BODY_LIMIT
+    req = urllib.request.Request(url, data=data, method=method, headers=headers)
+    try:
+        with _OPENER.open(req, timeout=timeout) as resp:
+            return {"status": resp.status, "body": _body(resp.read(limit), grep)}
+    except urllib.error.HTTPError as err:
+        try:
+            raw = err.read(limit)
+        except Exception:  # noqa: BLE001 - a broken error body is still an answer
+            raw = b""
+        return {"status": err.code, "body": _body(raw, grep)}
+    except (urllib.error.URLError, OSError, socket.timeout, ValueError) as err:
+        reason = getattr(err, "reason", err)
+        return {"status": 0, "body": str(reason)[:500]}
+    except Exception as err:  # noqa: BLE001 - http.client errors: the server did not answer properly
+        return {"status": 0, "body": "%s: %s" % (type(err).__name__, err)}
+
+
+def port_in_use(port: int) -> bool:
+    if not port or port <= 0:
+        return False
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.settimeout(0.2)
+    try:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+    finally:
+        s.close()
+
+
+def _rotate(log_path: str) -> None:
+    try:
+        if os.path.getsize(log_path) > LOG_ROTATE_BYTES:
+            os.replace(log_path, log_path + ".1")
+    except OSError:
+        pass
