@@ -264,7 +264,7 @@ class PodExecutor:
         deadline = self.clock.now() + timeout
         detail = "no answer yet"
         while True:
-            raw = await self.agent.observe(names=[spec.name])
+            raw = await self.agent.observe(names=[spec.name], gpus=False, init=False)
             entry = raw.get("services", {}).get(spec.name)
             if not entry or not entry.get("alive"):
                 raise StepError(self.desired.name, spec.name, "the process exited while starting")

@@ -39,6 +39,18 @@ _REMOTE_SIM = (
 )
 
 
+# The same, stdlib only (python -S: fast), when the simulated GPUs are already set up as wanted;
+# exits 3 when the full set-up above is needed.
+_REMOTE_SIM_QUICK = (
+    "import json, os, sys; d = os.path.expanduser(sys.argv[1]); "
+    "b = os.path.join(d, 'bin'); want = [list(g) for g in json.loads(sys.argv[2])]\n"
+    "try: have = [[g['name'], g['memory_mb']] for g in json.load(open(os.path.join(d, 'gpus.json')))['gpus']]\n"
+    "except Exception: sys.exit(3)\n"
+    "if have != want or not os.access(os.path.join(b, 'nvidia-smi'), os.X_OK): sys.exit(3)\n"
+    "print(json.dumps({'bin': b, 'dir': d, 'path': os.environ.get('PATH', ''), 'python': sys.executable}))"
+)
+
+
 def gpumod_home() -> Path:
     return Path(os.environ.get("GPUMOD_HOME") or Path.home() / ".gpumod").expanduser()
 
@@ -152,10 +164,11 @@ async def prepare_pod(handle: PodHandle) -> None:
         return
     state_dir = pod.state_dir or REMOTE_STATE_DIR
     gpus = json.dumps([[g.name, g.memory_mb] for g in pod.gpus or []])
+    where = f"{state_dir}/sim/{pod.name}"
     try:
-        result = await handle.transport.run(
-            [pod.python, "-c", _REMOTE_SIM, f"{state_dir}/sim/{pod.name}", gpus], timeout=60
-        )
+        result = await handle.transport.run([pod.python, "-S", "-c", _REMOTE_SIM_QUICK, where, gpus], timeout=60)
+        if result.returncode == 3:
+            result = await handle.transport.run([pod.python, "-c", _REMOTE_SIM, where, gpus], timeout=60)
         if not result.ok:
             tail = result.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
             raise GpumodError(f"setting up the simulated GPUs failed: {tail[0]}")

@@ -106,7 +106,10 @@ class PodAgent:
 
     async def _call(self, op: str, args: Mapping[str, Any], timeout: float = _DEFAULT_TIMEOUT_S) -> Any:
         payload = {"op": op, "pod": self.pod, "state_dir": self.state_dir, "env": self.env, "args": dict(args)}
-        result = await self.transport.run([self.python, "-c", BOOT], stdin=build_request(payload), timeout=timeout)
+        # -S: the agent is stdlib-only, so skip site-packages (saves most of the start-up)
+        result = await self.transport.run(
+            [self.python, "-S", "-c", BOOT], stdin=build_request(payload), timeout=timeout
+        )
         try:
             answer = json.loads(result.stdout.decode("utf-8", "replace").strip() or "null")
         except ValueError:
@@ -121,11 +124,14 @@ class PodAgent:
             raise PodError(self.pod, f"the pod agent failed ({op}, exit {result.returncode}): {detail}", hint=hint)
         return answer
 
-    async def observe(self, probe: bool = True, names: Sequence[str] | None = None) -> dict:
+    async def observe(
+        self, probe: bool = True, names: Sequence[str] | None = None, *, gpus: bool = True, init: bool = True
+    ) -> dict:
         """GPUs, compute apps, every recorded service (liveness, session pids, probe answers; for
         a systemd unit also ``unit``: states, ``nrestarts``, ``crash_loop``) and ``init``
-        (``{"pid1", "uid", "systemd", "user_systemd"}``, for ``supervisors.choose_supervisor``)."""
-        args: dict[str, Any] = {"probe": probe}
+        (``{"pid1", "uid", "systemd", "user_systemd"}``, for ``supervisors.choose_supervisor``).
+        ``gpus=False`` / ``init=False`` leave out nvidia-smi / the init probe (cheap health polls)."""
+        args: dict[str, Any] = {"probe": probe, "gpus": gpus, "init": init}
         if names is not None:
             args["names"] = list(names)
         return await self._call("observe", args, timeout=45.0)

@@ -90,9 +90,10 @@ def op_observe(state: PodState, args: dict) -> dict:
                 for p in record.get("probes") or []:
                     todo.append((name, p["key"], int(record["port"]), p["path"], p.get("grep") or ""))
     init = init_info() if args.get("init", True) else None
+    smi = args.get("gpus", True)  # health polls of one service skip nvidia-smi
     with ThreadPoolExecutor(max_workers=max(2, min(16, len(todo) + 2))) as pool:
-        gpus = pool.submit(run_smi, GPU_QUERY)
-        apps = pool.submit(run_smi, APPS_QUERY)
+        gpus = pool.submit(run_smi, GPU_QUERY) if smi else None
+        apps = pool.submit(run_smi, APPS_QUERY) if smi else None
         answers = [
             (name, key, pool.submit(http_call, port, "GET", path, None, PROBE_TIMEOUT_S, grep))
             for name, key, port, path, grep in todo
@@ -103,8 +104,8 @@ def op_observe(state: PodState, args: dict) -> dict:
             "now": time.time(),
             "hostname": socket.gethostname(),
             "boot_id": boot_id(),
-            "gpus": gpus.result(),
-            "apps": apps.result(),
+            "gpus": gpus.result() if gpus else None,
+            "apps": apps.result() if apps else None,
             "services": entries,
             "init": init,
         }

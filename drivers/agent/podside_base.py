@@ -17,8 +17,6 @@ import os
 import re
 import socket
 import subprocess
-import urllib.error
-import urllib.request
 
 GPU_QUERY = "--query-gpu=index,uuid,name,memory.total,memory.used"
 APPS_QUERY = "--query-compute-apps=pid,used_memory,gpu_uuid"
@@ -30,8 +28,6 @@ PROBE_TIMEOUT_S = 1.0
 POLL_S = 0.05
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 PROTECTED_FIELDS = ("name", "pid", "start_ticks", "boot_id")
-
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never via a proxy
 
 
 class Refused(Exception):
@@ -233,30 +229,53 @@ def _body(raw: bytes, grep: str) -> str:
 
 
 def http_call(port: int, method: str, path: str, body=None, timeout: float = 30.0, grep: str = "") -> dict:
-    """One request to 127.0.0.1:port; status 0 = refused, timed out or no HTTP answer."""
-    url = "http://127.0.0.1:%d%s" % (port, path)
-    data, headers = None, {}
+    """One request to 127.0.0.1:port; status 0 = refused, timed out or no HTTP answer.
+
+    A plain HTTP/1.0 exchange over a socket: urllib would import http.client, email and ssl on
+    every agent start, which costs more than the whole request."""
+    data = json.dumps(body).encode() if body is not None else b""
+    head = "%s %s HTTP/1.0\r\nHost: 127.0.0.1:%d\r\nConnection: close\r\n" % (method, path, port)
     if body is not None:
-        data = json.dumps(body).encode()
-        headers["Content-Type"] = "application/json"
-    elif method == "POST":
-        data = b""
+        head += "Content-Type: application/json\r\n"
+    if body is not None or method == "POST":
+        head += "Content-Length: %d\r\n" % len(data)
     limit = GREP_READ_LIMIT if grep else BODY_LIMIT
-    req = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
-        with _OPENER.open(req, timeout=timeout) as resp:
-            return {"status": resp.status, "body": _body(resp.read(limit), grep)}
-    except urllib.error.HTTPError as err:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+            sock.sendall(head.encode("latin-1") + b"\r\n" + data)
+            chunks, size = [], 0
+            while size <= limit + 65536:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+            raw = b"".join(chunks)
+    except (OSError, socket.timeout) as err:
+        return {"status": 0, "body": str(err)[:500]}
+    head_raw, sep, payload = raw.partition(b"\r\n\r\n")
+    lines = head_raw.decode("latin-1", "replace").split("\r\n")
+    parts = lines[0].split(" ", 2)
+    if not sep or len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
+        return {"status": 0, "body": "no HTTP answer: %r" % raw[:200]}
+    headers = {k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:])}
+    if headers.get("transfer-encoding", "").lower() == "chunked":
+        payload = _unchunk(payload)
+    return {"status": int(parts[1]), "body": _body(payload[:limit], grep)}
+
+
+def _unchunk(data: bytes) -> bytes:
+    out, rest = b"", data
+    while rest:
+        size_line, sep, rest = rest.partition(b"\r\n")
         try:
-            raw = err.read(limit)
-        except Exception:  # noqa: BLE001 - a broken error body is still an answer
-            raw = b""
-        return {"status": err.code, "body": _body(raw, grep)}
-    except (urllib.error.URLError, OSError, socket.timeout, ValueError) as err:
-        reason = getattr(err, "reason", err)
-        return {"status": 0, "body": str(reason)[:500]}
-    except Exception as err:  # noqa: BLE001 - http.client errors: the server did not answer properly
-        return {"status": 0, "body": "%s: %s" % (type(err).__name__, err)}
+            size = int(size_line.split(b";")[0].strip() or b"0", 16)
+        except ValueError:
+            break
+        if not sep or size == 0:
+            break
+        out, rest = out + rest[:size], rest[size + 2:]
+    return out
 
 
 def port_in_use(port: int) -> bool:
