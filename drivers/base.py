@@ -9,7 +9,7 @@ answers (``parse``). That keeps drivers testable on recorded outputs.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Iterable, Literal, Protocol
 
 from gpumod.spec.resolved import ResolvedService
 
@@ -61,6 +61,34 @@ class Launch:
     probes: tuple[Probe, ...]
     stop_timeout_s: float = 30.0
     meta: tuple[tuple[str, Any], ...] = ()
+
+
+def service_launch(
+    svc: ResolvedService,
+    gpus: tuple[int, ...],
+    *,
+    argv: Iterable[str],
+    env: tuple[tuple[str, str], ...],
+    probes: tuple[Probe, ...],
+    sleep: str | None = None,
+    cwd: str | None | bool = True,
+    meta: tuple[tuple[str, Any], ...] = (),
+) -> Launch:
+    """A ``Launch`` with the fields every driver fills the same way from the service."""
+    return Launch(
+        name=svc.name,
+        argv=tuple(argv),
+        env=env,
+        cwd=svc.cwd if cwd is True else (cwd or None),
+        port=svc.port,
+        gpus=gpus,
+        spec_hash=svc.spec_hash(),
+        driver=svc.driver,
+        sleep=svc.sleep if sleep is None else sleep,
+        probes=probes,
+        stop_timeout_s=svc.stop_timeout_s,
+        meta=(("model", svc.model), *meta),
+    )
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ one argument. Such services cannot sleep.
 
 from __future__ import annotations
 
-from gpumod.drivers.base import HttpAnswer, HttpCall, Launch, PodContext, Probe, ProbedState
+from gpumod.drivers.base import HttpAnswer, HttpCall, Launch, PodContext, Probe, ProbedState, service_launch
 from gpumod.drivers.flags import gpu_env
 from gpumod.errors import GpumodError, UnsupportedError
 from gpumod.spec.resolved import ResolvedService
@@ -26,19 +26,13 @@ class CommandDriver:
             for key, value in subs.items():
                 item = item.replace(key, value)
             argv.append(item)
-        return Launch(
-            name=svc.name,
-            argv=tuple(argv),
+        return service_launch(
+            svc,
+            gpus,
+            argv=argv,
             env=gpu_env(gpus, [], svc.env),
-            cwd=svc.cwd,
-            port=svc.port,
-            gpus=gpus,
-            spec_hash=svc.spec_hash(),
-            driver=svc.driver,
-            sleep="none",
             probes=(Probe("health", svc.health_path),),
-            stop_timeout_s=svc.stop_timeout_s,
-            meta=(("model", svc.model),),
+            sleep="none",
         )
 
     def after_start(self, svc: ResolvedService) -> list[HttpCall]:

@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import shlex
 
-from gpumod.drivers.base import HttpAnswer, HttpCall, Launch, PodContext, Probe, ProbedState
+from gpumod.drivers.base import Launch, PodContext, Probe, service_launch
 from gpumod.drivers.command import CommandDriver
 from gpumod.drivers.flags import gpu_env
-from gpumod.errors import GpumodError, UnsupportedError
+from gpumod.errors import GpumodError
 from gpumod.spec.resolved import ResolvedService
 
 CLEANUP_ARGV0 = "gpumod-docker"
@@ -36,23 +36,22 @@ def cleanup_script(docker: list[str], name: str) -> str:
     return f'{shlex.join([*docker, "rm", "-f", name])} >/dev/null 2>&1; exec "$@"'
 
 
-class DockerDriver:
-    name = "docker"
+class DockerDriver(CommandDriver):
+    """No sleep, HTTP health: the command driver's behaviour, with a container as the command."""
+
+    def __init__(self) -> None:
+        super().__init__("docker")
 
     def launch(self, svc: ResolvedService, gpus: tuple[int, ...], ctx: PodContext) -> Launch:
-        return Launch(
-            name=svc.name,
-            argv=tuple(self.argv(svc, gpus, ctx)),
+        return service_launch(
+            svc,
+            gpus,
+            argv=self.argv(svc, gpus, ctx),
             env=gpu_env(gpus, [], svc.env),
-            cwd=None,
-            port=svc.port,
-            gpus=gpus,
-            spec_hash=svc.spec_hash(),
-            driver=svc.driver,
-            sleep="none",
             probes=(Probe("health", svc.health_path),),
-            stop_timeout_s=svc.stop_timeout_s,
-            meta=(("model", svc.model), ("image", svc.image), ("container", container_name(ctx.pod, svc.name))),
+            sleep="none",
+            cwd=False,
+            meta=(("image", svc.image), ("container", container_name(ctx.pod, svc.name))),
         )
 
     def argv(self, svc: ResolvedService, gpus: tuple[int, ...], ctx: PodContext) -> list[str]:
@@ -88,15 +87,3 @@ class DockerDriver:
                 item = item.replace(key, value)
             run.append(item)
         return ["sh", "-c", cleanup_script(docker, name), CLEANUP_ARGV0, *run]
-
-    def after_start(self, svc: ResolvedService) -> list[HttpCall]:
-        return []
-
-    def sleep_calls(self, svc: ResolvedService, level: str) -> list[HttpCall]:
-        raise UnsupportedError(f"service {svc.name}: the docker driver cannot sleep a service")
-
-    def wake_calls(self, svc: ResolvedService, level: str | None = None) -> list[HttpCall]:
-        raise UnsupportedError(f"service {svc.name}: the docker driver cannot wake a service")
-
-    def parse(self, svc_sleep: str, answers: dict[str, HttpAnswer]) -> ProbedState:
-        return CommandDriver("docker").parse(svc_sleep, answers)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 
-from gpumod.drivers.base import HttpAnswer, HttpCall, Launch, PodContext, Probe, ProbedState
+from gpumod.drivers.base import HttpAnswer, HttpCall, Launch, PodContext, Probe, ProbedState, service_launch
 from gpumod.drivers.flags import Flags, gpu_env
 from gpumod.errors import GpumodError, UnsupportedError
 from gpumod.spec.resolved import ResolvedService
@@ -68,19 +68,13 @@ class LlamaCppDriver:
         flags.set("ngl", "999")
         flags.set("fit", "off")
         flags.update(svc.args)
-        return Launch(
-            name=svc.name,
+        return service_launch(
+            svc,
+            gpus,
             argv=(*ctx.binary("llama-server"), *flags.render()),
             env=gpu_env(gpus, [], svc.env),
-            cwd=svc.cwd,
-            port=svc.port,
-            gpus=gpus,
-            spec_hash=svc.spec_hash(),
-            driver=svc.driver,
-            sleep=svc.sleep,
             probes=self.probes(svc),
-            stop_timeout_s=svc.stop_timeout_s,
-            meta=(("model", svc.model), ("router", is_router(svc))),
+            meta=(("router", is_router(svc)),),
         )
 
     def probes(self, svc: ResolvedService) -> tuple[Probe, ...]:

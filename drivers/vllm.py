@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 
-from gpumod.drivers.base import HttpAnswer, HttpCall, Launch, PodContext, Probe, ProbedState
+from gpumod.drivers.base import HttpAnswer, HttpCall, Launch, PodContext, Probe, ProbedState, service_launch
 from gpumod.drivers.flags import Flags, gpu_env
 from gpumod.errors import GpumodError, UnsupportedError
 from gpumod.spec.resolved import ResolvedService
@@ -46,19 +46,8 @@ class VllmDriver:
         flags.update(svc.args)
         argv = (*ctx.binary("vllm"), "serve", svc.model, *flags.render())
         base = [("VLLM_SERVER_DEV_MODE", "1")] if svc.sleep in SLEEP_LEVELS else []
-        return Launch(
-            name=svc.name,
-            argv=argv,
-            env=gpu_env(gpus, base, svc.env),
-            cwd=svc.cwd,
-            port=svc.port,
-            gpus=gpus,
-            spec_hash=svc.spec_hash(),
-            driver=svc.driver,
-            sleep=svc.sleep,
-            probes=self.probes(svc),
-            stop_timeout_s=svc.stop_timeout_s,
-            meta=(("model", svc.model),),
+        return service_launch(
+            svc, gpus, argv=argv, env=gpu_env(gpus, base, svc.env), probes=self.probes(svc)
         )
 
     def probes(self, svc: ResolvedService) -> tuple[Probe, ...]:

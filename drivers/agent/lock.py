@@ -23,11 +23,11 @@ import sys
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Mapping, Protocol, Sequence
+from typing import Any, Mapping
 
 from gpumod.drivers.agent import MARKER
 from gpumod.errors import PodError
-from gpumod.ports import CommandResult
+from gpumod.ports import Transport
 
 __all__ = [
     "LOCK_BOOT", "PodLock", "PodLockedError", "acquire_pod_lock", "break_pod_lock", "lock_request",
@@ -43,25 +43,6 @@ _SCRIPT_PATH = Path(__file__).with_name("lockholder.py")
 _START_GRACE_S = 30.0  # python start-up on the pod, on top of wait_s
 
 
-class _Process(Protocol):  # gpumod.ports.PodProcess
-    @property
-    def returncode(self) -> int | None: ...
-
-    async def readline(self) -> str: ...
-
-    async def read_stderr(self) -> bytes: ...
-
-    def write(self, data: bytes) -> None: ...
-
-    async def close(self) -> None: ...
-
-
-class _LockTransport(Protocol):
-    async def run(
-        self, argv: Sequence[str], *, stdin: bytes | None = None, timeout: float | None = None
-    ) -> CommandResult: ...
-
-    async def open_process(self, argv: Sequence[str], *, env: Mapping[str, str] | None = None) -> _Process: ...
 
 
 class PodLockedError(PodError):
@@ -133,7 +114,7 @@ class PodLock:
 
 
 async def acquire_pod_lock(
-    transport: _LockTransport,
+    transport: Transport,
     *,
     pod: str,
     state_dir: str,
@@ -170,7 +151,7 @@ async def acquire_pod_lock(
 
 
 async def break_pod_lock(
-    transport: _LockTransport, *, pod: str, state_dir: str, python: str = "python3"
+    transport: Transport, *, pod: str, state_dir: str, python: str = "python3"
 ) -> dict[str, Any]:
     """Break a stale lock: kill the recorded holder (only if its /proc start time still matches)
     and remove the owner file. Returns {path, owner, was_locked, killed, released[, lockers]}."""

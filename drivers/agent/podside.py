@@ -39,10 +39,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 if __name__ != "__gpumod_agent__":  # imported as a module: in the agent script these are defined above
-    from gpumod.drivers.agent.podside_base import (  # noqa: F401 - parse_stat: tests read it from here
+    from gpumod.drivers.agent.podside_base import (  # noqa: F401 - parse_stat, read_stat: tests read them here
         APPS_QUERY, GPU_QUERY, POLL_S, PROBE_TIMEOUT_S, PROTECTED_FIELDS, PodState, Refused, _rotate, boot_id,
         check_name, http_call, leader_state, parse_stat, port_in_use, read_stat, run_smi, scan_proc,
-        session_members,
+        service_record, session_members,
     )
     from gpumod.drivers.agent.podside_systemd import SystemdError, init_info
     from gpumod.drivers.agent.podside_units import forget_unit, start_unit, stop_unit, unit_entries
@@ -160,29 +160,7 @@ def op_start(state: PodState, args: dict) -> dict:
                 raise Refused("cannot start %s: %s: %s" % (name, argv[0], err.strerror or err))
         finally:
             os.close(log_fd)
-        st = read_stat(child.pid)
-        record = {
-            "name": name,
-            "pid": child.pid,
-            "start_ticks": st.start_ticks if st is not None else None,
-            "boot_id": boot_id(),
-            "started_at": started_at,
-            "argv": argv,
-            "env": {str(k): str(v) for k, v in launch.get("env") or []},
-            "cwd": cwd,
-            "driver": launch.get("driver"),
-            "sleep": launch.get("sleep"),
-            "port": port,
-            "gpus": list(launch.get("gpus") or []),
-            "spec_hash": launch.get("spec_hash"),
-            "probes": launch.get("probes") or [],
-            "stop_timeout_s": launch.get("stop_timeout_s", 30.0),
-            "extra": launch.get("meta") or {},
-            "log": log_path,
-            "failures": int(old.get("failures") or 0),
-            "last_failure_at": old.get("last_failure_at"),
-            "sleep_level": None,
-        }
+        record = service_record(name, child.pid, started_at, argv, launch, cwd, port, log_path, old)
         state.write(record)
     return {"pid": child.pid, "started_at": started_at, "start_ticks": record["start_ticks"], "log": log_path}
 

@@ -295,3 +295,30 @@ def _rotate(log_path: str) -> None:
             os.replace(log_path, log_path + ".1")
     except OSError:
         pass
+
+
+def service_record(name, pid, started_at, argv, launch, cwd, port, log_path, old) -> dict:
+    """The record of a started service (both supervisors), next to its log, on the pod."""
+    st = read_stat(pid) if pid else None
+    return {
+        "name": name,
+        "pid": pid,
+        "start_ticks": st.start_ticks if st is not None else None,
+        "boot_id": boot_id(),
+        "started_at": started_at,
+        "argv": argv,
+        "env": {str(k): str(v) for k, v in launch.get("env") or []},
+        "cwd": cwd,
+        "driver": launch.get("driver"),
+        "sleep": launch.get("sleep"),
+        "port": port,
+        "gpus": list(launch.get("gpus") or []),
+        "spec_hash": launch.get("spec_hash"),
+        "probes": launch.get("probes") or [],
+        "stop_timeout_s": launch.get("stop_timeout_s", 30.0),
+        "extra": launch.get("meta") or {},
+        "log": log_path,
+        "failures": int(old.get("failures") or 0),
+        "last_failure_at": old.get("last_failure_at"),
+        "sleep_level": None,
+    }

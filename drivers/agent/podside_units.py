@@ -20,7 +20,7 @@ import time
 
 if __name__ != "__gpumod_agent__":  # imported as a module: in the agent script these are defined above
     from gpumod.drivers.agent.podside_base import (
-        POLL_S, PodState, Refused, _rotate, boot_id, check_name, leader_state, port_in_use, read_stat, scan_proc,
+        POLL_S, PodState, Refused, _rotate, check_name, leader_state, port_in_use, scan_proc, service_record,
         session_members,
     )
     from gpumod.drivers.agent.podside_systemd import (
@@ -165,35 +165,15 @@ def start_unit(state: PodState, args: dict) -> dict:
                           % (name, unit, err[-500:] or "exit %d" % rc, "\n" + tail if tail else ""))
         summary = unit_summary(show_units(scope, [unit]).get(unit, {}))
         main = summary["main_pid"]
-        st = read_stat(main) if main else None
-        record = {
-            "name": name,
-            "pid": main or None,
-            "start_ticks": st.start_ticks if st is not None else None,
-            "boot_id": boot_id(),
-            "started_at": started_at,
-            "argv": argv,
-            "env": {str(k): str(v) for k, v in launch.get("env") or []},
-            "cwd": cwd,
-            "driver": launch.get("driver"),
-            "sleep": launch.get("sleep"),
-            "port": port,
-            "gpus": list(launch.get("gpus") or []),
-            "spec_hash": launch.get("spec_hash"),
-            "probes": launch.get("probes") or [],
-            "stop_timeout_s": launch.get("stop_timeout_s", 30.0),
-            "extra": launch.get("meta") or {},
-            "log": log_path,
-            "failures": int(old.get("failures") or 0),
-            "last_failure_at": old.get("last_failure_at"),
-            "sleep_level": None,
+        record = service_record(name, main or None, started_at, argv, launch, cwd, port, log_path, old)
+        record.update({
             "supervisor": "systemd",
             "unit": unit,
             "scope": scope,
             "unit_path": path,
             "env_file": env_file,
             "cgroup": cgroup_dir(main, summary["control_group"]),
-        }
+        })
         state.write(record)
     return {"pid": record["pid"], "started_at": started_at, "start_ticks": record["start_ticks"], "log": log_path,
             "unit": unit, "scope": scope, "unit_changed": changed, "reloaded": reloaded, "warnings": warnings}

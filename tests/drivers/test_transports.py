@@ -76,7 +76,7 @@ async def test_agent_sends_boot_and_payload_and_keeps_secrets_out_of_argv():
     launch = Launch("web", ("srv", "--port", "80"), (("A", "1"),), None, 80, (0,), "h", "command", "none", (Probe("health", "/h"),))
     assert await agent.start(launch, secret_env={"HF_TOKEN": "hf_secret"}) == {"pid": 7, "started_at": 1.0}
     call = fake.calls[0]
-    assert call.argv == ("python3", "-c", BOOT)
+    assert call.argv == ("python3", "-S", "-c", BOOT)  # stdlib-only agent: no site-packages scan
     assert "hf_secret" not in " ".join(call.argv)
     script, payload = split_request(call.stdin)
     assert b"def op_start" in script
