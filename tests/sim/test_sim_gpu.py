@@ -125,7 +125,7 @@ def test_ensure_sim_pod_is_idempotent_and_keeps_allocations(tmp_path: Path, slee
     pod = tmp_path / "pod"
     bindir = ensure_sim_pod(pod, [RTX_4090], python="/opt/py/bin/python3")
     script = bindir / "nvidia-smi"
-    assert script.read_text().startswith("#!/opt/py/bin/python3\n")
+    assert script.read_text().startswith("#!/opt/py/bin/python3 -S\n")  # no site-packages scan
     assert script.stat().st_mode & stat.S_IXUSR
     gpus = json.loads((pod / "gpus.json").read_text())["gpus"]
     assert gpus == [
