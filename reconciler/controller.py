@@ -67,6 +67,7 @@ class ApplyResult:
     runs: list[PodRun] = field(default_factory=list)
     final: Snapshot | None = None
     problems: list[str] = field(default_factory=list)
+    down: bool = False  # a `gpumod down` run: the goal was no services at all
 
     @property
     def exit_code(self) -> int:
@@ -200,7 +201,7 @@ async def apply(
     clock = clock or SystemClock()
     reconcile_id = uuid.uuid4().hex[:8]
     rlog = log.bind(reconcile_id=reconcile_id)
-    result = ApplyResult(converged=False, passes=0)
+    result = ApplyResult(converged=False, passes=0, down=empty)
     failed_once: set[tuple[str, str]] = set()
     specs = load_specs(spec_dir)
     pods = select_pods(specs, pod_names)

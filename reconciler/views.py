@@ -85,7 +85,10 @@ def render_recap(result: ApplyResult) -> list[str]:
         lines.append(f"problem: {problem}")
     if result.converged and not result.problems:
         pods = ", ".join(p.pod for p in result.final.plan.pods) if result.final else ""
-        lines.append(f"Converged: {pods} match the specs." if pods else "Converged.")
+        if result.down:
+            lines.append(f"Stopped every managed service on {pods}." if pods else "Nothing to stop.")
+        else:
+            lines.append(f"Converged: {pods} match the specs." if pods else "Converged.")
     elif not result.problems:
         lines.append("Not converged.")
     return lines
