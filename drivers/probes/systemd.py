@@ -18,7 +18,8 @@ SHOW_PROPERTIES = (
 )
 ALIVE_STATES = ("active", "reloading")
 USABLE_SYSTEM_STATES = ("running", "degraded", "starting")
-RECENT_RESTART_S = 30.0  # a unit restarted by systemd this recently is still "crash looping"
+RECENT_RESTART_S = 30.0  # a unit restarted by systemd this recently is still "crash looping"...
+RESTARTS_FOR_LOOP = 3  # ...once it has been restarted this often (one restart after a crash is not a loop)
 
 
 def parse_show(text: str) -> list:
@@ -56,8 +57,8 @@ def unit_summary(props: dict, now_monotonic_s=None) -> dict:
 
     ``alive``: active (or reloading) with a main process. ``crash_loop``: systemd is restarting it
     (``activating``/``auto-restart``), gave up after restarts (``failed`` with ``NRestarts`` > 0),
-    or restarted it within the last ``RECENT_RESTART_S`` seconds. ``uptime_s`` and ``exited_ago_s``
-    need ``now_monotonic_s`` (CLOCK_MONOTONIC of the machine, the clock of systemd's timestamps).
+    or restarted it (``RESTARTS_FOR_LOOP`` times or more) within the last ``RECENT_RESTART_S``
+    seconds. ``uptime_s`` and ``exited_ago_s`` need ``now_monotonic_s`` (CLOCK_MONOTONIC of the machine, the clock of systemd's timestamps).
     """
     active = props.get("ActiveState", "")
     sub = props.get("SubState", "")
@@ -76,7 +77,7 @@ def unit_summary(props: dict, now_monotonic_s=None) -> dict:
     crash_loop = (
         sub == "auto-restart"
         or (active == "failed" and nrestarts > 0)
-        or (alive and nrestarts > 0 and uptime is not None and uptime < RECENT_RESTART_S)
+        or (alive and nrestarts >= RESTARTS_FOR_LOOP and uptime is not None and uptime < RECENT_RESTART_S)
     )
     return {
         "unit": props.get("Id", ""),

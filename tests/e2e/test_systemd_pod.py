@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from e2e_helpers import Gpumod
+from e2e_helpers import Gpumod, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -93,6 +93,13 @@ def test_services_run_as_systemd_units(systemd_pod, tmp_path: Path) -> None:
         status = {s["service"]: s["state"] for s in g.status()["pods"]["sdpod"]["services"]}
         assert status == {"chat": "running", "web": "running"}
         assert g.run("plan", str(g.specs)).returncode == 0
+
+        # a crash is repaired by systemd itself (Restart=on-failure); gpumod then has nothing to do
+        main_pid = show(systemd_pod, "gpumod-sdpod-web.service")["MainPID"]
+        systemd_pod.ssh(f"kill -9 {main_pid}", check=True)
+        wait_for(lambda: show(systemd_pod, "gpumod-sdpod-web.service").get("MainPID") not in ("0", main_pid)
+                 and show(systemd_pod, "gpumod-sdpod-web.service")["ActiveState"] == "active", timeout=30)
+        wait_for(lambda: g.run("plan", str(g.specs)).returncode == 0, timeout=30)
 
         write(g, systemd_pod, state, "quiet")
         plan = json.loads(g.run("plan", str(g.specs), "-o", "json").stdout)

@@ -9,6 +9,7 @@ import pytest
 
 from gpumod.drivers.probes.systemd import (
     RECENT_RESTART_S,
+    RESTARTS_FOR_LOOP,
     manager_usable,
     parse_show,
     unit_summary,
@@ -87,12 +88,15 @@ def test_failed_after_restarts_is_a_crash_loop() -> None:
     assert s["crash_loop"] and not s["alive"] and s["nrestarts"] == 5
 
 
-def test_recently_restarted_running_unit_is_still_crash_looping() -> None:
+def test_one_restart_is_not_a_loop_but_repeated_recent_restarts_are() -> None:
     props = units_by_id(recorded("show_three_units.txt"))["t3.service"]  # active, NRestarts=1
     started = 3065296247 / 1e6
-    assert unit_summary(props, now_monotonic_s=started + 1.0)["crash_loop"]
-    later = unit_summary(props, now_monotonic_s=started + RECENT_RESTART_S + 1)
-    assert later["alive"] and not later["crash_loop"] and later["nrestarts"] == 1
+    once = unit_summary(props, now_monotonic_s=started + 1.0)
+    assert once["alive"] and not once["crash_loop"]  # a single crash that systemd repaired
+    looping = unit_summary({**props, "NRestarts": str(RESTARTS_FOR_LOOP)}, now_monotonic_s=started + 1.0)
+    assert looping["crash_loop"]
+    later = unit_summary({**props, "NRestarts": str(RESTARTS_FOR_LOOP)}, now_monotonic_s=started + RECENT_RESTART_S + 1)
+    assert later["alive"] and not later["crash_loop"]  # it has stayed up since
     assert not unit_summary(props)["crash_loop"]  # without a clock: only what the states say
 
 
