@@ -238,6 +238,7 @@ async def _one_pass(
 ) -> bool:
     """One observe → plan → execute pass; True when the apply run is over."""
     catalog = PresetCatalog.load()
+    fleet.check_locks()
     observed = await observe_fleet(fleet)
     desired = desired_for(specs, catalog, pods, observed, empty=empty)
     plan = plan_with_alternatives(desired, observed, catalog)

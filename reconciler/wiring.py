@@ -223,6 +223,7 @@ class Fleet:
         self.lock = lock
         self.lock_wait_s = lock_wait_s
         self.handles: dict[str, PodHandle] = {}
+        self.locks: dict[str, PodLock] = {}
         self._stack = AsyncExitStack()
 
     async def __aenter__(self) -> "Fleet":
@@ -232,13 +233,21 @@ class Fleet:
             self._stack.push_async_callback(handle.transport.close)
         await asyncio.gather(*(prepare_pod(h) for h in self.handles.values()))
         if self.lock:
-            locks = await asyncio.gather(
-                *(lock_pod(h, wait_s=self.lock_wait_s) for h in self.handles.values())
-            )
-            for held in locks:
+            handles = list(self.handles.values())
+            locks = await asyncio.gather(*(lock_pod(h, wait_s=self.lock_wait_s) for h in handles))
+            for handle, held in zip(handles, locks):
                 if held is not None:
+                    self.locks[handle.name] = held
                     self._stack.push_async_callback(held.release)
         return self
+
+    def check_locks(self) -> None:
+        """A pod whose lock holder died (its SSH connection dropped) is not touched any more this
+        run: another run may own it by now."""
+        for name, held in self.locks.items():
+            handle = self.handles[name]
+            if not held.held and not handle.error:
+                handle.error = "lost its lock (the connection to the pod dropped); run apply again"
 
     async def __aexit__(self, *exc: object) -> None:
         await self._stack.aclose()

@@ -100,6 +100,11 @@ class PodLock:
     process: Any = field(repr=False)
     released: bool = False
 
+    @property
+    def held(self) -> bool:
+        """False once the holder on the pod is gone (its connection dropped): the lock is lost."""
+        return not self.released and self.process.returncode is None
+
     async def release(self) -> None:
         if self.released:
             return
