@@ -18,7 +18,6 @@ from rich.console import Console
 
 from gpumod import controller
 from gpumod.core.model import Plan
-from gpumod.core.render import render_plan
 from gpumod.errors import GpumodError, InfeasibleError, SpecError
 from gpumod.logconfig import configure_logging
 from gpumod.views import (

@@ -20,12 +20,7 @@ import asyncssh
 import pytest
 
 from .netns import NetnsPod, PodNetwork, kill_pod_sshd, pid_alive, pod_alive, run, ssh_run
-from .pod_fixtures import (  # noqa: F401  (fixtures, also loadable via pytest_plugins)
-    netns_pods,
-    pod_binds,
-    require_systemd_pod,
-    systemd_pod,
-)
+from .pod_fixtures import pod_binds, require_systemd_pod  # the fixtures come via tests/conftest.py
 from .systemd_pod import SystemdPod, start_systemd_pod
 
 PY = sys.executable  # the venv's python: the pods must be able to run it

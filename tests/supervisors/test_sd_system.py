@@ -14,7 +14,6 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import pytest
 
 from gpumod.drivers.agent import PodAgent
 from gpumod.drivers.base import Launch, Probe
@@ -30,10 +29,6 @@ from gpumod.drivers.transports.local import LocalTransport
 from gpumod.observe import parse_observation
 from gpumod.ports import CommandResult
 
-try:
-    from infra.pod_fixtures import systemd_pod  # noqa: F401 - the fixture, used by name
-except ImportError as err:  # the other half of the infra may not exist yet
-    pytest.skip(f"tests/infra/pod_fixtures.py is not available: {err}", allow_module_level=True)
 
 SERVER = Path(__file__).with_name("sd_server.py")
 
