@@ -237,6 +237,26 @@ def watch(
 
 
 @app.command()
+def logs(
+    directory: Path = DirArg,
+    service: str = typer.Argument(..., help="the service"),
+    pod: Optional[List[str]] = PodOpt,
+    lines: int = typer.Option(50, "--lines", "-n", help="how many lines"),
+) -> None:
+    """The last lines of a service's log (its stdout and stderr on the pod)."""
+
+    def body() -> int:
+        found = asyncio.run(controller.logs(directory, service, pod, lines))
+        for name, text in sorted(found.items()):
+            if len(found) > 1:
+                out.print(f"==> pod {name}, service {service} <==", style="bold")
+            out.print(text.rstrip("\n"), markup=False, highlight=False)
+        return 0
+
+    _run(body)
+
+
+@app.command()
 def unlock(
     pod: str = typer.Argument(..., help="the pod whose lock to break"),
     specs: Path = typer.Option(Path("specs"), "--specs", "-d", help="spec directory that defines the pod"),

@@ -343,6 +343,25 @@ async def _execute_pod(
     return await executor.run(pod_plan)
 
 
+async def logs(spec_dir: str | Path, service: str, pod_names: Sequence[str] | None, lines: int) -> dict[str, str]:
+    """The last lines of a service's log on each selected pod that has it (pod -> text)."""
+    specs = load_specs(spec_dir)
+    pods = select_pods(specs, pod_names)
+    found: dict[str, str] = {}
+    async with Fleet(pods) as fleet:
+        observed = await observe_fleet(fleet)
+        for obs in observed:
+            if obs.service(service) is not None:
+                found[obs.name] = await fleet.handles[obs.name].agent.logs(service, lines)
+        if not found:
+            unreachable = [f"{o.name} ({o.error})" for o in observed if not o.reachable]
+            raise GpumodError(
+                f"no pod runs a service named {service}",
+                hint="unreachable: " + ", ".join(unreachable) if unreachable else "see `gpumod status`",
+            )
+    return found
+
+
 async def unlock(spec_dir: str | Path, pod_name: str) -> dict:
     specs = load_specs(spec_dir)
     (pod,) = select_pods(specs, [pod_name])

@@ -199,7 +199,10 @@ def status_table(snap: Snapshot, *, visual: bool = False) -> list[Any]:
         pending = snap.plan.pod(pod.name)
         drift = f"  [yellow]{len(pending.steps)} change(s) pending[/]" if pending and pending.steps else ""
         table = Table(title=f"pod {pod.name} · mode {pod.mode} · {pod.host}", title_justify="left")
-        for col in ("service", "state", "target", "GPU", "VRAM used/budget", "port", "since"):
+        notes = any(r["message"] and r["state"] not in ("running", "sleeping") for r in rows[pod.name])
+        for col in ("service", "state", "target", "GPU", "VRAM used/budget", "port", "since") + (
+            ("note",) if notes else ()
+        ):
             table.add_column(col)
         for r in rows[pod.name]:
             state = r["state"] + (f" ({r['sleep_level']})" if r["sleep_level"] else "")
@@ -212,6 +215,7 @@ def status_table(snap: Snapshot, *, visual: bool = False) -> list[Any]:
                 f"{r['vram_used_mb']}/{budget} MiB",
                 str(r["port"] or "-"),
                 _since(r["since"], now),
+                *((r["message"] if r["state"] not in ("running", "sleeping") else "",) if notes else ()),
             )
         out.append(table)
         if reach or drift:

@@ -38,6 +38,9 @@ def test_apply_converges_then_is_idempotent(gpumod: Gpumod) -> None:
 
     plan = gpumod.run("plan", str(gpumod.specs))
     assert plan.returncode == 0, plan.stdout + plan.stderr
+    logs = gpumod.run("logs", str(gpumod.specs), "glm-code", "-n", "5")
+    assert logs.returncode == 0 and "GET /health" in logs.stdout and len(logs.stdout.splitlines()) == 5
+    assert gpumod.run("logs", str(gpumod.specs), "no-such-service").returncode == 2
     plan_json = json.loads(gpumod.run("plan", str(gpumod.specs), "-o", "json").stdout)
     assert plan_json["changes"] == 0 and plan_json["pods"][POD]["fits"] is True
 
