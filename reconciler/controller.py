@@ -16,14 +16,14 @@ from typing import Callable, Iterable, Sequence
 import structlog
 
 from gpumod.core.desired import build_desired
+from gpumod.core.footprint import footprint
 from gpumod.core.model import DesiredPod, ObservedPod, Plan, PodPlan, Step
 from gpumod.core.plan import plan as make_plan
-from gpumod.errors import GpumodError, InfeasibleError, SpecError, Problem
+from gpumod.errors import GpumodError, InfeasibleError, Problem, SpecError
 from gpumod.execute import PodExecutor, PodRun, StepOutcome
 from gpumod.observe import observe_pod
 from gpumod.ports import Clock, SystemClock
 from gpumod.secrets import load_secret_values
-from gpumod.core.footprint import footprint
 from gpumod.spec import PresetCatalog, SpecSet, load_specs, resolve_service
 from gpumod.spec.models import PodSpec, ServiceSpec
 from gpumod.wiring import Fleet, PodHandle, unlock_pod
