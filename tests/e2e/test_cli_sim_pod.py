@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 
 import pytest
@@ -168,3 +170,32 @@ def test_down_stops_everything(gpumod: Gpumod) -> None:
             raise AssertionError(f"pid {pid} still alive")
     used = gpumod.nvidia_smi(POD, "--query-gpu=memory.used", "--format=csv,noheader,nounits").strip()
     assert used == "0"
+
+
+def test_a_server_started_by_hand_is_left_alone_but_its_vram_counts(gpumod: Gpumod) -> None:
+    assert gpumod.run("apply", str(gpumod.specs), "--yes").returncode == 0  # creates the sim pod
+    sim = gpumod.home / "sim" / POD
+    env = gpumod.env | {
+        "GPUMOD_SIM_DIR": str(sim), "CUDA_VISIBLE_DEVICES": "0", "GPUMOD_SIM_VRAM_MB": "2000",  # what is left of the GPU in mode code
+        "GPUMOD_SIM_LOAD_S": "0.1",
+    }
+    by_hand = subprocess.Popen(
+        [sys.executable, "-m", "gpumod.sim.server", "--flavour", "plain", "--", "--port", "7999"],
+        env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        wait_for(lambda: "2000" in gpumod.nvidia_smi(POD, "--query-compute-apps=used_memory",
+                                                       "--format=csv,noheader,nounits"), timeout=15)
+        plan = json.loads(gpumod.run("plan", str(gpumod.specs), "-o", "json").stdout)["pods"][POD]
+        assert plan["steps"] == []  # not ours: never stopped, never pruned
+        users = {u["name"]: u["mb"] for u in plan["gpus"][0]["users"]}
+        assert any("other processes" in n or "foreign" in n for n in users), users
+        assert sum(mb for n, mb in users.items() if "other processes" in n or "foreign" in n) == 2000
+        assert gpumod.run("apply", str(gpumod.specs), "--yes").returncode == 0
+        assert by_hand.poll() is None  # still running
+        sim_ = gpumod.run("simulate", str(gpumod.specs), "--pod", POD, "--add", "chat")
+        assert sim_.returncode == 1 and "2000" in sim_.stdout  # the hand-started server's VRAM is counted
+    finally:
+        by_hand.terminate()
+        by_hand.wait(timeout=10)
