@@ -7,11 +7,14 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -88,6 +91,25 @@ class Gpumod:
         tmp = path.with_suffix(".tmp")
         tmp.write_text("".join(out))
         os.replace(tmp, path)  # like an editor's atomic save
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def use_free_ports(specs: Path) -> None:
+    """Give every service of a copied spec repo a free port, so the tests never collide with a
+    pod the user left running (the README's quickstart leaves `specs/` applied) or each other."""
+    for path in sorted(specs.rglob("*.yaml")):
+        docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
+        if not any(d.get("kind") == "Service" for d in docs):
+            continue
+        for doc in docs:
+            if doc.get("kind") == "Service":
+                doc["port"] = free_port()
+        path.write_text(yaml.safe_dump_all(docs, sort_keys=False))
 
 
 def kill_recorded(home: Path) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from e2e_helpers import ROOT, Gpumod, kill_recorded
+from e2e_helpers import ROOT, Gpumod, kill_recorded, use_free_ports
 
 pytestmark = pytest.mark.e2e
 EXAMPLES = sorted(p for p in (ROOT / "examples").iterdir() if p.is_dir())
@@ -22,6 +22,7 @@ SIM_EXAMPLES = [p for p in EXAMPLES if p not in SSH_EXAMPLES]
 def example(request: pytest.FixtureRequest, tmp_path: Path):
     specs = tmp_path / "specs"
     shutil.copytree(request.param, specs)
+    use_free_ports(specs)
     g = Gpumod(home=tmp_path / "home", specs=specs)
     yield g
     g.run("down", str(specs), "--yes")
