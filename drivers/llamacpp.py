@@ -11,6 +11,7 @@ status (unloaded | loading | loaded | sleeping | downloading, ``failed: true`` a
 from __future__ import annotations
 
 import json
+import posixpath
 
 from gpumod.drivers.base import HttpAnswer, HttpCall, Launch, PodContext, Probe, ProbedState, service_launch
 from gpumod.drivers.flags import Flags, gpu_env
@@ -42,14 +43,32 @@ def is_router(svc: ResolvedService) -> bool:
     return svc.models_dir is not None or svc.sleep == "router"
 
 
+def router_dir(svc: ResolvedService) -> str | None:
+    """The router's --models-dir: the spec's, else the folder of its model_path."""
+    if svc.models_dir is not None:
+        return svc.models_dir
+    if svc.model_path:
+        return posixpath.dirname(svc.model_path) or "."
+    return None
+
+
+def router_model_id(svc: ResolvedService) -> str | None:
+    """The id the router lists a model under: a models-dir file's name without ``.gguf``."""
+    if svc.model_path:
+        name = posixpath.basename(svc.model_path)
+        return name[: -len(".gguf")] if name.endswith(".gguf") else name
+    return svc.model
+
+
 class LlamaCppDriver:
     name = "llamacpp"
 
     def launch(self, svc: ResolvedService, gpus: tuple[int, ...], ctx: PodContext) -> Launch:
         flags = Flags(aliases=ALIASES, short=SHORT)
         if is_router(svc):
-            if svc.models_dir is not None:
-                flags.set("models-dir", svc.models_dir)
+            models_dir = router_dir(svc)
+            if models_dir is not None:
+                flags.set("models-dir", models_dir)
             flags.set("models-max", "1")
             flags.set("no-models-autoload", True)
         elif svc.model_path:
@@ -83,9 +102,10 @@ class LlamaCppDriver:
         return (Probe("health", "/health"),)
 
     def _model_call(self, svc: ResolvedService, path: str) -> list[HttpCall]:
-        if not svc.model:
+        model = router_model_id(svc)
+        if not model:
             raise GpumodError(f"service {svc.name}: a llama.cpp router needs `model` (the id to load)")
-        return [HttpCall("POST", path, body={"model": svc.model}, timeout_s=LOAD_TIMEOUT_S)]
+        return [HttpCall("POST", path, body={"model": model}, timeout_s=LOAD_TIMEOUT_S)]
 
     def after_start(self, svc: ResolvedService) -> list[HttpCall]:
         return self._model_call(svc, "/models/load") if is_router(svc) else []

@@ -41,8 +41,8 @@ from concurrent.futures import ThreadPoolExecutor
 if __name__ != "__gpumod_agent__":  # imported as a module: in the agent script these are defined above
     from gpumod.drivers.agent.podside_base import (  # noqa: F401 - parse_stat, read_stat: tests read them here
         APPS_QUERY, GPU_QUERY, POLL_S, PROBE_TIMEOUT_S, PROTECTED_FIELDS, PodState, Refused, _rotate, boot_id,
-        check_name, http_call, leader_state, parse_stat, port_in_use, read_stat, run_smi, scan_proc,
-        service_record, session_members,
+        check_name, expand_home, http_call, leader_state, parse_stat, port_in_use, read_stat, run_smi,
+        scan_proc, service_record, session_members,
     )
     from gpumod.drivers.agent.podside_systemd import SystemdError, init_info
     from gpumod.drivers.agent.podside_units import forget_unit, start_unit, stop_unit, unit_entries
@@ -118,7 +118,7 @@ def op_start(state: PodState, args: dict) -> dict:
         raise Refused("unknown supervisor %r (systemd | process)" % args.get("supervisor"))
     launch = args["launch"]
     name = check_name(launch["name"], "service")
-    argv = [str(a) for a in launch["argv"]]
+    argv = expand_home([str(a) for a in launch["argv"]])
     if not argv:
         raise Refused("service %s has an empty command line" % name)
     state.ensure()

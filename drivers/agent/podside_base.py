@@ -322,3 +322,8 @@ def service_record(name, pid, started_at, argv, launch, cwd, port, log_path, old
         "last_failure_at": old.get("last_failure_at"),
         "sleep_level": None,
     }
+
+
+def expand_home(argv: list) -> list:
+    """A leading ``~`` in an argv item means the pod user's home (there is no shell to say so)."""
+    return [os.path.expanduser(a) if a == "~" or a.startswith("~/") else a for a in argv]

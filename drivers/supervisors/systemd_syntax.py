@@ -43,8 +43,18 @@ def systemd_quote(value: str, dollar: bool = True) -> str:
 
 
 def exec_line(argv) -> str:
-    """The value of ``ExecStart=``: every argv item quoted (so no item is ever re-split)."""
-    return " ".join(systemd_quote(a) for a in argv)
+    """The value of ``ExecStart=``: every argv item quoted (so no item is ever re-split); an item
+    starting with ``~/`` starts at the unit's home (``%h``), as the process supervisor expands it."""
+    return " ".join(_exec_item(str(a)) for a in argv)
+
+
+def _exec_item(item: str) -> str:
+    if item != "~" and not item.startswith("~/"):
+        return systemd_quote(item)
+    quoted = systemd_quote(item[2:]) if item != "~" else ""
+    if quoted.startswith('"'):
+        return '"%h/' + quoted[1:]
+    return "%h/" + quoted if quoted else "%h"
 
 
 def unit_path(path: str) -> str:

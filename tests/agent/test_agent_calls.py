@@ -159,3 +159,10 @@ def test_parse_stat_handles_spaces_and_parentheses_in_the_command_name():
 def test_parse_stat_reads_this_process():
     st = podside.read_stat(os.getpid())
     assert st.pid == os.getpid() and st.state == "R" and st.start_ticks > 0
+
+
+def test_a_leading_tilde_in_argv_is_the_pod_users_home() -> None:
+    from gpumod.drivers.agent.podside_base import expand_home
+
+    home = os.path.expanduser("~")
+    assert expand_home(["~/bin/x", "~", "--dir=~/y", "a~b"]) == [f"{home}/bin/x", home, "--dir=~/y", "a~b"]

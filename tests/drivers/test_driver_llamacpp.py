@@ -117,3 +117,19 @@ def test_parse_router_models_unanswered_is_loading():
     state = llama.parse("router", {"health": health_ok(), "models": HttpAnswer(0, "timed out")})
     assert state.readiness == "loading"
     assert llama.parse("router", {"health": health_ok(), "models": HttpAnswer(200, "<html>")}).readiness == "error"
+
+
+def test_a_router_with_a_model_file_serves_its_folder_and_loads_it_by_file_name() -> None:
+    # llama-server's router lists the files of --models-dir under their names without .gguf
+    svc = ResolvedService(
+        name="glm-code", driver="llamacpp", port=7070, sleep="router",
+        model="mistralai/Devstral-Small-2-24B-Instruct",
+        model_path="~/models/Devstral-Small-2-24B-Instruct-Q4_K_M.gguf",
+    )
+    driver = LlamaCppDriver()
+    argv = driver.launch(svc, (0,), PodContext(pod="p")).argv
+    assert argv[argv.index("--models-dir") + 1] == "~/models"
+    assert "-m" not in argv
+    (load,) = driver.after_start(svc)
+    assert load.body == {"model": "Devstral-Small-2-24B-Instruct-Q4_K_M"}
+    assert driver.sleep_calls(svc, "router")[0].body == load.body

@@ -204,3 +204,12 @@ def test_choose_supervisor_rejects_unknown_settings_and_scope_follows_uid() -> N
         choose_supervisor("docker", {})
     assert choose_scope({"uid": 0}) == "system"
     assert choose_scope({"uid": 1000}) == "user"
+
+
+def test_argv_items_under_the_home_start_at_percent_h() -> None:
+    from gpumod.drivers.supervisors.systemd_syntax import exec_line
+
+    line = exec_line(["~/bin/llama-server", "--models-dir", "~/my models", "~", "50%", "a~b"])
+    assert line.split(" ")[0] in ("%h/bin/llama-server", '"%h/bin/llama-server"')
+    assert '"%h/my models"' in line and " %h " in line
+    assert "50%%" in line and "a~b" in line
