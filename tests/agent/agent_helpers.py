@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
 from gpumod.drivers.agent import PodAgent
 from gpumod.drivers.base import Launch, Probe
+from testkit import free_port, wait_until  # noqa: F401 - re-exported to the agent tests
 
 PR_SET_CHILD_SUBREAPER = 36
 TINY_SERVER = Path(__file__).with_name("tiny_server.py")
@@ -30,21 +29,6 @@ def proc_stat(pid: int) -> tuple[str, int, int] | None:
 def dead(pid: int) -> bool:
     st = proc_stat(pid)
     return st is None or st[0] in ("Z", "X")
-
-
-def wait_until(predicate, timeout: float = 5.0, step: float = 0.02) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return predicate()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def session_pids(leader: int) -> list[int]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+from testkit import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -91,12 +91,6 @@ class Gpumod:
         tmp = path.with_suffix(".tmp")
         tmp.write_text("".join(out))
         os.replace(tmp, path)  # like an editor's atomic save
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def use_free_ports(specs: Path) -> None:

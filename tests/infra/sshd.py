@@ -18,11 +18,11 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from testkit import free_port
 
 SSHD = "/usr/sbin/sshd"
 STARTUP_TIMEOUT_S = 5.0
@@ -42,12 +42,6 @@ def sshd_unavailable_reason() -> str | None:
     if probe.returncode != 0:
         return f"cannot create a mount namespace here: {probe.stderr.decode(errors='replace').strip()}"
     return None
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def keygen(path: Path, comment: str = "gpumod-test") -> str:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
-import socket
 import subprocess
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,15 +12,10 @@ from typing import Any
 
 from gpumod.sim.gpu import SimGpus
 from gpumod.sim.nvidia_smi import run as nvidia_smi_run
+from testkit import free_port, wait_until  # noqa: F401 - free_port is re-exported to the sim tests
 
 RTX_4090 = ("NVIDIA GeForce RTX 4090", 24564)
 SIM_ENV_NAMES = ("CUDA_VISIBLE_DEVICES", "VLLM_SERVER_DEV_MODE")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def request(
@@ -43,12 +36,7 @@ def request(
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float = 5.0, step: float = 0.01) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return predicate()
+    return wait_until(predicate, timeout, step)
 
 
 @dataclass

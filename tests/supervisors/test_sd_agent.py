@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
-import socket
 import stat
 import sys
 import time
@@ -26,6 +25,8 @@ from gpumod.drivers.supervisors import choose_supervisor, env_file_path, log_pat
 from gpumod.drivers.transports.local import LocalTransport
 from gpumod.errors import PodError
 from gpumod.observe import parse_observation
+from testkit import free_port
+from testkit import wait_until as _wait_until
 
 SERVER = Path(__file__).with_name("sd_server.py")
 PY38 = Path("/root/.pyenv/versions/3.8.18/bin/python3.8")
@@ -34,24 +35,13 @@ PLAIN_SECRET = "s3cr3t-Value-9f1c"
 NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def wait_until(predicate, timeout: float = 10.0, step: float = 0.05) -> bool:
+    return _wait_until(predicate, timeout, step)
 
 
 def get(port: int, path: str) -> str:
     with NO_PROXY.open(f"http://127.0.0.1:{port}{path}", timeout=2) as resp:
         return resp.read().decode()
-
-
-def wait_until(predicate, timeout: float = 10.0, step: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return bool(predicate())
 
 
 def listening(port: int) -> bool:

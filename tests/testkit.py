@@ -1,0 +1,24 @@
+"""Small helpers every test folder needs (importable as `testkit`: tests/ is on sys.path)."""
+
+from __future__ import annotations
+
+import socket
+import time
+from typing import Callable
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(predicate: Callable[[], object], timeout: float = 5.0, step: float = 0.02) -> bool:
+    """Poll until ``predicate()`` is true or ``timeout`` seconds pass; its last verdict."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(step)
+    return bool(predicate())
