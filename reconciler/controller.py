@@ -164,22 +164,34 @@ def desired_for(
     return desired
 
 
-async def snapshot(
-    spec_dir: str | Path,
-    pod_names: Sequence[str] | None,
-    fleet_factory: Callable[[list[PodSpec]], Fleet] = Fleet,
+async def observe_and_plan(
+    fleet: Fleet,
+    specs: SpecSet,
+    pods: list[PodSpec],
     *,
     empty: bool = False,
     mode_override: dict[str, str] | None = None,
     add: dict[str, Sequence[str]] | None = None,
 ) -> Snapshot:
-    specs = load_specs(spec_dir)
-    pods = select_pods(specs, pod_names)
+    """Observe the fleet's pods and plan them against the specs: one pass, nothing touched."""
     catalog = PresetCatalog.load()
-    async with fleet_factory(pods) as fleet:
-        observed = await observe_fleet(fleet)
+    observed = await observe_fleet(fleet)
     desired = desired_for(specs, catalog, pods, observed, mode_override=mode_override, add=add, empty=empty)
     return Snapshot(specs, pods, desired, observed, plan_with_alternatives(desired, observed, catalog))
+
+
+async def snapshot(
+    spec_dir: str | Path,
+    pod_names: Sequence[str] | None,
+    *,
+    mode_override: dict[str, str] | None = None,
+    add: dict[str, Sequence[str]] | None = None,
+) -> Snapshot:
+    """What `plan`, `status` and `simulate` show (no lock: they change nothing)."""
+    specs = load_specs(spec_dir)
+    pods = select_pods(specs, pod_names)
+    async with Fleet(pods) as fleet:
+        return await observe_and_plan(fleet, specs, pods, mode_override=mode_override, add=add)
 
 
 async def apply(
@@ -237,12 +249,9 @@ async def _one_pass(
     rlog: structlog.typing.FilteringBoundLogger,
 ) -> bool:
     """One observe → plan → execute pass; True when the apply run is over."""
-    catalog = PresetCatalog.load()
     fleet.check_locks()
-    observed = await observe_fleet(fleet)
-    desired = desired_for(specs, catalog, pods, observed, empty=empty)
-    plan = plan_with_alternatives(desired, observed, catalog)
-    snap = Snapshot(specs, pods, desired, observed, plan)
+    snap = await observe_and_plan(fleet, specs, pods, empty=empty)
+    observed, desired, plan = snap.observed, snap.desired, snap.plan
     result.final = snap
     rlog.info("plan.built", pass_no=pass_no, changes=plan.changes, fits=plan.fits)
     infeasible = [p.infeasible for p in plan.pods if p.infeasible is not None]
