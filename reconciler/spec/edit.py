@@ -259,7 +259,7 @@ def _member_edit(specs: SpecSet, files: SpecFiles, pod: PodSpec, name: str, *, a
     if add:
         item = yamltext.render_name(name)
         if found is None:
-            files.put(path, yamltext.add_key(text, doc.node, f"services: [{item}]"))
+            files.put(path, yamltext.add_key(text, doc.node, f"services: [{item}]", what))
         else:
             files.put(path, yamltext.append_item(text, found[1], item, what))
         return mode.model_copy(update={"services": [*mode.services, name]})

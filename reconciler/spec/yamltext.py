@@ -202,15 +202,18 @@ def remove_item(text: str, key: yaml.Node, seq: yaml.Node, index: int, what: str
     return text
 
 
-def add_key(text: str, mapping: yaml.Node, line: str) -> str:
-    """``text`` with ``line`` (e.g. ``services: [a]``) added as the last key of a block mapping."""
-    if not isinstance(mapping, yaml.MappingNode) or mapping.flow_style or not mapping.value:
-        raise UnsafeEditError("the document is not a block mapping; edit it by hand")
+def add_key(text: str, mapping: yaml.Node, entry: str, what: str) -> str:
+    """``text`` with ``entry`` (e.g. ``services: [a]``) added as the last key of a mapping."""
+    if not isinstance(mapping, yaml.MappingNode) or not mapping.value:
+        raise UnsafeEditError(f"{what}: the document is not a mapping with keys; edit it by hand")
+    if mapping.flow_style:  # {kind: Mode, name: a} -> {kind: Mode, name: a, services: [x]}
+        at = last_index(mapping.value[-1][1])
+        return text[:at] + ", " + entry + text[at:]
     column = mapping.value[0][0].start_mark.column
     _, end, after = line_bounds(text, last_index(mapping) - 1)
     eol = text[end:after] or eol_of(text)
     lead = "" if text[end:after] else eol
-    return text[:after] + lead + " " * column + line + (eol if text[end:after] else "") + text[after:]
+    return text[:after] + lead + " " * column + entry + (eol if text[end:after] else "") + text[after:]
 
 
 def append_document(text: str, rendered: str) -> str:

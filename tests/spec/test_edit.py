@@ -6,10 +6,13 @@ from __future__ import annotations
 import difflib
 import shutil
 import subprocess
+import tempfile
 import textwrap
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from gpumod.errors import GpumodError
 from gpumod.gitcommit import NotAGitRepoError, NothingToCommitError, commit
@@ -490,3 +493,74 @@ def test_commit_refuses_outside_git_and_when_nothing_changed(git_repo: Path, tmp
     edit = set_pod_mode(plain, None, "rag")
     with pytest.raises(NotAGitRepoError, match="not inside a git work tree"):
         commit(plain, edit.paths, edit.summary)
+
+
+def test_a_single_file_spec_with_a_bom_crlf_and_flow_documents(tmp_path: Path) -> None:
+    spec = tmp_path / "one.yaml"
+    original = (
+        "\ufeff# one file\r\n---\r\nkind: Pod\r\nname: p\r\nhost: sim\r\nmode:\r\n  a\r\n"
+        "gpus: [{name: X, memory_mb: 1000}]\r\n--- {kind: Mode, name: a}\r\n---\r\nkind: Mode\r\nname: b\r\n"
+        "services: []"
+    ).encode()
+    spec.write_bytes(original)
+    edit = set_pod_mode(spec, None, "b")
+    assert [(h.line, h.old, h.new) for h in edit.hunks] == [(7, ("  a",), ("  b",))]
+    add_service(spec, None, svc("s", 9000))
+    set_pod_mode(spec, None, "a")
+    add_to_mode(spec, None, "s")
+    text = spec.read_bytes().decode()
+    assert text.startswith("\ufeff# one file\r\n") and "--- {kind: Mode, name: a, services: [s]}\r\n" in text
+    assert "services: [s]\r\n---\r\nkind: Service\r\nname: s\r\n" in text
+    assert text.count("\n") == text.count("\r\n")
+    remove_service_from_mode(spec, None, "s")
+    assert "--- {kind: Mode, name: a, services: []}\r\n" in spec.read_bytes().decode()
+
+
+def comments_of(root: Path) -> list[str]:
+    return sorted(line[line.index("#") :] for p in root.iterdir() for line in p.read_text().splitlines() if "#" in line)
+
+
+OPS = st.lists(
+    st.tuples(st.sampled_from(["mode", "add", "remove"]), st.sampled_from(["a", "b", "c", "s1", "s2", "s3"])),
+    max_size=8,
+)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=OPS, crlf=st.booleans())
+def test_any_sequence_of_edits_keeps_comments_and_reads_back(ops: list[tuple[str, str]], crlf: bool) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        root = write(Path(tmp) / "specs", **{"pod.yaml": POD, "services.yaml": SERVICES, "modes.yaml": MODES})
+        if crlf:
+            for path in root.iterdir():
+                path.write_bytes(path.read_bytes().replace(b"\n", b"\r\n"))
+        comments = comments_of(root)
+        mode = "a"
+        members = {m.name: [x.name for x in m.members()] for m in load_specs(root).modes}
+        for op, name in ops:
+            before = snapshot(root)
+            try:
+                if op == "mode":
+                    edit = set_pod_mode(root, "box", name)
+                elif op == "add":
+                    edit = add_to_mode(root, "box", name)
+                else:
+                    edit = remove_service_from_mode(root, "box", name)
+            except SpecEditError:
+                assert snapshot(root) == before
+                continue
+            if op == "mode":
+                mode = name
+            elif op == "add" and edit.changed:
+                members[mode].append(name)
+            elif op == "remove":
+                members[mode].remove(name)
+            specs = load_specs(root)
+            assert specs.pod("box").mode == mode  # type: ignore[union-attr]
+            assert {m.name: [x.name for x in m.members()] for m in specs.modes} == members
+            assert sum(max(len(h.old), len(h.new)) for h in edit.hunks) <= 2
+            after = comments_of(root)
+            assert after == comments or (op == "remove" and set(after) < set(comments))
+            comments = after
+            data = b"".join(p.read_bytes() for p in root.iterdir())
+            assert (data.count(b"\r\n") == data.count(b"\n")) if crlf else b"\r" not in data
