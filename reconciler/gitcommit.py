@@ -5,7 +5,11 @@ with ``gpumod.spec.edit`` and then commits exactly the files it changed: never a
 user had staged. It lives outside ``gpumod.spec`` because it runs a program (the spec language
 stays pure). ``git`` runs with an argv list, never through a shell.
 
+    uncommitted(spec_dir)            -> files under spec_dir that differ from HEAD (check before editing)
     commit(spec_dir, paths, message) -> the new commit's hash
+
+A face asked to ``--commit`` calls ``uncommitted`` first and refuses when a spec file already
+holds changes of the user's: the commit would carry them along with the edit.
 """
 
 from __future__ import annotations
@@ -33,12 +37,7 @@ class NothingToCommitError(GitError):
 
 def commit(spec_dir: str | Path, paths: Iterable[str | Path], message: str) -> str:
     """``git add`` and ``git commit --only`` these paths (and nothing else); the new commit's hash."""
-    folder = Path(spec_dir)
-    folder = folder if folder.is_dir() else folder.parent
-    top = _git(folder, "rev-parse", "--show-toplevel", failure=None)
-    if top is None:
-        raise NotAGitRepoError(f"{spec_dir} is not inside a git work tree; cannot commit the edit")
-    root = Path(top.strip())
+    root = _toplevel(spec_dir)
     relative = [_inside(root, Path(p)) for p in paths]
     if not relative:
         raise NothingToCommitError("no files to commit")
@@ -48,6 +47,36 @@ def commit(spec_dir: str | Path, paths: Iterable[str | Path], message: str) -> s
     _git(root, "add", "--", *relative)
     _git(root, "commit", "--quiet", "--only", "-m", message, "--", *relative)
     return (_git(root, "rev-parse", "HEAD") or "").strip()
+
+
+def uncommitted(spec_dir: str | Path) -> tuple[str, ...]:
+    """Files under ``spec_dir`` (relative to the repository) that are changed, staged or untracked."""
+    folder = Path(spec_dir)
+    root = _toplevel(spec_dir)
+    status = _git(root, "status", "--porcelain", "--untracked-files=all", "-z", "--", _inside(root, folder)) or ""
+    return tuple(sorted(set(parse_porcelain_z(status))))
+
+
+def parse_porcelain_z(text: str) -> list[str]:
+    """The paths of ``git status --porcelain -z`` (a rename gives its new path only)."""
+    paths: list[str] = []
+    entries = iter(text.split("\0"))
+    for entry in entries:
+        if len(entry) < 4:
+            continue
+        paths.append(entry[3:])
+        if "R" in entry[:2] or "C" in entry[:2]:
+            next(entries, None)  # the path it was renamed or copied from
+    return paths
+
+
+def _toplevel(spec_dir: str | Path) -> Path:
+    folder = Path(spec_dir)
+    folder = folder if folder.is_dir() else folder.parent
+    top = _git(folder, "rev-parse", "--show-toplevel", failure=None)
+    if top is None:
+        raise NotAGitRepoError(f"{spec_dir} is not inside a git work tree; cannot commit the edit")
+    return Path(top.strip())
 
 
 def _inside(root: Path, path: Path) -> str:

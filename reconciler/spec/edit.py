@@ -209,14 +209,16 @@ def _suggest(name: str, defined: Iterable[Any], kind: str) -> str:
     return _Checker._suggest(name, defined, kind)  # the loader's did-you-mean, one wording for both
 
 
-def _check_name(name: Any, kind: str) -> None:
+def _check_name(name: object, kind: str) -> None:
     """Refuse a name the spec models would refuse, in the loader's words (one rule, one wording)."""
     if isinstance(name, str) and NAME_RE.match(name):
         return
+    if not isinstance(name, str):
+        raise SpecEditError(f"a {kind} name is a string, got {type(name).__name__} {name!r}")
     docs, _ = parse_yaml(yaml.safe_dump({"kind": "Mode", "name": name}), kind)
     _, problems = validate(ModeSpec, docs[0])
     reason = problems[0].message.removeprefix("name: ") if problems else f"{name!r} is not a valid name"
-    raise SpecEditError(f"{kind} {reason}" if reason.startswith("'") else f"{kind} name: {reason}")
+    raise SpecEditError(f"{kind} {reason}")
 
 
 def _pod(specs: SpecSet, name: str | None) -> PodSpec:
@@ -224,7 +226,7 @@ def _pod(specs: SpecSet, name: str | None) -> PodSpec:
         if len(specs.pods) == 1:
             return specs.pods[0]
         names = ", ".join(p.name for p in specs.pods)
-        raise UnknownNameError(f"the specs define {len(specs.pods)} pods ({names}); name one with --pod")
+        raise UnknownNameError(f"the specs define {len(specs.pods)} pods ({names}); say which one")
     _check_name(name, "pod")
     pod = specs.pod(name)
     if pod is None:

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gpumod.errors import GpumodError
-from gpumod.gitcommit import NotAGitRepoError, NothingToCommitError, commit
+from gpumod.gitcommit import NotAGitRepoError, NothingToCommitError, commit, parse_porcelain_z, uncommitted
 from gpumod.spec import load_specs, yamltext
 from gpumod.spec.edit import (
     EditRejectedError,
@@ -228,7 +228,7 @@ def test_unknown_mode_is_refused_with_did_you_mean_and_nothing_changes(small: Pa
 
 def test_a_fleet_needs_a_pod_name(tmp_path: Path) -> None:
     root = copy_repo("examples/ssh-fleet", tmp_path)
-    with pytest.raises(UnknownNameError, match=r"2 pods \(rented-h100, workstation\); name one with --pod"):
+    with pytest.raises(UnknownNameError, match=r"2 pods \(rented-h100, workstation\); say which one"):
         set_pod_mode(root, None, "idle")
 
 
@@ -564,3 +564,17 @@ def test_any_sequence_of_edits_keeps_comments_and_reads_back(ops: list[tuple[str
             comments = after
             data = b"".join(p.read_bytes() for p in root.iterdir())
             assert (data.count(b"\r\n") == data.count(b"\n")) if crlf else b"\r" not in data
+
+
+def test_uncommitted_lists_what_a_commit_would_carry_along(git_repo: Path) -> None:
+    assert uncommitted(git_repo / "specs") == ()
+    (git_repo / "README").write_text("outside the specs\n")
+    (git_repo / "specs/pod.yaml").write_text((git_repo / "specs/pod.yaml").read_text() + "# my own note\n")
+    (git_repo / "specs/new.yaml").write_text("# draft\n")
+    git(git_repo, "mv", "specs/modes.yaml", "specs/modes2.yaml")
+    assert uncommitted(git_repo / "specs") == ("specs/modes2.yaml", "specs/new.yaml", "specs/pod.yaml")
+
+
+def test_parse_porcelain_z_skips_the_source_of_a_rename() -> None:
+    text = "R  new name.yaml\0old.yaml\0 M a.yaml\0?? b c.yaml\0"
+    assert parse_porcelain_z(text) == ["new name.yaml", "a.yaml", "b c.yaml"]

@@ -17,9 +17,8 @@ SHIPPED = PresetCatalog.load()
 
 
 def catalog(**presets: str) -> PresetCatalog:
-    return PresetCatalog.from_texts(
-        (f"presets/{name}.yaml", f"name: {name}\nrole: chat\n" + textwrap.dedent(body)) for name, body in presets.items()
-    )
+    files = [(f"presets/{name}.yaml", f"name: {name}\nrole: chat\n" + textwrap.dedent(body)) for name, body in presets.items()]
+    return PresetCatalog.from_texts(files)
 
 
 def verdicts(cat: PresetCatalog, gpus: list[str]) -> dict[str, str]:
