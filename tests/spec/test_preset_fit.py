@@ -17,7 +17,7 @@ SHIPPED = PresetCatalog.load()
 
 
 def catalog(**presets: str) -> PresetCatalog:
-    files = [(f"presets/{name}.yaml", f"name: {name}\nrole: chat\n" + textwrap.dedent(body)) for name, body in presets.items()]
+    files = [(f"presets/{n}.yaml", f"name: {n}\nrole: chat\n" + textwrap.dedent(b)) for n, b in presets.items()]
     return PresetCatalog.from_texts(files)
 
 
