@@ -55,7 +55,7 @@ class _Composer(yaml.SafeLoader):
         super().__init__(text)
         self.shared: set[int] = set()
 
-    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node:  # type: ignore[override]
+    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node | None:
         event = self.peek_event()
         node = super().compose_node(parent, index)  # type: ignore[arg-type]
         if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
