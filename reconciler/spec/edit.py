@@ -25,6 +25,8 @@ says why: a failed edit never leaves a half-written or invalid spec behind.
 How the faces use it (the CLI's ``gpumod mode switch``, ``start``, ``stop``; the MCP server's
 ``gpu_mode_switch``; the TUI's ``/switch``), through the operations layer::
 
+    if commit_wanted and gpumod.gitcommit.uncommitted(specs_dir):   # the user's own changes would ride along
+        refuse(...)
     edit = set_pod_mode(specs_dir, pod, mode)            # SpecEditError / SpecError: one red line + hint
     for hunk in edit.hunks:                              # show what changed (nothing when edit.changed is False)
         print(hunk)
