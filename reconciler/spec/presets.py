@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import difflib
 import functools
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from importlib.resources.abc import Traversable
-from typing import Any
+from typing import Any, Literal, NamedTuple
 
 from gpumod.errors import Problem, SpecError
 from gpumod.spec.models import Health, PresetConfig, PresetSpec, SecretRef, ServiceFields, ServiceSpec
@@ -161,6 +161,42 @@ def pick_config(preset: PresetSpec, count: int, gpu_name: str | None, source: st
             )
         ]
     )
+
+
+FitVerdict = Literal["fits", "possibly works", "no config"]
+
+
+class PresetFit(NamedTuple):
+    """One line of ``gpumod presets --pod P``."""
+
+    name: str
+    role: str
+    verdict: FitVerdict
+
+
+def preset_fit(catalog: PresetCatalog, gpus: Sequence[str]) -> list[PresetFit]:
+    """Whether each preset has a config for a pod with these GPUs (their names, as nvidia-smi prints them).
+
+    ``fits``: the preset needs no per-GPU config, or it has one for this GPU type with a count of
+    GPUs of that type the pod has. ``possibly works`` (pi's wording): its configs are for other GPU
+    types, but one needs a count the pod has; gpumod will not pick such a config by itself (no
+    silent fallback), the service has to set its own flags. ``no config``: every config needs more
+    GPUs than the pod has. Pass the declared GPUs of a pod, or the observed ones when it declares none.
+    VRAM is not judged here: ``gpumod simulate`` does that for a whole mode.
+    """
+    out = []
+    for preset in catalog.presets:
+        verdict: FitVerdict = "no config"
+        if not preset.configs:
+            verdict = "fits"
+        for config in preset.configs:
+            if sum(gpu_type_matches(config, g) for g in gpus) >= config.gpu_count:
+                verdict = "fits"
+                break
+            if config.gpu_count <= len(gpus):
+                verdict = "possibly works"
+        out.append(PresetFit(preset.name, preset.role or "", verdict))
+    return out
 
 
 def merged_fields(
