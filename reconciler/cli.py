@@ -18,7 +18,7 @@ from rich.console import Console
 
 from gpumod import controller
 from gpumod.core.model import Plan
-from gpumod.errors import GpumodError, InfeasibleError, SpecError
+from gpumod.errors import GpumodError, InfeasibleError, SpecError, StalePlanError
 from gpumod.logconfig import configure_logging
 from gpumod.views import (
     ConsoleReporter,
@@ -47,6 +47,9 @@ class Output(str, Enum):
 
 
 DirArg = typer.Argument(..., help="spec directory (or one YAML file)", show_default=False)
+ApplyArg = typer.Argument(
+    ..., help="spec directory (or one YAML file), or a plan saved by `gpumod plan --out`", show_default=False
+)
 PodOpt = typer.Option(None, "--pod", "-p", help="only these pods (repeatable)")
 OutOpt = typer.Option(Output.text, "--output", "-o", help="text or json")
 
@@ -65,6 +68,12 @@ def _run(fn: Callable[[], int], *, error_code: int = 2) -> None:
             err.print(str(problem), markup=False)
         err.print(f"[red]error:[/] {e.message}")
         err.print(f"[dim]hint: {e.hint}[/]")
+        raise typer.Exit(2)
+    except StalePlanError as e:
+        for change in e.changes:
+            err.print(f"  {change}", markup=False)
+        err.print(f"[red]error:[/] {e.message}")
+        err.print(f"hint: {e.hint}", style="dim", markup=False)
         raise typer.Exit(2)
     except InfeasibleError as e:
         for inf in e.infeasible:
@@ -98,7 +107,14 @@ def validate(directory: Path = DirArg) -> None:
 
 
 @app.command()
-def plan(directory: Path = DirArg, pod: Optional[List[str]] = PodOpt, output: Output = OutOpt) -> None:
+def plan(
+    directory: Path = DirArg,
+    pod: Optional[List[str]] = PodOpt,
+    output: Output = OutOpt,
+    save_to: Optional[Path] = typer.Option(
+        None, "--out", help="also save the plan to FILE; `gpumod apply FILE` runs exactly it", show_default=False
+    ),
+) -> None:
     """Show what apply would do. Exit 0 nothing to do, 1 changes pending, 2 error or infeasible."""
 
     def body() -> int:
@@ -116,10 +132,27 @@ def plan(directory: Path = DirArg, pod: Optional[List[str]] = PodOpt, output: Ou
         for o in unreachable:
             err.print(f"[red]error:[/] pod {o.name} cannot be planned: {o.error}")
         if unreachable:
+            if save_to is not None:
+                err.print("[red]error:[/] the plan was not saved (a pod could not be observed)")
             return 2
+        if save_to is not None:
+            _save_plan(save_to, directory, pod, snap, note=out if output is Output.text else err)
         return 1 if p.changes else 0
 
     _run(body)
+
+
+def _save_plan(path: Path, directory: Path, pods: Optional[List[str]], snap: controller.Snapshot, note: Console) -> None:
+    from gpumod.saved_plan import save_plan
+
+    try:
+        save_plan(
+            path, spec_dir=directory, pod_names=pods, pod_specs=snap.pods,
+            desired=snap.desired, observed=snap.observed, plan=snap.plan,
+        )
+    except OSError as e:
+        raise GpumodError(f"cannot write the plan to {path}: {e.strerror or e}", hint="pick a writable path") from None
+    note.print(f"Saved the plan to {path}; `gpumod apply {path}` runs exactly this plan.", markup=False)
 
 
 def _confirm(yes: bool) -> Callable[[Plan], bool]:
@@ -133,19 +166,24 @@ def _confirm(yes: bool) -> Callable[[Plan], bool]:
 
 @app.command()
 def apply(
-    directory: Path = DirArg,
+    directory: Path = ApplyArg,
     pod: Optional[List[str]] = PodOpt,
     yes: bool = typer.Option(False, "--yes", "-y", help="do not ask for confirmation"),
     output: Output = OutOpt,
 ) -> None:
-    """Make the pods match the specs. Exit 0 converged, 1 some steps failed, 2 invalid or infeasible."""
+    """Make the pods match the specs (or run a saved plan). Exit 0 converged, 1 some steps failed,
+    2 invalid, infeasible or a stale saved plan."""
 
     def body() -> int:
         quiet = output is Output.json
         reporter = ConsoleReporter(out, quiet=quiet)
-        result = asyncio.run(
-            controller.apply(directory, pod, confirm=_confirm(yes or quiet), reporter=reporter)
-        )
+        saved = _saved_plan(directory, pod)
+        if saved is not None:
+            result = asyncio.run(controller.apply_saved(saved, plan_file=str(directory), reporter=reporter))
+        else:
+            result = asyncio.run(
+                controller.apply(directory, pod, confirm=_confirm(yes or quiet), reporter=reporter)
+            )
         if quiet:
             out.print_json(json.dumps(apply_json(result, reporter)))
         else:
@@ -154,6 +192,20 @@ def apply(
         return result.exit_code
 
     _run(body)
+
+
+def _saved_plan(path: Path, pods: Optional[List[str]]):
+    """The saved plan ``path`` names (``gpumod apply plan.json``), or None for a spec directory."""
+    from gpumod.saved_plan import is_saved_plan, load_saved_plan
+
+    if not is_saved_plan(path):
+        return None
+    if pods:
+        raise GpumodError(
+            f"{path} is a saved plan: it carries its own pod selection, --pod does not apply",
+            hint="drop --pod, or make a plan for those pods with `gpumod plan DIR --pod P --out FILE`",
+        )
+    return load_saved_plan(path)
 
 
 @app.command()
