@@ -93,11 +93,26 @@ def _run(fn: Callable[[], int], *, error_code: int = 2) -> None:
 
 
 @app.command()
-def validate(directory: Path = DirArg) -> None:
+def validate(directory: Path = DirArg, output: Output = OutOpt) -> None:
     """Check the specs: every problem as path:line: message. Exit 0 valid, 2 invalid."""
 
     def body() -> int:
-        specs = controller.validate(directory)
+        try:
+            specs = controller.validate(directory)
+        except SpecError as e:
+            if output is Output.text:
+                raise
+            problems = [{"path": p.path, "line": p.line, "message": p.message} for p in e.problems]
+            out.print_json(json.dumps({"valid": False, "problems": problems}))
+            return 2
+        if output is Output.json:
+            names = {
+                "pods": [p.name for p in specs.pods],
+                "services": [s.name for s in specs.services],
+                "modes": [m.name for m in specs.modes],
+            }
+            out.print_json(json.dumps({"valid": True, **names}))
+            return 0
         out.print(
             f"valid: {len(specs.pods)} pod(s), {len(specs.services)} service(s), {len(specs.modes)} mode(s)"
         )
@@ -213,14 +228,19 @@ def down(
     directory: Path = DirArg,
     pod: Optional[List[str]] = PodOpt,
     yes: bool = typer.Option(False, "--yes", "-y", help="do not ask for confirmation"),
+    output: Output = OutOpt,
 ) -> None:
     """Stop every managed service on the selected pods. Exit 0 all stopped, 1 some could not be."""
 
     def body() -> int:
-        reporter = ConsoleReporter(out)
+        quiet = output is Output.json
+        reporter = ConsoleReporter(out, quiet=quiet)
         result = asyncio.run(
-            controller.apply(directory, pod, confirm=_confirm(yes), reporter=reporter, empty=True)
+            controller.apply(directory, pod, confirm=_confirm(yes or quiet), reporter=reporter, empty=True)
         )
+        if quiet:
+            out.print_json(json.dumps({**apply_json(result, reporter), "down": True}))
+            return result.exit_code
         for line in render_recap(result):
             out.print(line, markup=False)
         return result.exit_code
@@ -294,11 +314,16 @@ def logs(
     service: str = typer.Argument(..., help="the service"),
     pod: Optional[List[str]] = PodOpt,
     lines: int = typer.Option(50, "--lines", "-n", help="how many lines"),
+    output: Output = OutOpt,
 ) -> None:
     """The last lines of a service's log (its stdout and stderr on the pod)."""
 
     def body() -> int:
         found = asyncio.run(controller.logs(directory, service, pod, lines))
+        if output is Output.json:
+            pods = {name: {"lines": text.splitlines()} for name, text in sorted(found.items())}
+            out.print_json(json.dumps({"service": service, "pods": pods}))
+            return 0
         for name, text in sorted(found.items()):
             if len(found) > 1:
                 out.print(f"==> pod {name}, service {service} <==", style="bold")
