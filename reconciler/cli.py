@@ -13,8 +13,10 @@ from enum import Enum
 from pathlib import Path
 from typing import Callable, List, Optional
 
+import structlog
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from gpumod import controller
 from gpumod.core.model import Plan
@@ -54,42 +56,63 @@ PodOpt = typer.Option(None, "--pod", "-p", help="only these pods (repeatable)")
 OutOpt = typer.Option(Output.text, "--output", "-o", help="text or json")
 
 
+class LogFormat(str, Enum):
+    text = "text"
+    json = "json"
+
+
+_log_format = LogFormat.text
+
+
 @app.callback()
-def _main(verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="log more (-v info, -vv debug)")) -> None:
-    configure_logging(verbose)
+def _main(
+    verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="log more (-v info, -vv debug)"),
+    log_format: LogFormat = typer.Option(
+        LogFormat.text, "--log-format", help="stderr log lines: text, or json (one object per line, step events included)"
+    ),
+) -> None:
+    global _log_format
+    _log_format = log_format
+    configure_logging(verbose, log_format.value)
 
 
 def _run(fn: Callable[[], int], *, error_code: int = 2) -> None:
     """Run one command body; map known errors to a red line, a hint and ``error_code``."""
     try:
         code = fn()
-    except SpecError as e:
-        for problem in e.problems:
-            err.print(str(problem), markup=False)
-        err.print(f"[red]error:[/] {e.message}")
-        err.print(f"[dim]hint: {e.hint}[/]")
-        raise typer.Exit(2)
-    except StalePlanError as e:
-        for change in e.changes:
-            err.print(f"  {change}", markup=False)
-        err.print(f"[red]error:[/] {e.message}")
-        err.print(f"hint: {e.hint}", style="dim", markup=False)
-        raise typer.Exit(2)
-    except InfeasibleError as e:
-        for inf in e.infeasible:
-            err.print(inf.describe(), markup=False)
-        err.print(f"[red]error:[/] {e.message}")
-        err.print(f"[dim]hint: {e.hint}[/]")
-        raise typer.Exit(2)
     except GpumodError as e:
-        err.print(f"[red]error:[/] {e.message}", markup=True)
-        if e.hint:
-            err.print(f"[dim]hint: {e.hint}[/]")
-        raise typer.Exit(error_code)
+        _report(e)
+        raise typer.Exit(2 if isinstance(e, (SpecError, InfeasibleError, StalePlanError)) else error_code)
     except KeyboardInterrupt:
-        err.print("interrupted")
+        if _log_format is LogFormat.json:
+            structlog.get_logger("gpumod.cli").warning("cli.interrupted")
+        else:
+            err.print("interrupted")
         raise typer.Exit(130)
     raise typer.Exit(code)
+
+
+def _report(e: GpumodError) -> None:
+    """A known error: its details, one red line and a hint — or, with ``--log-format json``, one
+    JSON line with the same fields (so that every stderr line parses)."""
+    if isinstance(e, SpecError):
+        details = [str(p) for p in e.problems]
+    elif isinstance(e, InfeasibleError):
+        details = [i.describe() for i in e.infeasible]
+    elif isinstance(e, StalePlanError):
+        details = [f"  {c}" for c in e.changes]
+    else:
+        details = []
+    if _log_format is LogFormat.json:
+        structlog.get_logger("gpumod.cli").error(
+            "cli.error", error=e.message, hint=e.hint, details=[d.strip() for d in details]
+        )
+        return
+    for line in details:
+        err.print(line, markup=False)
+    err.print(Text.assemble(("error:", "red"), " ", e.message))
+    if e.hint:
+        err.print(Text(f"hint: {e.hint}", style="dim"))
 
 
 @app.command()
@@ -297,12 +320,16 @@ def watch(
     directory: Path = DirArg,
     pod: Optional[List[str]] = PodOpt,
     interval: float = typer.Option(60.0, "--interval", help="re-observe every SECONDS even without changes"),
+    metrics_port: Optional[int] = typer.Option(
+        None, "--metrics-port", min=1, max=65535, help="serve Prometheus metrics on 127.0.0.1:PORT/metrics",
+        show_default=False,
+    ),
 ) -> None:
     """Apply on every change of the spec directory and every INTERVAL seconds, until Ctrl+C."""
     from gpumod.watch import watch_loop
 
     def body() -> int:
-        asyncio.run(watch_loop(directory, pod, interval=interval, console=out))
+        asyncio.run(watch_loop(directory, pod, interval=interval, console=out, metrics_port=metrics_port))
         return 0
 
     _run(body)
