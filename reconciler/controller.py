@@ -11,7 +11,7 @@ import asyncio
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import AsyncContextManager, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, AsyncContextManager, Callable, Iterable, Sequence
 
 import structlog
 
@@ -23,11 +23,13 @@ from gpumod.errors import GpumodError, InfeasibleError, Problem, SpecError, Stal
 from gpumod.execute import PodExecutor, PodRun, StepOutcome
 from gpumod.observe import observe_pod
 from gpumod.ports import Clock, SystemClock
-from gpumod.saved_plan import SavedPlan
 from gpumod.secrets import load_secret_values
 from gpumod.spec import PresetCatalog, SpecSet, load_specs, resolve_service
 from gpumod.spec.models import PodSpec, ServiceSpec
 from gpumod.wiring import Fleet, PodHandle, unlock_pod
+
+if TYPE_CHECKING:
+    from gpumod.saved_plan import SavedPlan  # only `apply FILE` reads saved plans
 
 log = structlog.get_logger("gpumod.controller")
 
