@@ -68,7 +68,8 @@ _log_format = LogFormat.text
 def _main(
     verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="log more (-v info, -vv debug)"),
     log_format: LogFormat = typer.Option(
-        LogFormat.text, "--log-format", help="stderr log lines: text, or json (one object per line, step events included)"
+        LogFormat.text, "--log-format", envvar="GPUMOD_LOG_FORMAT",
+        help="stderr log lines: text, or json (one object per line, step events included)",
     ),
 ) -> None:
     global _log_format
@@ -168,19 +169,27 @@ def plan(
             return 2
         unreachable = [o for o in snap.observed if not o.reachable]
         for o in unreachable:
-            err.print(f"[red]error:[/] pod {o.name} cannot be planned: {o.error}")
+            _error_line(f"pod {o.name} cannot be planned: {o.error}", pod=o.name)
         if unreachable:
             if save_to is not None:
-                err.print("[red]error:[/] the plan was not saved (a pod could not be observed)")
+                _error_line("the plan was not saved (a pod could not be observed)")
             return 2
         if save_to is not None:
-            _save_plan(save_to, directory, pod, snap, note=out if output is Output.text else err)
+            _save_plan(save_to, directory, pod, snap, note=output is Output.text)
         return 1 if p.changes else 0
 
     _run(body)
 
 
-def _save_plan(path: Path, directory: Path, pods: Optional[List[str]], snap: controller.Snapshot, note: Console) -> None:
+def _error_line(text: str, **fields: str) -> None:
+    """One error line on stderr that is not an exception: red text, or a JSON log line."""
+    if _log_format is LogFormat.json:
+        structlog.get_logger("gpumod.cli").error("cli.error", error=text, **fields)
+    else:
+        err.print(Text.assemble(("error:", "red"), " ", text))
+
+
+def _save_plan(path: Path, directory: Path, pods: Optional[List[str]], snap: controller.Snapshot, note: bool) -> None:
     from gpumod.saved_plan import save_plan
 
     try:
@@ -190,7 +199,9 @@ def _save_plan(path: Path, directory: Path, pods: Optional[List[str]], snap: con
         )
     except OSError as e:
         raise GpumodError(f"cannot write the plan to {path}: {e.strerror or e}", hint="pick a writable path") from None
-    note.print(f"Saved the plan to {path}; `gpumod apply {path}` runs exactly this plan.", markup=False)
+    structlog.get_logger("gpumod.cli").info("plan.saved", path=str(path), fingerprint=snap.plan.fingerprint)
+    if note:
+        out.print(f"Saved the plan to {path}; `gpumod apply {path}` runs exactly this plan.", markup=False)
 
 
 def _confirm(yes: bool) -> Callable[[Plan], bool]:
