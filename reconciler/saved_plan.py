@@ -27,6 +27,7 @@ from gpumod.core.model import (
     GpuBudget,
     ObservedPod,
     Plan,
+    SYMBOLS,
     PodPlan,
     Step,
     fingerprint,
@@ -65,6 +66,18 @@ class SavedPlan(BaseModel):
     def to_plan(self) -> Plan:
         """The saved plan as the value the executor runs."""
         return plan_from_json(self.plan)
+
+    def model_post_init(self, _context: Any) -> None:
+        try:
+            plan = self.to_plan()
+        except (KeyError, TypeError, ValueError) as err:
+            raise ValueError(f"its plan cannot be read: {err!r}") from None
+        for pod_plan in plan.pods:
+            if pod_plan.pod not in self.made_from:
+                raise ValueError(f"its plan has steps for pod {pod_plan.pod}, which it was not made from")
+            for step in pod_plan.steps:
+                if step.action not in SYMBOLS or step.phase not in ("free", "fill"):
+                    raise ValueError(f"unknown step {step.action!r} ({step.phase!r}) for {step.service}")
 
     def changes_since(self, pod_specs: Sequence[PodSpec], desired: Sequence[DesiredPod], observed: Sequence[ObservedPod]) -> list[str]:
         """What differs between what the plan was made from and now: one line per change."""
@@ -215,14 +228,19 @@ def is_saved_plan(path: str | Path) -> bool:
 
 def load_saved_plan(path: str | Path) -> SavedPlan:
     try:
-        data = json.loads(Path(path).read_text())
-        return SavedPlan.model_validate(data)
-    except (OSError, ValueError, ValidationError) as err:
+        saved = SavedPlan.model_validate(json.loads(Path(path).read_text()))
+    except ValidationError as err:
+        first_error = err.errors()[0]
+        where = ".".join(str(x) for x in first_error.get("loc", ()))
+        first = f"{where + ': ' if where else ''}{first_error.get('msg', 'invalid')}"
+    except (OSError, ValueError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise GpumodError(
-            f"{path}: not a readable saved plan ({first})",
-            hint="make one with `gpumod plan DIR --out FILE`",
-        ) from None
+    else:
+        return saved
+    raise GpumodError(
+        f"{path}: not a readable saved plan ({first})",
+        hint="make one with `gpumod plan DIR --out FILE`",
+    )
 
 
 def plan_from_json(data: dict[str, Any]) -> Plan:

@@ -93,3 +93,13 @@ def test_spec_files_and_junk_are_not_saved_plans(tmp_path: Path) -> None:
     bad.write_text('{"format": "gpumod-saved-plan/1", "plan": 3}')
     with pytest.raises(GpumodError, match="not a readable saved plan"):
         load_saved_plan(bad)
+
+
+def test_a_hand_edited_step_is_refused_when_the_file_is_read(tmp_path: Path) -> None:
+    d = desired("a")
+    path, _ = _saved(tmp_path, d, ObservedPod("box", gpus=(GPU,)))
+    data = json.loads(path.read_text())
+    data["plan"]["pods"]["box"]["steps"][0]["action"] = "reboot"
+    path.write_text(json.dumps(data))
+    with pytest.raises(GpumodError, match="unknown step 'reboot'"):
+        load_saved_plan(path)
