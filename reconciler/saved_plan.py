@@ -16,7 +16,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Final, Literal, Sequence
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -35,7 +35,7 @@ from gpumod.core.model import (
 from gpumod.errors import GpumodError
 from gpumod.spec.models import PodSpec
 
-FORMAT = "gpumod-saved-plan/1"
+FORMAT: Final = "gpumod-saved-plan/1"
 
 __all__ = ["FORMAT", "SavedPlan", "SavedPod", "is_saved_plan", "load_saved_plan", "save_plan"]
 
@@ -79,7 +79,9 @@ class SavedPlan(BaseModel):
                 if step.action not in SYMBOLS or step.phase not in ("free", "fill"):
                     raise ValueError(f"unknown step {step.action!r} ({step.phase!r}) for {step.service}")
 
-    def changes_since(self, pod_specs: Sequence[PodSpec], desired: Sequence[DesiredPod], observed: Sequence[ObservedPod]) -> list[str]:
+    def changes_since(
+        self, pod_specs: Sequence[PodSpec], desired: Sequence[DesiredPod], observed: Sequence[ObservedPod]
+    ) -> list[str]:
         """What differs between what the plan was made from and now: one line per change."""
         now = {p.name: p for p in pod_specs}
         changes: list[str] = []
