@@ -123,3 +123,40 @@ def test_log_format_json_every_stderr_line_parses(gpumod: Gpumod, tmp_path) -> N
     assert res.returncode == 2
     (error,) = [json.loads(line) for line in res.stderr.splitlines()]
     assert error["event"] == "cli.error" and "colour" in error["details"][0] and error["hint"]
+
+
+BROKEN = """\
+kind: Service
+name: broken
+driver: command
+port: {port1}
+vram_mb: 100
+command: ["{{python}}", -c, "import sys; sys.exit(3)"]
+---
+kind: Service
+name: after
+driver: command
+port: {port2}
+vram_mb: 100
+depends_on: [broken]
+command: ["{{python}}", -m, gpumod.sim.server, --flavour, plain, --, --port, "{{port}}"]
+---
+kind: Mode
+name: broken
+services: [broken, after]
+"""
+
+
+def test_log_format_json_failed_and_skipped_steps_carry_outcome_and_error(gpumod: Gpumod) -> None:
+    (gpumod.specs / "broken.yaml").write_text(BROKEN.format(port1=free_port(), port2=free_port()))
+    gpumod.set_mode("pod.yaml", "broken")
+    res = gpumod.run("--log-format", "json", "apply", str(gpumod.specs), "--yes")
+    assert res.returncode == 1, res.stdout + res.stderr
+    events = [json.loads(line) for line in res.stderr.splitlines()]
+    failed = [e for e in events if e["event"] == "step.failed"]
+    skipped = [e for e in events if e["event"] == "step.skipped"]
+    assert failed and failed[0]["service"] == "broken" and failed[0]["step"] == "start"
+    assert failed[0]["outcome"] == "failed" and failed[0]["duration_s"] >= 0 and failed[0]["error"]
+    assert failed[0]["pod"] == POD and failed[0]["reconcile_id"] and failed[0]["level"] == "warning"
+    assert skipped and skipped[0]["service"] == "after" and skipped[0]["outcome"] == "skipped"
+    assert "broken" in skipped[0]["reason"]
