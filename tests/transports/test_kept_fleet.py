@@ -4,13 +4,18 @@ changes. Against a real sshd on loopback and the local simulated pod."""
 
 from __future__ import annotations
 
+import asyncio
+import io
 import sys
+import time
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
 from gpumod.controller import observe_fleet
 from gpumod.spec.models import PodSpec
+from gpumod.watch import watch_loop
 from gpumod.wiring import Fleet
 from infra.sshd import SshServer
 
@@ -70,3 +75,31 @@ async def test_kept_fleet_follows_spec_changes_and_lets_other_runs_in_between(si
         assert fleet.handles == {}
     finally:
         await fleet.close()
+
+
+async def test_watch_passes_share_one_ssh_connection(sshd, tmp_path, monkeypatch):
+    monkeypatch.setenv("GPUMOD_HOME", str(tmp_path / "home"))
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    pod = ssh_pod(sshd, tmp_path / "state")
+    (specs / "pod.yaml").write_text(
+        f"kind: Pod\nname: p1\nhost: {pod.host}\nmode: blank\nsupervisor: process\n"
+        f"identity_file: {pod.identity_file}\nknown_hosts: {pod.known_hosts}\npython: {pod.python}\n"
+        f"state_dir: {pod.state_dir}\ngpus: [{{name: RTX 4090, memory_mb: 24564}}]\nsim: {{load_s: 0.1}}\n"
+    )
+    (specs / "modes.yaml").write_text("kind: Mode\nname: blank\nservices: []\n")
+    logins_before = sshd.log.read_text().count("Accepted publickey")
+    text = io.StringIO()
+    stop = asyncio.Event()
+    task = asyncio.create_task(
+        watch_loop(specs, None, interval=0.3, console=Console(file=text, width=200), stop=stop)
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while text.getvalue().count("Converged") < 3 and time.monotonic() < deadline and not task.done():
+            await asyncio.sleep(0.1)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+    assert text.getvalue().count("Converged") >= 3, text.getvalue()
+    assert sshd.log.read_text().count("Accepted publickey") - logins_before == 1  # one login, many passes
