@@ -13,12 +13,14 @@ from enum import Enum
 from pathlib import Path
 from typing import Callable, List, Optional
 
+import structlog
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from gpumod import controller
 from gpumod.core.model import Plan
-from gpumod.errors import GpumodError, InfeasibleError, SpecError
+from gpumod.errors import GpumodError, InfeasibleError, SpecError, StalePlanError
 from gpumod.logconfig import configure_logging
 from gpumod.views import (
     ConsoleReporter,
@@ -47,48 +49,94 @@ class Output(str, Enum):
 
 
 DirArg = typer.Argument(..., help="spec directory (or one YAML file)", show_default=False)
+ApplyArg = typer.Argument(
+    ..., help="spec directory (or one YAML file), or a plan saved by `gpumod plan --out`", show_default=False
+)
 PodOpt = typer.Option(None, "--pod", "-p", help="only these pods (repeatable)")
 OutOpt = typer.Option(Output.text, "--output", "-o", help="text or json")
 
 
+class LogFormat(str, Enum):
+    text = "text"
+    json = "json"
+
+
+_log_format = LogFormat.text
+
+
 @app.callback()
-def _main(verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="log more (-v info, -vv debug)")) -> None:
-    configure_logging(verbose)
+def _main(
+    verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="log more (-v info, -vv debug)"),
+    log_format: LogFormat = typer.Option(
+        LogFormat.text, "--log-format", envvar="GPUMOD_LOG_FORMAT",
+        help="stderr log lines: text, or json (one object per line, step events included)",
+    ),
+) -> None:
+    global _log_format
+    _log_format = log_format
+    configure_logging(verbose, log_format.value)
 
 
 def _run(fn: Callable[[], int], *, error_code: int = 2) -> None:
     """Run one command body; map known errors to a red line, a hint and ``error_code``."""
     try:
         code = fn()
-    except SpecError as e:
-        for problem in e.problems:
-            err.print(str(problem), markup=False)
-        err.print(f"[red]error:[/] {e.message}")
-        err.print(f"[dim]hint: {e.hint}[/]")
-        raise typer.Exit(2)
-    except InfeasibleError as e:
-        for inf in e.infeasible:
-            err.print(inf.describe(), markup=False)
-        err.print(f"[red]error:[/] {e.message}")
-        err.print(f"[dim]hint: {e.hint}[/]")
-        raise typer.Exit(2)
     except GpumodError as e:
-        err.print(f"[red]error:[/] {e.message}", markup=True)
-        if e.hint:
-            err.print(f"[dim]hint: {e.hint}[/]")
-        raise typer.Exit(error_code)
+        _report(e)
+        raise typer.Exit(2 if isinstance(e, (SpecError, InfeasibleError, StalePlanError)) else error_code)
     except KeyboardInterrupt:
-        err.print("interrupted")
+        if _log_format is LogFormat.json:
+            structlog.get_logger("gpumod.cli").warning("cli.interrupted")
+        else:
+            err.print("interrupted")
         raise typer.Exit(130)
     raise typer.Exit(code)
 
 
+def _report(e: GpumodError) -> None:
+    """A known error: its details, one red line and a hint — or, with ``--log-format json``, one
+    JSON line with the same fields (so that every stderr line parses)."""
+    if isinstance(e, SpecError):
+        details = [str(p) for p in e.problems]
+    elif isinstance(e, InfeasibleError):
+        details = [i.describe() for i in e.infeasible]
+    elif isinstance(e, StalePlanError):
+        details = [f"  {c}" for c in e.changes]
+    else:
+        details = []
+    if _log_format is LogFormat.json:
+        structlog.get_logger("gpumod.cli").error(
+            "cli.error", error=e.message, hint=e.hint, details=[d.strip() for d in details]
+        )
+        return
+    for line in details:
+        err.print(line, markup=False)
+    err.print(Text.assemble(("error:", "red"), " ", e.message))
+    if e.hint:
+        err.print(Text(f"hint: {e.hint}", style="dim"))
+
+
 @app.command()
-def validate(directory: Path = DirArg) -> None:
+def validate(directory: Path = DirArg, output: Output = OutOpt) -> None:
     """Check the specs: every problem as path:line: message. Exit 0 valid, 2 invalid."""
 
     def body() -> int:
-        specs = controller.validate(directory)
+        try:
+            specs = controller.validate(directory)
+        except SpecError as e:
+            if output is Output.text:
+                raise
+            problems = [{"path": p.path, "line": p.line, "message": p.message} for p in e.problems]
+            out.print_json(json.dumps({"valid": False, "problems": problems}))
+            return 2
+        if output is Output.json:
+            names = {
+                "pods": [p.name for p in specs.pods],
+                "services": [s.name for s in specs.services],
+                "modes": [m.name for m in specs.modes],
+            }
+            out.print_json(json.dumps({"valid": True, **names}))
+            return 0
         out.print(
             f"valid: {len(specs.pods)} pod(s), {len(specs.services)} service(s), {len(specs.modes)} mode(s)"
         )
@@ -98,7 +146,14 @@ def validate(directory: Path = DirArg) -> None:
 
 
 @app.command()
-def plan(directory: Path = DirArg, pod: Optional[List[str]] = PodOpt, output: Output = OutOpt) -> None:
+def plan(
+    directory: Path = DirArg,
+    pod: Optional[List[str]] = PodOpt,
+    output: Output = OutOpt,
+    save_to: Optional[Path] = typer.Option(
+        None, "--out", help="also save the plan to FILE; `gpumod apply FILE` runs exactly it", show_default=False
+    ),
+) -> None:
     """Show what apply would do. Exit 0 nothing to do, 1 changes pending, 2 error or infeasible."""
 
     def body() -> int:
@@ -114,12 +169,39 @@ def plan(directory: Path = DirArg, pod: Optional[List[str]] = PodOpt, output: Ou
             return 2
         unreachable = [o for o in snap.observed if not o.reachable]
         for o in unreachable:
-            err.print(f"[red]error:[/] pod {o.name} cannot be planned: {o.error}")
+            _error_line(f"pod {o.name} cannot be planned: {o.error}", pod=o.name)
         if unreachable:
+            if save_to is not None:
+                _error_line("the plan was not saved (a pod could not be observed)")
             return 2
+        if save_to is not None:
+            _save_plan(save_to, directory, pod, snap, note=output is Output.text)
         return 1 if p.changes else 0
 
     _run(body)
+
+
+def _error_line(text: str, **fields: str) -> None:
+    """One error line on stderr that is not an exception: red text, or a JSON log line."""
+    if _log_format is LogFormat.json:
+        structlog.get_logger("gpumod.cli").error("cli.error", error=text, **fields)
+    else:
+        err.print(Text.assemble(("error:", "red"), " ", text))
+
+
+def _save_plan(path: Path, directory: Path, pods: Optional[List[str]], snap: controller.Snapshot, note: bool) -> None:
+    from gpumod.saved_plan import save_plan
+
+    try:
+        save_plan(
+            path, spec_dir=directory, pod_names=pods, pod_specs=snap.pods,
+            desired=snap.desired, observed=snap.observed, plan=snap.plan,
+        )
+    except OSError as e:
+        raise GpumodError(f"cannot write the plan to {path}: {e.strerror or e}", hint="pick a writable path") from None
+    structlog.get_logger("gpumod.cli").info("plan.saved", path=str(path), fingerprint=snap.plan.fingerprint)
+    if note:
+        out.print(f"Saved the plan to {path}; `gpumod apply {path}` runs exactly this plan.", markup=False)
 
 
 def _confirm(yes: bool) -> Callable[[Plan], bool]:
@@ -133,19 +215,24 @@ def _confirm(yes: bool) -> Callable[[Plan], bool]:
 
 @app.command()
 def apply(
-    directory: Path = DirArg,
+    directory: Path = ApplyArg,
     pod: Optional[List[str]] = PodOpt,
     yes: bool = typer.Option(False, "--yes", "-y", help="do not ask for confirmation"),
     output: Output = OutOpt,
 ) -> None:
-    """Make the pods match the specs. Exit 0 converged, 1 some steps failed, 2 invalid or infeasible."""
+    """Make the pods match the specs (or run a saved plan). Exit 0 converged, 1 some steps failed,
+    2 invalid, infeasible or a stale saved plan."""
 
     def body() -> int:
         quiet = output is Output.json
         reporter = ConsoleReporter(out, quiet=quiet)
-        result = asyncio.run(
-            controller.apply(directory, pod, confirm=_confirm(yes or quiet), reporter=reporter)
-        )
+        saved = _saved_plan(directory, pod)
+        if saved is not None:
+            result = asyncio.run(controller.apply_saved(saved, plan_file=str(directory), reporter=reporter))
+        else:
+            result = asyncio.run(
+                controller.apply(directory, pod, confirm=_confirm(yes or quiet), reporter=reporter)
+            )
         if quiet:
             out.print_json(json.dumps(apply_json(result, reporter)))
         else:
@@ -156,19 +243,38 @@ def apply(
     _run(body)
 
 
+def _saved_plan(path: Path, pods: Optional[List[str]]):
+    """The saved plan ``path`` names (``gpumod apply plan.json``), or None for a spec directory."""
+    from gpumod.saved_plan import is_saved_plan, load_saved_plan
+
+    if not is_saved_plan(path):
+        return None
+    if pods:
+        raise GpumodError(
+            f"{path} is a saved plan: it carries its own pod selection, --pod does not apply",
+            hint="drop --pod, or make a plan for those pods with `gpumod plan DIR --pod P --out FILE`",
+        )
+    return load_saved_plan(path)
+
+
 @app.command()
 def down(
     directory: Path = DirArg,
     pod: Optional[List[str]] = PodOpt,
     yes: bool = typer.Option(False, "--yes", "-y", help="do not ask for confirmation"),
+    output: Output = OutOpt,
 ) -> None:
     """Stop every managed service on the selected pods. Exit 0 all stopped, 1 some could not be."""
 
     def body() -> int:
-        reporter = ConsoleReporter(out)
+        quiet = output is Output.json
+        reporter = ConsoleReporter(out, quiet=quiet)
         result = asyncio.run(
-            controller.apply(directory, pod, confirm=_confirm(yes), reporter=reporter, empty=True)
+            controller.apply(directory, pod, confirm=_confirm(yes or quiet), reporter=reporter, empty=True)
         )
+        if quiet:
+            out.print_json(json.dumps({**apply_json(result, reporter), "down": True}))
+            return result.exit_code
         for line in render_recap(result):
             out.print(line, markup=False)
         return result.exit_code
@@ -225,12 +331,16 @@ def watch(
     directory: Path = DirArg,
     pod: Optional[List[str]] = PodOpt,
     interval: float = typer.Option(60.0, "--interval", help="re-observe every SECONDS even without changes"),
+    metrics_port: Optional[int] = typer.Option(
+        None, "--metrics-port", min=1, max=65535, help="serve Prometheus metrics on 127.0.0.1:PORT/metrics",
+        show_default=False,
+    ),
 ) -> None:
     """Apply on every change of the spec directory and every INTERVAL seconds, until Ctrl+C."""
     from gpumod.watch import watch_loop
 
     def body() -> int:
-        asyncio.run(watch_loop(directory, pod, interval=interval, console=out))
+        asyncio.run(watch_loop(directory, pod, interval=interval, console=out, metrics_port=metrics_port))
         return 0
 
     _run(body)
@@ -242,11 +352,16 @@ def logs(
     service: str = typer.Argument(..., help="the service"),
     pod: Optional[List[str]] = PodOpt,
     lines: int = typer.Option(50, "--lines", "-n", help="how many lines"),
+    output: Output = OutOpt,
 ) -> None:
     """The last lines of a service's log (its stdout and stderr on the pod)."""
 
     def body() -> int:
         found = asyncio.run(controller.logs(directory, service, pod, lines))
+        if output is Output.json:
+            pods = {name: {"lines": text.splitlines()} for name, text in sorted(found.items())}
+            out.print_json(json.dumps({"service": service, "pods": pods}))
+            return 0
         for name, text in sorted(found.items()):
             if len(found) > 1:
                 out.print(f"==> pod {name}, service {service} <==", style="bold")

@@ -11,7 +11,7 @@ import asyncio
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, AsyncContextManager, Callable, Iterable, Sequence
 
 import structlog
 
@@ -19,7 +19,7 @@ from gpumod.core.desired import build_desired
 from gpumod.core.footprint import footprint
 from gpumod.core.model import DesiredPod, ObservedPod, Plan, PodPlan, Step
 from gpumod.core.plan import plan as make_plan
-from gpumod.errors import GpumodError, InfeasibleError, Problem, SpecError
+from gpumod.errors import GpumodError, InfeasibleError, Problem, SpecError, StalePlanError
 from gpumod.execute import PodExecutor, PodRun, StepOutcome
 from gpumod.observe import observe_pod
 from gpumod.ports import Clock, SystemClock
@@ -27,6 +27,9 @@ from gpumod.secrets import load_secret_values
 from gpumod.spec import PresetCatalog, SpecSet, load_specs, resolve_service
 from gpumod.spec.models import PodSpec, ServiceSpec
 from gpumod.wiring import Fleet, PodHandle, unlock_pod
+
+if TYPE_CHECKING:
+    from gpumod.saved_plan import SavedPlan  # only `apply FILE` reads saved plans
 
 log = structlog.get_logger("gpumod.controller")
 
@@ -203,34 +206,46 @@ async def apply(
     clock: Clock | None = None,
     empty: bool = False,
     max_passes: int = MAX_PASSES,
+    fleet: Fleet | None = None,
 ) -> ApplyResult:
     """Observe → plan → execute until the plan is empty (converged) or a permanent failure.
 
     Raises SpecError / InfeasibleError before touching anything; returns an ApplyResult otherwise.
     With ``empty`` every managed service on the selected pods is stopped (``gpumod down``).
+    ``fleet``: a kept fleet (``watch``) whose connections this run reuses; by default the run
+    opens its own.
     """
     reporter = reporter or Reporter()
     clock = clock or SystemClock()
-    reconcile_id = uuid.uuid4().hex[:8]
-    rlog = log.bind(reconcile_id=reconcile_id)
     result = ApplyResult(converged=False, passes=0, down=empty)
     failed_once: set[tuple[str, str]] = set()
     specs = load_specs(spec_dir)
     pods = select_pods(specs, pod_names)
-    async with Fleet(pods, lock=True) as fleet:  # one connection and one lock per pod for the run
-        for pass_no in range(1, max_passes + 1):
-            result.passes = pass_no
-            if pass_no > 1:
-                specs = load_specs(spec_dir)
-            done = await _one_pass(
-                fleet, specs, pods, pass_no, result, failed_once,
-                confirm=confirm, reporter=reporter, clock=clock, empty=empty,
-                last=pass_no == max_passes, rlog=rlog,
-            )
-            if done:
-                return result
-    result.problems.append(f"not converged after {max_passes} passes")
+    with structlog.contextvars.bound_contextvars(reconcile_id=new_reconcile_id()):
+        async with _locked_run(fleet, pods) as fleet:  # one connection and one lock per pod for the run
+            for pass_no in range(1, max_passes + 1):
+                result.passes = pass_no
+                if pass_no > 1:
+                    specs = load_specs(spec_dir)
+                done = await _one_pass(
+                    fleet, specs, pods, pass_no, result, failed_once,
+                    confirm=confirm, reporter=reporter, clock=clock, empty=empty,
+                    last=pass_no == max_passes, rlog=log,
+                )
+                if done:
+                    return result
+            result.problems.append(f"not converged after {max_passes} passes")
     return result
+
+
+def new_reconcile_id() -> str:
+    """The id every log line of one apply run carries (bound as a structlog context variable)."""
+    return uuid.uuid4().hex[:8]
+
+
+def _locked_run(fleet: Fleet | None, pods: list[PodSpec]) -> AsyncContextManager[Fleet]:
+    """The fleet of one locked run: a fresh one, or a kept one (``watch``) with locks per run."""
+    return Fleet(pods, lock=True) if fleet is None else fleet.kept_run(pods)
 
 
 async def _one_pass(
@@ -279,13 +294,7 @@ async def _one_pass(
     if pass_no == 1 and not confirm(plan):
         result.problems.append("apply cancelled; nothing was touched")
         return True
-    runs = await asyncio.gather(
-        *(
-            _execute_pod(fleet, snap, pod_plan, clock, reporter, secrets.get(pod_plan.pod, {}))
-            for pod_plan in plan.pods
-            if pod_plan.steps
-        )
-    )
+    runs = await _execute_plan(fleet, snap, plan, clock, reporter, secrets)
     result.runs.extend(runs)
     for run in runs:
         for outcome in run.failed:
@@ -298,6 +307,84 @@ async def _one_pass(
         if run.error:
             result.problems.append(f"pod {run.pod}: {run.error}")
     return any(run.error for run in runs) or bool(result.problems)
+
+
+async def _execute_plan(
+    fleet: Fleet,
+    snap: Snapshot,
+    plan: Plan,
+    clock: Clock,
+    reporter: Reporter,
+    secrets: dict[str, dict[str, dict[str, str]]],
+) -> list[PodRun]:
+    """Every pod's steps, pods in parallel."""
+    return list(
+        await asyncio.gather(
+            *(
+                _execute_pod(fleet, snap, pod_plan, clock, reporter, secrets.get(pod_plan.pod, {}))
+                for pod_plan in plan.pods
+                if pod_plan.steps
+            )
+        )
+    )
+
+
+async def apply_saved(
+    saved: SavedPlan,
+    *,
+    plan_file: str = "",
+    reporter: Reporter | None = None,
+    clock: Clock | None = None,
+) -> ApplyResult:
+    """Run exactly the steps of a saved plan, in one pass, then observe once more to report.
+
+    Refused with ``StalePlanError`` (before anything is touched, with the locks held while
+    checking) when the specs or any pod's observation differ from what the plan was made from.
+    """
+    reporter = reporter or Reporter()
+    clock = clock or SystemClock()
+    result = ApplyResult(converged=False, passes=1)
+    specs = load_specs(saved.spec_dir)
+    pods = select_pods(specs, saved.pods)
+    with structlog.contextvars.bound_contextvars(reconcile_id=new_reconcile_id()):
+        async with Fleet(pods, lock=True) as fleet:
+            fleet.check_locks()
+            snap = await observe_and_plan(fleet, specs, pods)
+            result.final = snap
+            changes = saved.changes_since(pods, snap.desired, snap.observed)
+            if changes:
+                log.info("saved_plan.stale", changes=changes)
+                raise StalePlanError(changes, plan_file=plan_file, spec_dir=saved.spec_dir)
+            plan = saved.to_plan()
+            log.info("plan.loaded", changes=plan.changes, fingerprint=plan.fingerprint)
+            if plan.changes:
+                secrets = _secrets_for(plan, snap.desired)
+                reporter.plan(plan, 1)
+                runs = await _execute_plan(fleet, snap, plan, clock, reporter, secrets)
+                result.runs.extend(runs)
+                for run in runs:
+                    for outcome in run.failed:
+                        result.problems.append(
+                            f"pod {run.pod}: {outcome.step.action} {outcome.step.service} {outcome.status}"
+                            + (f": {outcome.message}" if outcome.message else "")
+                        )
+                    if run.error:
+                        result.problems.append(f"pod {run.pod}: {run.error}")
+                result.final = await observe_and_plan(fleet, specs, pods)
+            after = result.final.plan
+            for pod_plan in after.pods:
+                for d in pod_plan.deferred:
+                    result.problems.append(f"pod {pod_plan.pod}: {d.service} is degraded: {d.reason}")
+            for o in result.final.observed:
+                if not o.reachable:
+                    result.problems.append(f"pod {o.name} was not reconciled: {o.error}")
+            if after.changes and not result.problems:
+                result.problems.append(
+                    f"{after.changes} change(s) still pending after the saved plan ran; "
+                    f"run `gpumod plan {saved.spec_dir}` to see them"
+                )
+            result.converged = not result.problems
+    return result
 
 
 def _secrets_for(plan: Plan, desired: Sequence[DesiredPod]) -> dict[str, dict[str, dict[str, str]]]:
@@ -395,6 +482,7 @@ __all__ = [
     "Reporter",
     "Snapshot",
     "apply",
+    "apply_saved",
     "observe_fleet",
     "select_pods",
     "snapshot",

@@ -4,6 +4,7 @@
     ├── SpecError                    the spec repo is invalid; carries every ``Problem`` found
     ├── InfeasibleError              the desired end state does not fit some GPU (nothing touched)
     ├── UnsupportedError             a feature the spec asks for is not available (yet)
+    ├── StalePlanError               a saved plan no longer matches the specs or the pods
     ├── PodError                     talking to a pod failed (pod named)
     │   └── PodUnreachableError      the pod cannot be reached at all
     └── StepError                    one plan step failed on a pod (pod + service named)
@@ -112,6 +113,19 @@ class InfeasibleError(GpumodError):
         self.infeasible = infeasible
         pods = ", ".join(i.pod for i in infeasible)
         super().__init__(f"the desired state does not fit the GPUs of pod(s) {pods}; nothing was touched")
+
+
+class StalePlanError(GpumodError):
+    """A saved plan whose specs or pod observations changed since it was made; ``changes`` says
+    what changed, one line each. Nothing is touched."""
+
+    def __init__(self, changes: list[str], *, plan_file: str = "", spec_dir: str = "") -> None:
+        self.changes = changes
+        again = f"gpumod plan {spec_dir or 'DIR'} --out {plan_file or 'FILE'}"
+        super().__init__(
+            "the saved plan is stale (the specs or a pod changed since it was made); nothing was touched",
+            hint=f"run `{again}` again, review the new plan, then apply that file",
+        )
 
 
 class PodError(GpumodError):

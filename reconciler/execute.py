@@ -124,6 +124,12 @@ class PodExecutor:
 
     def _record(self, run: PodRun, outcome: StepOutcome) -> None:
         run.outcomes.append(outcome)
+        if outcome.status == "skipped":
+            s = outcome.step
+            log.warning(
+                "step.skipped", pod=s.pod, service=s.service, step=s.action, outcome="skipped",
+                duration_s=0.0, reason=outcome.message,
+            )
         if self.report:
             self.report("done", outcome)
 
@@ -131,7 +137,7 @@ class PodExecutor:
         started = time.monotonic()
         if self.report:
             self.report("start", step)
-        slog = log.bind(pod=step.pod, service=step.service, action=step.action)
+        slog = log.bind(pod=step.pod, service=step.service, step=step.action)
         slog.info("step.started", wave=step.wave, phase=step.phase)
         try:
             if step.action == "stop":
@@ -143,10 +149,12 @@ class PodExecutor:
             else:  # start, restart
                 await self._start(step)
         except GpumodError as err:
-            slog.warning("step.failed", error=str(err))
-            return StepOutcome(step, "failed", str(err), time.monotonic() - started)
-        slog.info("step.done", seconds=round(time.monotonic() - started, 3))
-        return StepOutcome(step, "ok", "", time.monotonic() - started)
+            seconds = time.monotonic() - started
+            slog.warning("step.failed", outcome="failed", duration_s=round(seconds, 3), error=str(err))
+            return StepOutcome(step, "failed", str(err), seconds)
+        seconds = time.monotonic() - started
+        slog.info("step.done", outcome="ok", duration_s=round(seconds, 3))
+        return StepOutcome(step, "ok", "", seconds)
 
     # -- actions -----------------------------------------------------------------------------
 

@@ -10,15 +10,21 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import time
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from rich.console import Console
 from watchfiles import Change, awatch
 
 from gpumod import controller
+from gpumod.controller import ApplyResult, Reporter
 from gpumod.errors import GpumodError, InfeasibleError, SpecError
 from gpumod.views import ConsoleReporter, render_recap
+from gpumod.wiring import Fleet
+
+if TYPE_CHECKING:
+    from gpumod.metrics import WatchMetrics
 
 SPEC_SUFFIXES = (".yaml", ".yml")
 
@@ -34,7 +40,13 @@ async def watch_loop(
     interval: float = 60.0,
     console: Console,
     stop: asyncio.Event | None = None,
+    metrics_port: int | None = None,
 ) -> None:
+    """Until ``stop`` (or a signal): one apply pass per request, on one kept fleet (each pod's
+    connection lives as long as the watch; its lock is taken per pass). With ``metrics_port``,
+    Prometheus metrics of the passes are served on 127.0.0.1."""
+    metrics, stop_server = _serve_metrics(metrics_port)
+    fleet = Fleet([])
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -71,7 +83,7 @@ async def watch_loop(
             if stop.is_set():
                 break
             wanted.clear()
-            pass_task = asyncio.create_task(_one_pass(directory, pods, console))
+            pass_task = asyncio.create_task(_one_pass(directory, pods, console, fleet=fleet, metrics=metrics))
             stopper = asyncio.create_task(stop.wait())
             await asyncio.wait({pass_task, stopper}, return_when=asyncio.FIRST_COMPLETED)
             stopper.cancel()
@@ -83,24 +95,60 @@ async def watch_loop(
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await fleet.close()
+        if stop_server is not None:
+            stop_server()
         console.print("watch stopped; services keep running")
 
 
-async def _one_pass(directory: Path, pods: Sequence[str] | None, console: Console) -> None:
+def _serve_metrics(port: int | None) -> tuple["WatchMetrics | None", Callable[[], None] | None]:
+    if port is None:
+        return None, None
+    from gpumod.metrics import WatchMetrics  # prometheus_client: only when metrics are asked for
+
+    metrics = WatchMetrics()
+    return metrics, metrics.serve(port)
+
+
+async def _one_pass(
+    directory: Path,
+    pods: Sequence[str] | None,
+    console: Console,
+    *,
+    fleet: Fleet | None = None,
+    metrics: "WatchMetrics | None" = None,
+) -> None:
+    started = time.monotonic()
+    reporter: Reporter = ConsoleReporter(console)
+    if metrics is not None:
+        reporter = metrics.reporter(reporter)
+    result = None
     try:
-        result = await controller.apply(directory, pods, reporter=ConsoleReporter(console))
+        result = await _apply(directory, pods, console, reporter, fleet)
+    finally:
+        if metrics is not None:
+            metrics.record_pass(result, time.monotonic() - started)
+
+
+async def _apply(
+    directory: Path, pods: Sequence[str] | None, console: Console, reporter: Reporter, fleet: Fleet | None
+) -> ApplyResult | None:
+    """One apply run, its recap printed; None when the specs are invalid or do not fit."""
+    try:
+        result = await controller.apply(directory, pods, reporter=reporter, fleet=fleet)
     except SpecError as err:
         for problem in err.problems:
             console.print(str(problem), markup=False)
         console.print("[red]specs invalid; nothing touched. Waiting for the next change.[/]")
-        return
+        return None
     except InfeasibleError as err:
         for inf in err.infeasible:
             console.print(inf.describe(), markup=False)
         console.print("[red]does not fit; nothing touched. Waiting for the next change.[/]")
-        return
+        return None
     except GpumodError as err:
         console.print(f"[red]error:[/] {err.message}")
-        return
+        return None
     for line in render_recap(result):
         console.print(line, markup=False)
+    return result

@@ -10,9 +10,9 @@ import asyncio
 import json
 import os
 import sys
-from contextlib import AsyncExitStack
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
-from typing import Any, Mapping
+from typing import Any, AsyncIterator, Mapping
 from pathlib import Path
 
 from gpumod.drivers.agent import PodAgent
@@ -216,7 +216,10 @@ async def unlock_pod(pod: PodSpec) -> dict:
 
 class Fleet:
     """The open pods of one run; closes their transports on exit. With ``lock``, each pod's lock
-    is held on the pod for the whole run (a pod whose lock is taken is reported, not touched)."""
+    is held on the pod for the whole run (a pod whose lock is taken is reported, not touched).
+
+    ``watch`` keeps one Fleet for its whole life (``kept_run`` per pass): connections are reused
+    across passes, and the SSH transport reopens a dropped one on its next command."""
 
     def __init__(self, pods: list[PodSpec], *, lock: bool = False, lock_wait_s: float = 5.0) -> None:
         self.pods = pods
@@ -224,22 +227,60 @@ class Fleet:
         self.lock_wait_s = lock_wait_s
         self.handles: dict[str, PodHandle] = {}
         self.locks: dict[str, PodLock] = {}
-        self._stack = AsyncExitStack()
+        self._unprepared: set[str] = set()  # pods whose set-up failed: re-opened by the next follow
 
     async def __aenter__(self) -> "Fleet":
-        for pod in self.pods:
-            handle = open_pod(pod)
-            self.handles[pod.name] = handle
-            self._stack.push_async_callback(handle.transport.close)
-        await asyncio.gather(*(prepare_pod(h) for h in self.handles.values()))
-        if self.lock:
-            handles = list(self.handles.values())
-            locks = await asyncio.gather(*(lock_pod(h, wait_s=self.lock_wait_s) for h in handles))
-            for handle, held in zip(handles, locks):
-                if held is not None:
-                    self.locks[handle.name] = held
-                    self._stack.push_async_callback(held.release)
+        try:
+            await self.follow(self.pods)
+            if self.lock:
+                await self.take_locks()
+        except BaseException:
+            await self.close()
+            raise
         return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def follow(self, pods: list[PodSpec]) -> None:
+        """Make the handles match ``pods``: a pod whose spec is unchanged and whose last
+        preparation worked keeps its handle (and connection); the others are (re)opened and
+        prepared; pods no longer wanted are closed."""
+        wanted = {p.name: p for p in pods}
+        stale = [h for n, h in self.handles.items() if wanted.get(n) != h.spec or n in self._unprepared]
+        for handle in stale:
+            del self.handles[handle.name]
+        await asyncio.gather(*(h.transport.close() for h in stale), return_exceptions=True)
+        for handle in self.handles.values():
+            handle.error = ""  # what went wrong in the last run (its lock) is that run's business
+        fresh = [open_pod(p) for p in pods if p.name not in self.handles]
+        self.handles.update((h.name, h) for h in fresh)
+        self.handles = {p.name: self.handles[p.name] for p in pods}
+        self.pods = list(pods)
+        await asyncio.gather(*(prepare_pod(h) for h in fresh))
+        self._unprepared = {h.name for h in fresh if h.error}
+
+    async def take_locks(self) -> None:
+        handles = [h for h in self.handles.values() if h.name not in self.locks]
+        locks = await asyncio.gather(*(lock_pod(h, wait_s=self.lock_wait_s) for h in handles))
+        for handle, held in zip(handles, locks):
+            if held is not None:
+                self.locks[handle.name] = held
+
+    async def release_locks(self) -> None:
+        locks, self.locks = self.locks, {}
+        await asyncio.gather(*(held.release() for held in locks.values()), return_exceptions=True)
+
+    @asynccontextmanager
+    async def kept_run(self, pods: list[PodSpec]) -> AsyncIterator["Fleet"]:
+        """One locked run on a kept fleet: follow ``pods``, take each pod's lock for this run
+        only (others may run `gpumod apply` between two watch passes), release it after."""
+        await self.follow(pods)
+        try:
+            await self.take_locks()
+            yield self
+        finally:
+            await self.release_locks()
 
     def check_locks(self) -> None:
         """A pod whose lock holder died (its SSH connection dropped) is not touched any more this
@@ -249,5 +290,7 @@ class Fleet:
             if not held.held and not handle.error:
                 handle.error = "lost its lock (the connection to the pod dropped); run apply again"
 
-    async def __aexit__(self, *exc: object) -> None:
-        await self._stack.aclose()
+    async def close(self) -> None:
+        await self.release_locks()
+        handles, self.handles = list(self.handles.values()), {}
+        await asyncio.gather(*(h.transport.close() for h in handles), return_exceptions=True)

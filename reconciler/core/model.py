@@ -244,7 +244,12 @@ def _infeasible_json(inf: Infeasibility | None) -> dict | None:
 
 
 def fingerprint(observed: tuple[ObservedPod, ...]) -> str:
-    """A short digest of what was observed (not when): a saved plan is stale if it changes."""
+    """A short digest of what was observed (not when): a saved plan is stale if it changes.
+
+    Covers what a plan depends on and a person can change behind its back: reachability, GPU
+    totals, and per service its status, spec hash, GPUs, sleep level, process (pid, start time)
+    and failure count — a service killed, or restarted by hand, changes it. Left out: measured
+    VRAM and foreign usage, which drift by themselves on a real GPU."""
     data = []
     for pod in sorted(observed, key=lambda p: p.name):
         data.append(
@@ -252,7 +257,10 @@ def fingerprint(observed: tuple[ObservedPod, ...]) -> str:
                 pod.name,
                 pod.reachable,
                 [(g.index, g.total_mb) for g in pod.gpus],
-                sorted((s.name, s.status, s.spec_hash, s.gpus, s.sleep_level) for s in pod.services),
+                sorted(
+                    (s.name, s.status, s.spec_hash, s.gpus, s.sleep_level, s.pid, s.started_at, s.failures)
+                    for s in pod.services
+                ),
             ]
         )
     return hashlib.sha256(json.dumps(data, default=str).encode()).hexdigest()[:16]
