@@ -157,9 +157,9 @@ class PodExecutor:
         return svc.spec
 
     async def _stop(self, step: Step) -> None:
-        svc = self.desired.service(step.service)
-        timeout = svc.spec.stop_timeout_s if svc else 30.0
-        await self.agent.stop(step.service, timeout)
+        # the pod's record holds the stop_timeout_s the process was started with (also for a
+        # service no longer desired, which has no spec here): the agent uses it
+        await self.agent.stop(step.service)
 
     async def _start(self, step: Step) -> None:
         desired = self.desired.service(step.service)

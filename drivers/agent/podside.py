@@ -111,6 +111,8 @@ def op_observe(state: PodState, args: dict) -> dict:
         }
 
 
+DEFAULT_STOP_TIMEOUT_S = 30.0  # for a record that holds no stop_timeout_s
+
 # What a process-supervised service inherits from the agent's environment (as a systemd unit gets
 # a fresh one from its manager): where things are and the locale. Everything else is declared:
 # the launch's env (the driver's, the spec's, a sim pod's) and the service's own secrets. So a
@@ -200,13 +202,14 @@ def _wait_gone(record: dict, deadline: float) -> list:
 
 def op_stop(state: PodState, args: dict) -> dict:
     name = check_name(args["name"], "service")
-    timeout = float(args.get("timeout_s", 30.0))
     forget = args.get("forget", True)
     record = state.read(name)
     result = {"stopped": False, "killed": False, "was_alive": False, "pids": [], "left": [], "forgot": False}
     if record is None:
         result["missing"] = True
         return result
+    timeout = args.get("timeout_s")  # none given: what the service was started with
+    timeout = float(timeout if timeout is not None else record.get("stop_timeout_s") or DEFAULT_STOP_TIMEOUT_S)
     if record.get("supervisor") == "systemd":
         return stop_unit(state, record, timeout, forget, result)
     procs = scan_proc()

@@ -7,6 +7,7 @@ import os
 import signal
 import stat
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -136,6 +137,15 @@ async def test_stop_escalates_to_sigkill_for_a_child_ignoring_sigterm(agent, rea
     result = await agent.stop("stubborn", 0.5)
     assert result["killed"] is True and result["stopped"] is True
     assert dead(pid) and dead(child)
+
+
+async def test_stop_without_a_timeout_uses_the_stop_timeout_the_service_was_started_with(agent, reaper):
+    pid, _ = await start_server(agent, reaper, "stubborn", "--ignore-term", stop_timeout_s=1.5)
+    began = time.monotonic()
+    result = await agent.stop("stubborn")  # the caller no longer knows the spec (left the mode, down)
+    elapsed = time.monotonic() - began
+    assert result["killed"] is True and result["stopped"] is True and dead(pid)
+    assert 1.5 <= elapsed < 10  # the record's 1.5 s, not the 30 s default
 
 
 async def test_a_sigkilled_service_is_a_zombie_and_counts_as_dead(agent, reaper):
