@@ -35,7 +35,8 @@ from gpumod.drivers.supervisors.systemd_syntax import (
 from gpumod.errors import GpumodError
 
 __all__ = [
-    "TEMPLATE", "UnitTemplateError", "UnitValueError", "env_file_path", "log_path", "render_unit", "seconds", "systemd_quote", "unit_name",
+    "TEMPLATE", "UnitTemplateError", "UnitValueError", "env_file_path", "log_path", "render_unit", "seconds",
+    "systemd_quote", "unit_name",
 ]
 
 TEMPLATE = "service.unit.j2"

@@ -72,7 +72,8 @@ def exec_line(argv) -> str:
     argv = [str(a) for a in argv]
     if not argv:
         raise ValueError("an empty command line")
-    return " ".join([exec_program(argv[0])] + [_exec_item(a, True, "argument %d" % i) for i, a in enumerate(argv[1:], 1)])
+    args = [_exec_item(a, True, "argument %d" % i) for i, a in enumerate(argv[1:], 1)]
+    return " ".join([exec_program(argv[0])] + args)
 
 
 def exec_program(program: str) -> str:

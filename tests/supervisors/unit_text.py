@@ -5,9 +5,9 @@ comparing strings it produced itself. ``lines`` is the unit file parser (section
 comments, and the two things that let a value reach another line: a line break inside it and a
 trailing backslash, which joins the next line); ``words`` is ``extract_first_word`` with
 ``EXTRACT_UNQUOTE|EXTRACT_CUNESCAPE`` (``ExecStart=``, ``Environment=``); ``specifiers`` expands
-``%%`` and ``%h``; ``glob_literal`` reads an ``EnvironmentFile=`` pattern; ``exec_args`` applies the ``$$`` substitution systemd does when it runs the
-command. Anything else (another specifier, a lone ``$``, an unknown escape) fails the test:
-gpumod never writes it.
+``%%`` and ``%h``; ``glob_literal`` reads an ``EnvironmentFile=`` pattern; ``exec_args`` applies
+the ``$$`` substitution systemd does when it runs the command. Anything else (another specifier,
+a lone ``$``, an unknown escape) fails the test: gpumod never writes it.
 """
 
 from __future__ import annotations
