@@ -71,7 +71,7 @@ class PodExecutor:
     report: Reporter | None = None
     secrets: dict[str, dict[str, str]] = field(default_factory=dict)  # service -> secret env values
     supervisor: str = "process"  # process | systemd, as chosen for this pod
-    unit_env: dict[str, str] = field(default_factory=dict)  # what units must get that processes inherit
+    unit_env: dict[str, str] = field(default_factory=dict)  # what every service gets too (a sim pod's PATH...)
     template_dir: Path | None = None  # the spec repo's templates/ (user unit template), if any
 
     scope: str = "system"  # systemd: system units, or --user units
@@ -165,9 +165,9 @@ class PodExecutor:
         return svc.spec
 
     async def _stop(self, step: Step) -> None:
-        svc = self.desired.service(step.service)
-        timeout = svc.spec.stop_timeout_s if svc else 30.0
-        await self.agent.stop(step.service, timeout)
+        # the pod's record holds the stop_timeout_s the process was started with (also for a
+        # service no longer desired, which has no spec here): the agent uses it
+        await self.agent.stop(step.service)
 
     async def _start(self, step: Step) -> None:
         desired = self.desired.service(step.service)
@@ -200,11 +200,11 @@ class PodExecutor:
 
     async def _launch(self, launch: Launch) -> None:
         secret_env = self.secrets.get(launch.name, {})
+        if self.unit_env:  # whatever the supervisor: a service inherits almost nothing
+            launch = _with_env(launch, tuple(sorted(self.unit_env.items())))
         if self.supervisor != "systemd":
             await self.agent.start(launch, secret_env=secret_env)
             return
-        if self.unit_env:
-            launch = _with_env(launch, tuple(sorted(self.unit_env.items())))
         scope = self.scope
         state_dir, pod = self.ctx.state_dir, self.ctx.pod
         text = render_unit(

@@ -63,7 +63,7 @@ class PodHandle:
     ctx: PodContext
     sim: bool  # its GPUs are simulated (host: sim, or an SSH pod with sim:)
     error: str = ""  # set when preparing the pod failed: it is then reported unreachable
-    unit_env: dict[str, str] = field(default_factory=dict)  # the sim's env, for services run as units
+    unit_env: dict[str, str] = field(default_factory=dict)  # the sim's env: every service gets it
 
     def supervisor(self, init: Mapping[str, Any]) -> tuple[str, str]:
         """(process | systemd, system | user) for this pod, from its spec and what PID 1 is."""
@@ -120,6 +120,8 @@ def open_pod(pod: PodSpec) -> PodHandle:
         directory = sim_dir(pod)
         bindir = ensure_sim_pod(directory, [(g.name, g.memory_mb) for g in pod.gpus or []], python)
         env = sim_env(str(directory), str(bindir), os.environ.get("PATH", ""), pod)
+        if os.environ.get("PYTHONPATH"):  # the sim servers import gpumod as this process did
+            env["PYTHONPATH"] = os.environ["PYTHONPATH"]
         binaries = sim_binaries(python)
     transport = LocalTransport(env=env)
     agent = PodAgent(transport, pod=pod.name, state_dir=state_dir, python=python)

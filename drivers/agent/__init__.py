@@ -40,6 +40,7 @@ AGENT_PARTS = (  # in order: each part uses only the ones before it
 )
 _FUTURE = b"from __future__ import annotations"
 _DEFAULT_TIMEOUT_S = 60.0
+RECORD_STOP_BUDGET_S = 3600.0  # a stop whose timeout only the pod's record knows: the transport's patience
 
 
 def agent_script() -> bytes:
@@ -173,10 +174,14 @@ class PodAgent:
             raise ValueError(f"unknown supervisor {supervisor!r} (process | systemd)")
         return await self._call("start", args, timeout=30.0 + launch.stop_timeout_s)
 
-    async def stop(self, name: str, timeout_s: float, *, forget: bool = True) -> dict:
-        """TERM the service's process group, KILL after ``timeout_s``; drop the record unless ``forget=False``."""
+    async def stop(self, name: str, timeout_s: float | None = None, *, forget: bool = True) -> dict:
+        """TERM the service's process group, KILL after ``timeout_s``; drop the record unless ``forget=False``.
+
+        ``timeout_s=None``: the ``stop_timeout_s`` the service was started with, from its record on
+        the pod (30 s if the record has none); the round trip may then take up to ``RECORD_STOP_BUDGET_S``."""
         args = {"name": name, "timeout_s": timeout_s, "forget": forget}
-        return await self._call("stop", args, timeout=timeout_s + 30.0)
+        budget = RECORD_STOP_BUDGET_S if timeout_s is None else timeout_s
+        return await self._call("stop", args, timeout=budget + 30.0)
 
     async def http(self, port: int, calls: Sequence[HttpCall]) -> list[HttpAnswer]:
         """Send the calls in order on the pod; stops after the first answer not in its ``ok_status``."""

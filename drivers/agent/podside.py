@@ -111,6 +111,23 @@ def op_observe(state: PodState, args: dict) -> dict:
         }
 
 
+DEFAULT_STOP_TIMEOUT_S = 30.0  # for a record that holds no stop_timeout_s
+
+# What a process-supervised service inherits from the agent's environment (as a systemd unit gets
+# a fresh one from its manager): where things are and the locale. Everything else is declared:
+# the launch's env (the driver's, the spec's, a sim pod's) and the service's own secrets. So a
+# token exported in the shell that runs gpumod never reaches a service that did not ask for it.
+INHERITED_ENV = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR")
+
+
+def service_env(environ, launch_env, secret_env) -> dict:
+    """The whole environment of a service started by the process supervisor."""
+    env = dict((k, v) for k, v in environ.items() if k in INHERITED_ENV or k.startswith("LC_"))
+    env.update((str(k), str(v)) for k, v in launch_env or [])
+    env.update((str(k), str(v)) for k, v in (secret_env or {}).items())
+    return env
+
+
 def op_start(state: PodState, args: dict) -> dict:
     if args.get("supervisor", "process") == "systemd":
         return start_unit(state, args)
@@ -136,9 +153,7 @@ def op_start(state: PodState, args: dict) -> dict:
         if port_in_use(port):
             raise Refused("port %d is already in use on the pod by a process gpumod does not manage "
                           "for %s" % (port, name))
-        env = dict(os.environ)
-        env.update({str(k): str(v) for k, v in launch.get("env") or []})
-        env.update({str(k): str(v) for k, v in (args.get("secret_env") or {}).items()})
+        env = service_env(os.environ, launch.get("env"), args.get("secret_env"))
         cwd = os.path.expanduser(launch["cwd"]) if launch.get("cwd") else None
         if cwd and not os.path.isdir(cwd):
             raise Refused("working directory %s of %s does not exist on the pod" % (cwd, name))
@@ -187,13 +202,14 @@ def _wait_gone(record: dict, deadline: float) -> list:
 
 def op_stop(state: PodState, args: dict) -> dict:
     name = check_name(args["name"], "service")
-    timeout = float(args.get("timeout_s", 30.0))
     forget = args.get("forget", True)
     record = state.read(name)
     result = {"stopped": False, "killed": False, "was_alive": False, "pids": [], "left": [], "forgot": False}
     if record is None:
         result["missing"] = True
         return result
+    timeout = args.get("timeout_s")  # none given: what the service was started with
+    timeout = float(timeout if timeout is not None else record.get("stop_timeout_s") or DEFAULT_STOP_TIMEOUT_S)
     if record.get("supervisor") == "systemd":
         return stop_unit(state, record, timeout, forget, result)
     procs = scan_proc()

@@ -22,7 +22,7 @@ import time
 
 if __name__ != "__gpumod_agent__":  # imported as a module: in the agent script these are defined above
     from gpumod.drivers.probes.systemd import SHOW_PROPERTIES, manager_usable, parse_show, units_by_id
-    from gpumod.drivers.supervisors.systemd_syntax import systemd_quote
+    from gpumod.drivers.supervisors.systemd_syntax import exec_program
 
 SYSTEM_UNIT_DIR = "/etc/systemd/system"
 SYSTEMCTL_TIMEOUT_S = 30.0
@@ -132,8 +132,11 @@ def resolve_exec(unit_text: str, argv: list) -> str:
     found = shutil.which(program)
     if not found:
         raise SystemdError("%s is not on the pod's PATH (%s)" % (program, os.environ.get("PATH", "")))
-    old = "ExecStart=" + systemd_quote(program)
-    new = "ExecStart=" + systemd_quote(os.path.abspath(found))
+    try:
+        old = "ExecStart=" + exec_program(program)
+        new = "ExecStart=" + exec_program(os.path.abspath(found))
+    except ValueError as err:
+        raise SystemdError(str(err))
     lines = unit_text.split("\n")
     for i, line in enumerate(lines):
         if line == old or line.startswith(old + " "):

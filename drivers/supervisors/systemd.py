@@ -5,7 +5,11 @@ in the pod agent's payload and the agent writes it only if it changed (then ``da
 The shipped template is ``drivers/templates/service.unit.j2``; a spec repo may override it with
 its own ``templates/service.unit.j2`` (pass that ``templates`` directory as ``template_dir``).
 Rendering is strict (``StrictUndefined``), unescaped (a unit is not HTML), and every value handed
-to the template is already escaped for a unit file, so a template only places them.
+to the template is already escaped for a unit file (``state_dir`` as a unit path), so a template
+only places them; ``argv`` is the raw list, for ``argv | map('sdquote')``. A value that no quoting
+makes safe - a control character (newline, CR, NUL...) anywhere, a ``..`` path, a program starting
+with one of systemd's prefixes - is refused with ``UnitValueError`` (the spec checks them too; this
+is defence in depth), and a template filter refuses the same.
 
 Secrets never reach the unit: they go to the ``EnvironmentFile`` (``env_file_path``, mode 0600 on
 the pod) whose text ``render_env_file`` makes from the secret env; the unit only names the file.
@@ -13,6 +17,7 @@ the pod) whose text ``render_env_file`` makes from the secret env; the unit only
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import jinja2
@@ -20,15 +25,18 @@ import jinja2
 from gpumod.drivers.base import Launch
 from gpumod.drivers.supervisors.systemd_syntax import (
     ENV_KEY,
+    check_line_safe,
     exec_line,
     systemd_quote,
+    unit_glob_path,
     unit_name,
     unit_path,
 )
 from gpumod.errors import GpumodError
 
 __all__ = [
-    "TEMPLATE", "UnitTemplateError", "env_file_path", "log_path", "render_unit", "seconds", "systemd_quote", "unit_name",
+    "TEMPLATE", "UnitTemplateError", "UnitValueError", "env_file_path", "log_path", "render_unit", "seconds",
+    "systemd_quote", "unit_name",
 ]
 
 TEMPLATE = "service.unit.j2"
@@ -40,6 +48,12 @@ class UnitTemplateError(GpumodError):
     """A unit template (the shipped one or a spec repo's override) does not render."""
 
     hint = "fix templates/service.unit.j2 in the spec repo (or delete it to use gpumod's own)"
+
+
+class UnitValueError(GpumodError):
+    """A value to be written into a unit cannot be written safely (see the module docstring)."""
+
+    hint = "fix the field named above in the spec; a systemd unit value cannot hold control characters"
 
 
 def log_path(state_dir: str, pod: str, name: str) -> str:
@@ -54,6 +68,8 @@ def env_file_path(state_dir: str, pod: str, name: str) -> str:
 
 def seconds(value: float) -> str:
     """A systemd time span: ``30s``, ``2500ms``."""
+    if not math.isfinite(float(value)) or float(value) < 0:
+        raise ValueError(f"time span {value!r} is not a finite number of seconds >= 0")
     ms = round(float(value) * 1000)
     return f"{ms // 1000}s" if ms % 1000 == 0 else f"{ms}ms"
 
@@ -63,7 +79,7 @@ def _environment(env: tuple[tuple[str, str], ...]) -> list[str]:
     for key, value in env:
         if not ENV_KEY.match(key):
             raise ValueError(f"invalid environment variable name {key!r}")
-        items.append(systemd_quote(f"{key}={value}", dollar=False))
+        items.append(systemd_quote(f"{key}={value}", dollar=False, what=f"the value of {key}"))
     return items
 
 
@@ -100,34 +116,46 @@ def render_unit(
     ``log_path``/``env_file`` are paths on the pod (a leading ``~`` becomes ``%h``: the unit's
     home); ``env_file=None`` leaves out ``EnvironmentFile=``. ``scope`` picks ``WantedBy=``.
     """
-    if not launch.argv:
-        raise ValueError(f"service {launch.name} has an empty command line")
-    variables = {
-        "pod": pod,
-        "name": launch.name,
-        "unit": unit_name(pod, launch.name),
-        "driver": launch.driver,
-        "port": launch.port,
-        "gpus": list(launch.gpus),
-        "spec_hash": launch.spec_hash,
-        "argv": list(launch.argv),
-        "state_dir": state_dir,
-        "scope": scope,
-        "description": f"gpumod {pod}/{launch.name} ({launch.driver})".replace("%", "%%"),
-        "exec_start": exec_line(launch.argv),
-        "working_directory": unit_path(launch.cwd) if launch.cwd else "",
-        "environment": _environment(launch.env),
-        "env_file": unit_path(env_file) if env_file else "",
-        "log": unit_path(log_path),
-        "restart_sec": seconds(restart_sec),
-        "stop_timeout": seconds(launch.stop_timeout_s),
-        "wanted_by": "multi-user.target" if scope == "system" else "default.target",
-    }
-    env = _environment_for(template_dir)
     try:
-        template = env.get_template(TEMPLATE)
+        variables = _variables(launch, pod, state_dir, log_path, env_file, scope, restart_sec)
+        template = _environment_for(template_dir).get_template(TEMPLATE)
         return template.render(**variables)
     except jinja2.TemplateError as err:
         where = getattr(err, "filename", None) or str(BUILTIN_TEMPLATES / TEMPLATE)
         line = getattr(err, "lineno", None)
         raise UnitTemplateError(f"{where}{f':{line}' if line else ''}: unit template: {err}") from err
+    except ValueError as err:  # a value no quoting makes safe (also raised by the sdquote/sdpath filters)
+        raise UnitValueError(f"service {launch.name}: cannot write its systemd unit: {err}") from err
+
+
+def _variables(
+    launch: Launch, pod: str, state_dir: str, log: str, env_file: str | None, scope: str, restart_sec: float
+) -> dict[str, object]:
+    """The template's variables, each escaped for a unit file (raises ValueError on what is not)."""
+    if not launch.argv:
+        raise ValueError("an empty command line")
+    if scope not in ("system", "user"):
+        raise ValueError(f"unknown systemd scope {scope!r} (system | user)")
+    unit = unit_name(pod, launch.name)
+    driver = check_line_safe(launch.driver, "the driver")
+    return {
+        "pod": pod,
+        "name": launch.name,
+        "unit": unit,
+        "driver": driver.replace("%", "%%"),
+        "port": int(launch.port),
+        "gpus": [int(g) for g in launch.gpus],
+        "spec_hash": check_line_safe(launch.spec_hash, "the spec hash"),
+        "argv": list(launch.argv),
+        "state_dir": unit_path(state_dir, "the pod's state_dir"),
+        "scope": scope,
+        "description": f"gpumod {pod}/{launch.name} ({driver})".replace("%", "%%"),
+        "exec_start": exec_line(launch.argv),
+        "working_directory": unit_path(launch.cwd, "the working directory (cwd)") if launch.cwd else "",
+        "environment": _environment(launch.env),
+        "env_file": unit_glob_path(env_file, "the secrets file path") if env_file else "",
+        "log": unit_path(log, "the log path"),
+        "restart_sec": seconds(restart_sec),
+        "stop_timeout": seconds(launch.stop_timeout_s),
+        "wanted_by": "multi-user.target" if scope == "system" else "default.target",
+    }

@@ -6,12 +6,16 @@ import json
 import os
 import signal
 import stat
+import sys
+import time
 from pathlib import Path
 
 import pytest
 from agent_helpers import SECRET, dead, free_port, get, listening, proc_stat, server_launch, start_server, wait_until
 
+from gpumod.drivers.agent import PodAgent
 from gpumod.drivers.base import Launch
+from gpumod.drivers.transports.local import LocalTransport
 from gpumod.errors import PodError
 from gpumod.observe import observe_pod, parse_observation
 
@@ -63,6 +67,30 @@ async def test_secret_env_reaches_the_process_but_not_record_argv_or_log(agent, 
     assert all(SECRET not in " ".join(argv) for argv in sent)
 
 
+def environ_of(pid: int) -> dict[str, str]:
+    raw = Path(f"/proc/{pid}/environ").read_bytes()
+    return dict(item.decode().partition("=")[::2] for item in raw.split(b"\0") if item)
+
+
+async def test_a_service_inherits_only_path_home_and_locale_from_the_agent(state_dir, reaper):
+    # the agent runs with whatever the shell running gpumod exported (here: through the transport)
+    shell = {"HF_TOKEN": "hf_leaktest", "GPUMOD_TEST_RANDOM": "r4nd0m", "LANG": "C.UTF-8", "LC_TIME": "C"}
+    agent = PodAgent(LocalTransport(env=shell), pod="box", state_dir=str(state_dir), python=sys.executable)
+    port = free_port()
+    started = await agent.start(server_launch("env", port), secret_env={"OWN_SECRET": SECRET})
+    reaper.track(started["pid"])
+    assert wait_until(lambda: listening(port))
+
+    env = environ_of(started["pid"])
+    assert "HF_TOKEN" not in env and "GPUMOD_TEST_RANDOM" not in env
+    assert env["OWN_SECRET"] == SECRET  # its own secret
+    assert env["GPUMOD_TEST_PLAIN"] == "plain-value" and env["CUDA_VISIBLE_DEVICES"] == "0"  # its launch env
+    assert env["LANG"] == "C.UTF-8" and env["LC_TIME"] == "C"
+    assert env["PATH"] == os.environ["PATH"] and env["HOME"] == os.environ["HOME"]
+    declared = {"OWN_SECRET", "GPUMOD_TEST_PLAIN", "CUDA_VISIBLE_DEVICES"}
+    assert set(env) - declared <= {"PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "LC_TIME"}
+
+
 async def test_argument_with_spaces_and_semicolon_stays_one_item(agent, reaper):
     tricky = "org/my model; touch /tmp/gpumod-pwned $(id)"
     pid, _ = await start_server(agent, reaper, "quote", "--tag", tricky)
@@ -109,6 +137,15 @@ async def test_stop_escalates_to_sigkill_for_a_child_ignoring_sigterm(agent, rea
     result = await agent.stop("stubborn", 0.5)
     assert result["killed"] is True and result["stopped"] is True
     assert dead(pid) and dead(child)
+
+
+async def test_stop_without_a_timeout_uses_the_stop_timeout_the_service_was_started_with(agent, reaper):
+    pid, _ = await start_server(agent, reaper, "stubborn", "--ignore-term", stop_timeout_s=1.5)
+    began = time.monotonic()
+    result = await agent.stop("stubborn")  # the caller no longer knows the spec (left the mode, down)
+    elapsed = time.monotonic() - began
+    assert result["killed"] is True and result["stopped"] is True and dead(pid)
+    assert 1.5 <= elapsed < 10  # the record's 1.5 s, not the 30 s default
 
 
 async def test_a_sigkilled_service_is_a_zombie_and_counts_as_dead(agent, reaper):

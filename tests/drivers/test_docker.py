@@ -211,10 +211,11 @@ async def test_fake_docker_foreground_model_on_the_process_supervisor(tmp_path: 
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     fake = bin_dir / "docker"
-    fake.write_text(f"#!{sys.executable}\n" + FAKE_DOCKER)
-    fake.chmod(0o755)
     calls = tmp_path / "docker-calls.jsonl"
-    transport = LocalTransport(env={"PATH": f"{bin_dir}:{os.environ['PATH']}", "FAKE_DOCKER_LOG": str(calls)})
+    # the log's path is written into the fake: a service inherits no FAKE_DOCKER_LOG from the agent
+    fake.write_text(f"#!{sys.executable}\nimport os\nos.environ['FAKE_DOCKER_LOG'] = {str(calls)!r}\n" + FAKE_DOCKER)
+    fake.chmod(0o755)
+    transport = LocalTransport(env={"PATH": f"{bin_dir}:{os.environ['PATH']}"})
     state_dir = tmp_path / "state"
     agent = PodAgent(transport, pod="box", state_dir=str(state_dir), python=sys.executable)
 

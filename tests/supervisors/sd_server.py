@@ -1,8 +1,9 @@
 """A tiny service for the systemd supervisor tests (stdlib only; run by systemd as a unit).
 
-GET /health → 200; GET /env?key=K → $K; GET /argv → the argv as JSON; GET /pids → the pids of
-this server and its child as JSON. ``--child`` forks a child that ignores SIGTERM (only a cgroup
-KILL ends it); ``--exit N`` exits at once with status N (a crash loop under Restart=on-failure).
+GET /health → 200; GET /env?key=K → $K; GET /argv → the argv as JSON; GET /cwd → its working
+directory; GET /pids → the pids of this server and its child as JSON. ``--child`` forks a child
+that ignores SIGTERM (only a cgroup KILL ends it); ``--exit N`` exits at once with status N (a
+crash loop under Restart=on-failure).
 """
 
 import argparse
@@ -33,6 +34,8 @@ class Handler(BaseHTTPRequestHandler):
             self._send(200, os.environ.get(urllib.parse.parse_qs(url.query)["key"][0], "<unset>"))
         elif url.path == "/argv":
             self._send(200, json.dumps(sys.argv[1:]))
+        elif url.path == "/cwd":
+            self._send(200, os.getcwd())
         elif url.path == "/pids":
             self._send(200, json.dumps([os.getpid()] + CHILD))
         else:

@@ -164,7 +164,7 @@ async def test_auto_resolves_to_process_unless_pid1_is_systemd(pod: Pod) -> None
 
 async def test_argv_and_env_reach_the_process_exactly(pod: Pod) -> None:
     port = free_port()
-    tricky = ["a b", 'say "hi"', "$HOME", "${PATH}", "100%", "%h", "back\\slash", "new\nline", "semi;colon", ""]
+    tricky = ["a b", 'say "hi"', "$HOME", "${PATH}", "100%", "%h", "back\\slash", "new\\nline", "semi;colon", ""]
     launch = pod.launch(
         "quote", "--", *tricky, port=port,
         env=[("PLAIN", "x $HOME 50% \"q\" \\n"), ("CUDA_VISIBLE_DEVICES", "0")],

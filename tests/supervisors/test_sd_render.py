@@ -17,7 +17,7 @@ from gpumod.drivers.supervisors import (
     systemd_quote,
     unit_name,
 )
-from gpumod.drivers.supervisors.systemd import UnitTemplateError, seconds
+from gpumod.drivers.supervisors.systemd import UnitTemplateError, UnitValueError, seconds
 from gpumod.drivers.supervisors.systemd_syntax import exec_line, unit_path
 
 SECRET = "hf_s3cr3t-Value"
@@ -106,13 +106,18 @@ def test_user_scope_absolute_state_dir_and_no_env_file() -> None:
         ("100%", '"100%%"'),
         ("%h%n", '"%%h%%n"'),
         (r"C:\dir\n", r'"C:\\dir\\n"'),
-        ("line1\nline2\ttab", r'"line1\x0aline2\x09tab"'),
         ("it's; rm -rf / #", "\"it's; rm -rf / #\""),
         ("", '""'),
     ],
 )
 def test_systemd_quote(value: str, quoted: str) -> None:
     assert systemd_quote(value) == quoted
+
+
+@pytest.mark.parametrize("bad", ["line1\nline2", "cr\rhere", "nul\0", "tab\there", "esc\x1b[31m", "del\x7f"])
+def test_systemd_quote_refuses_control_characters_instead_of_escaping_them(bad: str) -> None:
+    with pytest.raises(ValueError, match="control character"):
+        systemd_quote(bad)
 
 
 def test_environment_items_keep_dollar_but_escape_percent_quotes_backslashes() -> None:
@@ -153,7 +158,7 @@ def test_secrets_never_reach_the_unit_text() -> None:
 
 
 def test_invalid_env_key_in_the_launch_is_refused() -> None:
-    with pytest.raises(ValueError, match="invalid environment variable name"):
+    with pytest.raises(UnitValueError, match="invalid environment variable name"):
         render(vllm_launch(env=(("A B", "x"),)))
 
 
