@@ -66,6 +66,7 @@ def load_specs(path: str | Path, catalog: PresetCatalog | None = None) -> SpecSe
     files = spec_files(root, problems)
     loaded: list[tuple[str, str, Document, BaseModel]] = []
     broken: set[tuple[str, str]] = set()  # documents that failed validation: no "not defined" for them
+    documents = 0
     for file in files:
         shown = display_path(file)
         try:
@@ -75,12 +76,20 @@ def load_specs(path: str | Path, catalog: PresetCatalog | None = None) -> SpecSe
             continue
         docs, bad = parse_yaml(text, shown)
         problems.extend(bad)
+        documents += len(docs)
         for doc in docs:
             item = _load_document(doc, problems)
             if item is not None:
                 loaded.append(item)
             elif isinstance(doc.data, dict) and isinstance(doc.data.get("name"), str):
                 broken.add((str(doc.data.get("kind")), doc.data["name"]))
+    if files and not documents and not problems:
+        shown = display_path(root)
+        what = "it holds" if root.is_file() else "its YAML files hold"
+        problems.append(
+            Problem(shown, 0, f"no specs found in {shown}: {what} no documents (only comments or nothing); "
+                    "add documents with kind: Pod, Service and Mode")
+        )
     problems.extend(duplicate_problems((k, n, d.path, d.line) for k, n, d, _ in loaded))
     first: dict[tuple[str, str], tuple[Document, BaseModel]] = {}
     for kind, name, doc, spec in loaded:
