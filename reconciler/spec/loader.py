@@ -19,6 +19,7 @@ from pydantic import BaseModel
 from gpumod.errors import Problem, SpecError
 from gpumod.spec.checks import check_specs, duplicate_problems
 from gpumod.spec.models import ModeSpec, PodSpec, ServiceSpec
+from gpumod.spec.partial import salvage
 from gpumod.spec.presets import PresetCatalog
 from gpumod.spec.source import Document, parse_yaml, validate
 
@@ -66,6 +67,7 @@ def load_specs(path: str | Path, catalog: PresetCatalog | None = None) -> SpecSe
     files = spec_files(root, problems)
     loaded: list[tuple[str, str, Document, BaseModel]] = []
     broken: set[tuple[str, str]] = set()  # documents that failed validation: no "not defined" for them
+    partial: dict[tuple[str, str], frozenset[str]] = {}  # invalid documents checked on their valid part
     documents = 0
     for file in files:
         shown = display_path(file)
@@ -80,7 +82,10 @@ def load_specs(path: str | Path, catalog: PresetCatalog | None = None) -> SpecSe
         for doc in docs:
             item = _load_document(doc, problems)
             if item is not None:
-                loaded.append(item)
+                kind, name, part, spec, unknown = item
+                loaded.append((kind, name, part, spec))
+                if unknown is not None:
+                    partial[(kind, name)] = unknown
             elif isinstance(doc.data, dict) and isinstance(doc.data.get("name"), str):
                 broken.add((str(doc.data.get("kind")), doc.data["name"]))
     if files and not documents and not problems:
@@ -101,7 +106,7 @@ def load_specs(path: str | Path, catalog: PresetCatalog | None = None) -> SpecSe
         modes=_sorted(first, "Mode"),
         documents={key: doc for key, (doc, _) in first.items()},
     )
-    problems.extend(check_specs(specs, catalog, broken=frozenset(broken)))
+    problems.extend(check_specs(specs, catalog, broken=frozenset(broken), partial=partial))
     if problems:
         raise SpecError(problems)
     return specs
@@ -111,7 +116,11 @@ def _sorted(first: dict[tuple[str, str], tuple[Document, BaseModel]], kind: str)
     return tuple(spec for (k, _), (_, spec) in sorted(first.items()) if k == kind)
 
 
-def _load_document(doc: Document, problems: list[Problem]) -> tuple[str, str, Document, BaseModel] | None:
+def _load_document(
+    doc: Document, problems: list[Problem]
+) -> tuple[str, str, Document, BaseModel, frozenset[str] | None] | None:
+    """``(kind, name, document, model, unknown keys)``; a document with mistakes comes back as its
+    valid part (``gpumod.spec.partial``) with the keys it left unknown, or None when nothing is left."""
     data = doc.data
     if not isinstance(data, dict):
         what = "list" if isinstance(data, list) else type(data).__name__
@@ -133,9 +142,13 @@ def _load_document(doc: Document, problems: list[Problem]) -> tuple[str, str, Do
         return None
     spec, bad = validate(KINDS[kind], doc)
     problems.extend(bad)
-    if spec is None:
+    if spec is not None and not doc.refused:
+        return kind, spec.name, doc, spec, None  # type: ignore[attr-defined]
+    salvaged = salvage(KINDS[kind], doc)
+    if salvaged is None:
         return None
-    return kind, spec.name, doc, spec  # type: ignore[attr-defined]
+    spec, part, unknown = salvaged
+    return kind, spec.name, part, spec, unknown  # type: ignore[attr-defined]
 
 
 def spec_files(root: Path, problems: list[Problem]) -> list[Path]:

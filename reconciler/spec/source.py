@@ -144,6 +144,17 @@ def validate(model: type[M], doc: Document) -> tuple[M | None, list[Problem]]:
     return None, [Problem(doc.path, line, msg) for line, msg in _explain(model, doc, errors)]
 
 
+def error_locs(doc: Document, errors: list[Any]) -> list[tuple[Loc, dict]]:
+    """Each pydantic error with the key path it is about in ``doc`` (union tags left out)."""
+    return [(_split_loc(doc, tuple(err["loc"]), err["type"] == "missing")[0], err) for err in errors]
+
+
+def close_key(model: type[BaseModel], loc: Loc) -> str | None:
+    """The key the user probably meant by the unknown key at ``loc``, if one is close."""
+    close = difflib.get_close_matches(str(loc[-1]), sorted(fields_at(model, loc[:-1])), n=1, cutoff=0.5)
+    return close[0] if close else None
+
+
 def _split_loc(doc: Document, loc: Loc, missing: bool) -> tuple[Loc, int | None]:
     """The parts of ``loc`` that exist in the data, and where the first union tag was skipped."""
     data_loc: Loc = ()
@@ -189,9 +200,9 @@ def _message(model: type[BaseModel], loc: Loc, err: dict) -> str:
     if kind == "extra_forbidden":
         key = loc[-1]
         allowed = sorted(fields_at(model, loc[:-1]))
-        close = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.5)
+        close = close_key(model, loc)
         if close:
-            return f"unknown key '{key}'; did you mean '{close[0]}'?"
+            return f"unknown key '{key}'; did you mean '{close}'?"
         if 0 < len(allowed) <= 8:
             return f"unknown key '{key}'; remove it (allowed here: {', '.join(allowed)})"
         return f"unknown key '{key}'; remove it (`gpumod schema` lists every key)"
