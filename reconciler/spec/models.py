@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$")
@@ -30,6 +30,33 @@ Name = Annotated[
         description="lower-case letters, digits, '.', '_' and '-'; at most 63 characters",
     ),
 ]
+
+
+def pod_path(path: str) -> str:
+    """A path on the pod as gpumod writes it into units and agent payloads: absolute or ``~/``, normalised.
+
+    ``~`` is the pod user's home (the agent expands it, a unit gets ``%h``); a bare relative path
+    or ``~user`` would mean different folders to the process and the systemd supervisor.
+    """
+    if not (path.startswith("/") or path == "~" or path.startswith("~/")):
+        raise ValueError(f"{path!r} is not an absolute path; write /full/path or ~/path (a path on the pod)")
+    head, rest = ("~", path[1:]) if path.startswith("~") else ("", path)
+    parts = rest.split("/")[1:]
+    if parts and parts[-1] == "":
+        parts.pop()  # one trailing '/' is fine
+    if any(part in ("", ".", "..") for part in parts):
+        hint = "write it without '..'" if ".." in parts else f"write {head + '/' + '/'.join(p for p in parts if p not in ('', '.'))!r}"
+        raise ValueError(f"path {path!r} is not normalised (no '.', '..' or '//'); {hint}")
+    return path
+
+
+def pod_program(value: str) -> str:
+    """An executable on the pod: a bare name found on its PATH, or a pod path."""
+    return value if value and "/" not in value and not value.startswith("~") else pod_path(value)
+
+
+PodPath = Annotated[str, AfterValidator(pod_path)]
+PodProgram = Annotated[str, AfterValidator(pod_program)]
 DriverName = Literal["vllm", "llamacpp", "fastapi", "command", "docker"]
 SleepKind = Literal["none", "l1", "l2", "router"]
 MemberState = Literal["active", "sleeping", "standby"]
@@ -123,8 +150,10 @@ class PodSpec(_Doc):
     supervisor: Literal["auto", "systemd", "process"] = "auto"
     gpus: list[GpuDecl] | None = Field(None, description="required for sim pods; otherwise observed")
     reserve_mb: int = Field(512, ge=0, description="MiB per GPU never planned for")
-    state_dir: str | None = Field(None, description="gpumod's state dir on the pod (default $GPUMOD_HOME or ~/.gpumod)")
-    binaries: dict[str, str] = Field(
+    state_dir: PodPath | None = Field(
+        None, description="gpumod's state dir on the pod, absolute or ~/ (default $GPUMOD_HOME or ~/.gpumod)"
+    )
+    binaries: dict[str, PodProgram] = Field(
         default_factory=dict,
         description="executable per server kind, e.g. {vllm: /opt/venv/bin/vllm, llama-server: ~/bin/llama-server}",
     )
@@ -197,7 +226,7 @@ class ServiceFields(_Doc):
     command: list[str] | None = Field(
         None, description="command/fastapi: argv; docker: the container's command; {port} is replaced"
     )
-    cwd: str | None = None
+    cwd: PodPath | None = Field(None, description="working directory on the pod, absolute or ~/")
     role: str | None = Field(None, description="chat | code | embedding | reranker | asr | vision ...")
     stop_timeout_s: float | None = Field(None, gt=0)
     # driver docker (checked in gpumod.spec.checks: SEC-D7..D10)
