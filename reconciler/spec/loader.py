@@ -49,6 +49,14 @@ class SpecSet:
         path, line = self.where(kind, name, *loc)
         return f"{path}:{line}"
 
+    def env_sources(self, pod: str, service: str) -> dict[str, str]:
+        """``"path:line"`` of the ``env`` entry each variable of a service comes from (its own over its pod's)."""
+        out: dict[str, str] = {}
+        for kind, spec in (("Pod", self.pod(pod)), ("Service", self.service(service))):
+            for key in (spec.env or {}) if spec is not None else {}:
+                out[key] = self.source(kind, spec.name, "env", key)  # type: ignore[union-attr]
+        return out
+
     def pod(self, name: str) -> PodSpec | None:
         return next((p for p in self.pods if p.name == name), None)
 
