@@ -422,7 +422,7 @@ class _Checker:
             self.add("Service", name, (), f"service {name} (driver docker) has no image; set image: <repository:tag>")
         elif driver == "vllm" and not f["model"] and not unknown("model"):
             self.add("Service", name, (), f"service {name} (driver vllm) has no model; set model: <Hugging Face id>")
-        elif driver == "llamacpp" and not (f["model_path"] or f["models_dir"]) and not unknown("model_path", "models_dir"):
+        elif driver == "llamacpp" and not (f["model_path"] or f["models_dir"] or unknown("model_path", "models_dir")):
             self.add(
                 "Service", name, (),
                 f"service {name} (driver llamacpp) has no model; "

@@ -45,7 +45,8 @@ def pod_path(path: str) -> str:
     if parts and parts[-1] == "":
         parts.pop()  # one trailing '/' is fine
     if any(part in ("", ".", "..") for part in parts):
-        hint = "write it without '..'" if ".." in parts else f"write {head + '/' + '/'.join(p for p in parts if p not in ('', '.'))!r}"
+        fixed = head + "/" + "/".join(p for p in parts if p not in ("", "."))
+        hint = "write it without '..'" if ".." in parts else f"write {fixed!r}"
         raise ValueError(f"path {path!r} is not normalised (no '.', '..' or '//'); {hint}")
     return path
 

@@ -21,9 +21,8 @@ from pydantic import BaseModel, ValidationError
 
 from gpumod.errors import Problem
 from gpumod.spec.models import NAME_RE
-from gpumod.spec.nodes import MAX_DEPTH, LineMap, control_character, measure, where
+from gpumod.spec.nodes import MAX_DEPTH, LineMap, Loc, control_character, measure, where
 
-Loc = tuple[Any, ...]
 # libyaml's parser keeps the same marks and is ~10x faster; pure Python when it is not built in.
 _Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 M = TypeVar("M", bound=BaseModel)
