@@ -28,7 +28,7 @@ MAX_DEPTH = 64
 MERGE_TAG = "tag:yaml.org,2002:merge"
 STR_TAG = "tag:yaml.org,2002:str"
 BINARY_TAG = "tag:yaml.org,2002:binary"
-TEXT_KEYS = ("description", "notes")  # free text: may hold newlines and tabs (never rendered into a unit)
+TEXT_KEYS = ("description", "notes")  # a document's free text: may hold newlines and tabs (never in a unit)
 _NAMES = {0: "NUL", 9: "tab", 10: "newline", 13: "carriage return", 27: "escape", 127: "DEL"}
 
 
@@ -202,7 +202,7 @@ class LineMap:
             self.refused.add(path)
             self.problems.append((line(node), f"{where(path)}: binary values (!!binary) are not accepted; write text"))
         elif node.tag == STR_TAG:
-            free = len(path) > 0 and path[-1] in TEXT_KEYS
+            free = _free_text(path)
             bad = control_character(node.value, free_text=free)
             if bad:
                 self.refused.add(path)
@@ -211,6 +211,11 @@ class LineMap:
                     f"{where(path)}: contains a {bad}; remove it (values end up in unit files and command "
                     "lines, so control characters are refused)",
                 ))
+
+
+def _free_text(path: Loc) -> bool:
+    """A document's own ``description``/``notes`` (or a preset config's), not a key of that name in env or args."""
+    return (len(path) == 1 and path[0] in TEXT_KEYS) or (len(path) == 3 and path[0] == "configs" and path[2] == "notes")
 
 
 def where(loc: Loc) -> str:

@@ -102,6 +102,14 @@ def test_a_description_may_span_lines(repo) -> None:
     assert specs.services[0].description == "two\nlines\n"
 
 
+def test_only_a_documents_own_description_may_span_lines(repo) -> None:
+    found = problems_of(repo(**hostile("svc.yaml", "{B: b}", '{description: "a\\nb"}')))
+    assert found == [
+        "specs/svc.yaml:6: env.description: contains a newline (U+000A); remove it "
+        "(values end up in unit files and command lines, so control characters are refused)"
+    ]
+
+
 @pytest.mark.parametrize(
     ("value", "message"),
     [
