@@ -12,12 +12,12 @@ import resource
 import signal
 import subprocess
 import sys
-import time
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from e2e_helpers import Gpumod, kill_recorded
+from e2e_helpers import Gpumod, kill_recorded, wait_for
 from testkit import free_port
 
 pytestmark = pytest.mark.e2e
@@ -115,13 +115,18 @@ def test_watch_reports_an_alias_bomb_and_keeps_its_memory(make) -> None:
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=g.env, stdin=subprocess.DEVNULL,
         preexec_fn=limited,
     )
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout or ()), daemon=True)
+    reader.start()
     try:
         # several passes over the bomb (the timer re-applies), none of which grows without bound
-        time.sleep(3)
-        assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+        wait_for(lambda: sum("specs invalid" in line for line in lines) >= 3 or proc.poll() is not None, timeout=120)
+        assert proc.poll() is None, "".join(lines)
     finally:
         os.kill(proc.pid, signal.SIGTERM)
-        out, _ = proc.communicate(timeout=30)
+        proc.wait(timeout=30)
+        reader.join(timeout=30)
+    out = "".join(lines)
     assert "Traceback" not in out and "MemoryError" not in out, out
     assert "mode.yaml:1: this document expands to more than 100000 values" in out, out
     assert g.records() == []

@@ -101,7 +101,7 @@ def test_a_control_character_after_multibyte_text_is_on_the_right_line(loader, r
 def test_absurd_nesting_is_a_problem(loader) -> None:
     docs, problems = parse_yaml("kind: Mode\nname: m\nx: " + "[" * 5000 + "]" * 5000 + "\n", "deep.yaml")
     assert docs == [] and len(problems) == 1
-    assert problems[0].line == 3 or "nest" in problems[0].message, problems
+    assert "nest" in problems[0].message, problems  # libyaml stops at 1000 levels, PyYAML at its recursion limit
 
 
 def test_nesting_deeper_than_the_limit_is_refused_before_building(loader) -> None:
