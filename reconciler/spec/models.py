@@ -163,7 +163,9 @@ class PodSpec(_Doc):
         description="latencies of the simulated servers; on an SSH pod: simulate its GPUs there "
         "(needs gpumod installed for the pod's python)",
     )
-    python: str = Field("python3", description="the pod's Python 3 (runs gpumod's agent; {python} in commands)")
+    python: PodProgram = Field(
+        "python3", description="the pod's Python 3, a name on its PATH or a path (runs gpumod's agent; {python} in commands)"
+    )
     vram_release_timeout_s: float = Field(60, gt=0)
     accept_new_host_key: bool = Field(
         False, description="SSH: accept and record an unknown host key (a changed key is always refused)"

@@ -127,6 +127,8 @@ def test_paths_on_the_pod_are_absolute_and_normalised(repo, value: str, message:
     assert found == [f"specs/pod.yaml:6: state_dir: {message}"]
     found = problems_of(repo(**hostile("pod.yaml", "{vllm: /opt/vllm}", f"{{vllm: {value}}}")))
     assert found == [f"specs/pod.yaml:8: binaries.vllm: {message}"]
+    found = problems_of(repo(**hostile("pod.yaml", "python: python3", f"python: {value}")))
+    assert found == [f"specs/pod.yaml:7: python: {message}"]
 
 
 @pytest.mark.parametrize("value", ["~", "~/apps/asr", "/srv/app/", "/"])
