@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 from pydantic_core import PydanticCustomError
 
 NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$")
@@ -104,19 +104,20 @@ EnvValue = Annotated[
     Union[Annotated[str, Tag("plain")], Annotated[SecretRef, Tag("secret")]],
     Discriminator(_env_kind),
 ]
-EnvMap = dict[str, EnvValue]
 
 
-def check_env(env: dict[str, Any] | None) -> dict[str, Any] | None:
-    """Keys are variable names (SEC-D10: no '=' or spaces).
+def env_key(key: str) -> str:
+    """An environment variable name (SEC-D10: no '=' or spaces).
 
     Values with a NUL or any other control character never get here: the YAML layer refuses
     them in every string of a spec (``gpumod.spec.nodes``).
     """
-    for key in env or {}:
-        if not ENV_KEY_RE.match(key):
-            raise ValueError(f"environment key {key!r} is not a valid variable name")
-    return env
+    if not ENV_KEY_RE.match(key):
+        raise ValueError(f"{key!r} is not a valid variable name; use letters, digits and '_' (no digit first)")
+    return key
+
+
+EnvMap = dict[Annotated[str, AfterValidator(env_key)], EnvValue]
 
 
 class GpuDecl(_Doc):
@@ -177,11 +178,6 @@ class PodSpec(_Doc):
         description="environment of every service on this pod (a service's own env wins); "
         "values or {from_env|from_file}",
     )
-
-    @field_validator("env")
-    @classmethod
-    def _env(cls, env: dict[str, Any] | None) -> dict[str, Any] | None:
-        return check_env(env)
 
 
 class ModeMember(_Doc):
@@ -248,11 +244,6 @@ class ServiceFields(_Doc):
     )
     privileged: bool | None = Field(None, description="docker: always refused (SEC-D7); only false is accepted")
     shm_size: str | None = Field(None, pattern=SHM_RE.pattern, description="docker: --shm-size, e.g. 16g")
-
-    @field_validator("env")
-    @classmethod
-    def _env(cls, env: dict[str, Any] | None) -> dict[str, Any] | None:
-        return check_env(env)
 
 
 class ServiceSpec(ServiceFields):

@@ -159,6 +159,8 @@ def _split_loc(doc: Document, loc: Loc, missing: bool) -> tuple[Loc, int | None]
     data_loc: Loc = ()
     tag_at: int | None = None
     for i, part in enumerate(loc):
+        if part == "[key]":
+            continue  # pydantic's marker for "the key itself" (e.g. an env name): the key's own line
         cand = (*data_loc, part)
         if cand in doc.lines:
             data_loc = cand

@@ -180,7 +180,7 @@ def test_every_problem_of_every_document_in_one_run(make) -> None:
         g,
         "pod.yaml:4: mode 'nosuch' is not defined; define a Mode named 'nosuch' or use one of: m",
         "pod.yaml:6: unknown key 'modee'; did you mean 'mode'?",
-        "web.yaml:8: env: environment key 'BAD KEY' is not a valid variable name",
+        "web.yaml:8: env.BAD KEY: 'BAD KEY' is not a valid variable name",
         "web.yaml:9: service web: privileged containers are refused (SEC-D7)",
         "4 problem(s)",
         commands=("validate", "apply"),

@@ -130,7 +130,9 @@ def test_volume_shapes(repo, volume: str, message: str) -> None:
 
 def test_sec_d10_env_keys_are_names(repo) -> None:
     root = repo(**{"svc.yaml": docker("env:\n  'A=B': x\n")})
-    assert problems_of(root) == ["specs/svc.yaml:7: env: environment key 'A=B' is not a valid variable name"]
+    assert problems_of(root) == [
+        "specs/svc.yaml:8: env.A=B: 'A=B' is not a valid variable name; use letters, digits and '_' (no digit first)"
+    ]
 
 
 @pytest.mark.parametrize("image", ["--privileged", "-v", "img with space", ""])

@@ -166,7 +166,7 @@ def test_nested_keys_and_wrong_types_point_at_their_line(repo) -> None:
         "specs/svc.yaml:9: unknown key 'timeout'; did you mean 'startup_timeout_s'?",
         "specs/svc.yaml:10: gpus[1]: input should be a valid integer, unable to parse string as an integer, got 'two'",
         "specs/svc.yaml:11: sleep: input should be 'none', 'l1', 'l2' or 'router', got 'deep'",
-        "specs/svc.yaml:12: env: environment key '1BAD' is not a valid variable name",
+        "specs/svc.yaml:12: env.1BAD: '1BAD' is not a valid variable name; use letters, digits and '_' (no digit first)",
     ]
 
 

@@ -31,7 +31,10 @@ def test_a_bad_env_key_does_not_hide_the_docker_security_errors(repo) -> None:
     found = problems_of(root)
     assert [p.split(": ", 1)[0] for p in found] == [f"specs/a.yaml:{n}" for n in (17, 18, 19, 19, 20)], found
     assert "(SEC-D7)" in found[0] and "(SEC-D8)" in found[1] and "(SEC-D9)" in found[2] and "(SEC-D9)" in found[3]
-    assert found[4] == "specs/a.yaml:20: env: environment key 'BAD KEY' is not a valid variable name"
+    assert found[4] == (
+        "specs/a.yaml:20: env.BAD KEY: 'BAD KEY' is not a valid variable name; use letters, digits and '_' "
+        "(no digit first)"
+    )
 
 
 def test_a_bad_member_does_not_hide_an_undefined_one_and_lines_stay_right(repo) -> None:
@@ -107,3 +110,12 @@ def test_a_document_without_a_valid_name_is_reported_once(repo) -> None:
     root = repo(**{"a.yaml": "kind: Service\nname: Bad Name\nport: x\n"})
     found = problems_of(root)
     assert len(found) == 2 and "not a valid name" in found[0] and "port" in found[1]
+
+
+def test_a_bad_env_name_does_not_hide_a_plain_text_secret_next_to_it(repo) -> None:
+    svc = "kind: Service\nname: s\ndriver: command\ncommand: [x]\nport: 8000\nvram_mb: 10\n"
+    svc += "env:\n  '1BAD': x\n  HF_TOKEN: hf_x\n"
+    found = problems_of(repo(**{"s.yaml": svc}))
+    assert found[0].startswith("specs/s.yaml:8: env.1BAD: '1BAD' is not a valid variable name")
+    assert found[1].startswith("specs/s.yaml:9: env HF_TOKEN looks like a secret in plain text")
+    assert len(found) == 2
