@@ -165,7 +165,8 @@ class PodSpec(_Doc):
         "(needs gpumod installed for the pod's python)",
     )
     python: PodProgram = Field(
-        "python3", description="the pod's Python 3, a name on its PATH or a path (runs gpumod's agent; {python} in commands)"
+        "python3",
+        description="the pod's Python 3, a name on its PATH or a path (runs gpumod's agent; {python} in commands)",
     )
     vram_release_timeout_s: float = Field(60, gt=0)
     accept_new_host_key: bool = Field(
