@@ -1,7 +1,9 @@
 """Load a spec repository: every YAML document below a directory, validated, cross-checked.
 
 ``load_specs`` either returns a complete, consistent ``SpecSet`` or raises one ``SpecError``
-holding every problem found (``path:line: message``), so a user fixes them all in one go. Files
+holding every problem found (``path:line: message``), so a user fixes them all in one go: a
+document with a mistake is still cross-checked on its valid part (``gpumod.spec.partial``), and a
+repository whose files hold no document at all is a problem too, not an empty success. Files
 are read in sorted order and the result is sorted by name: the same repository gives the same
 ``SpecSet`` whatever order the file system lists it in.
 """
