@@ -147,13 +147,22 @@ def test_from_a_spec_repo_end_to_end(tmp_path: Path, monkeypatch) -> None:
     resolved = resolve_service(
         specs.service("web"), PresetCatalog.load(), gpu_name=None, source=specs.source("Service", "web"),
         pod_env=specs.pod("box").env, pod_source=specs.source("Pod", "box"),
+        env_sources=specs.env_sources("box", "web"),
     )
     values = load_secret_values(resolved, {"GPUMOD_TEST_HF": SECRET}, warn=lambda _: None)
     assert values == {"HF_TOKEN": SECRET, "POD_KEY": "pod-secret", "SVC_KEY": "svc-secret"}
     assert resolved.env == (("PLAIN", "value"),)
     with pytest.raises(SpecError) as err:
         load_secret_values(resolved, {}, warn=lambda _: None)
+    # each problem points at the env entry that declares the secret, not at its document (issue 6, item 13)
     assert problems(err) == [
-        "specs/pods/box.yaml:1: service web: HF_TOKEN comes from the environment variable GPUMOD_TEST_HF, "
+        "specs/pods/box.yaml:5: service web: HF_TOKEN comes from the environment variable GPUMOD_TEST_HF, "
         "which is not set; export GPUMOD_TEST_HF in the shell that runs gpumod (or use {from_file: PATH})"
+    ]
+    (specs_dir / "services/svc.key").unlink()
+    with pytest.raises(SpecError) as err:
+        load_secret_values(resolved, {"GPUMOD_TEST_HF": SECRET}, warn=lambda _: None)
+    assert problems(err) == [
+        f"specs/services/web.yaml:9: service web: SVC_KEY comes from the file {specs_dir}/services/svc.key, "
+        "which does not exist; write the secret into it and chmod 600 it"
     ]

@@ -132,7 +132,8 @@ def _desired_service(
         raise SpecError([Problem(path, line, f"service '{name}' of mode {mode} is not defined")])
     gpu = _sizing_gpu(gpus, svc.gpus, source)
     resolved = resolve_service(
-        svc, catalog, gpu_name=gpu.name, source=source, pod_env=pod.env, pod_source=specs.source("Pod", pod.name)
+        svc, catalog, gpu_name=gpu.name, source=source, pod_env=pod.env, pod_source=specs.source("Pod", pod.name),
+        env_sources=specs.env_sources(pod.name, name),
     )
     return DesiredService(name=name, target=target, spec=resolved, footprint=footprint(resolved, gpu))
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import difflib
 import re
 import shlex
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -211,24 +211,42 @@ def duplicate_problems(entries: Iterable[tuple[str, str, str, int]]) -> list[Pro
 
 
 def check_specs(
-    specs: SpecSet, catalog: PresetCatalog, *, broken: frozenset[tuple[str, str]] = frozenset()
+    specs: SpecSet,
+    catalog: PresetCatalog,
+    *,
+    broken: frozenset[tuple[str, str]] = frozenset(),
+    partial: Mapping[tuple[str, str], frozenset[str]] | None = None,
 ) -> list[Problem]:
     """Every cross-document problem of a spec set (duplicates are found by the loader).
 
     ``broken`` names the ``(kind, name)`` documents that failed validation: they exist, so they
-    are not reported again as undefined references.
+    are not reported again as undefined references. ``partial`` maps the documents that are only
+    the valid part of an invalid one to their keys whose value is unknown: checks that read such
+    a key stay silent (see ``gpumod.spec.partial``).
     """
-    return _Checker(specs, catalog, broken).run()
+    return _Checker(specs, catalog, broken, partial or {}).run()
 
 
 class _Checker:
-    def __init__(self, specs: SpecSet, catalog: PresetCatalog, broken: frozenset[tuple[str, str]]) -> None:
+    def __init__(
+        self,
+        specs: SpecSet,
+        catalog: PresetCatalog,
+        broken: frozenset[tuple[str, str]],
+        partial: Mapping[tuple[str, str], frozenset[str]],
+    ) -> None:
         self.specs = specs
         self.catalog = catalog
         self.broken = broken
+        self.partial = partial
         self.problems: list[Problem] = []
         self.services = {s.name: s for s in specs.services}
         self.fields: dict[str, dict[str, Any] | None] = {}
+
+    def unknown(self, kind: str, name: str, *keys: str) -> bool:
+        """Whether any of ``keys`` (or a service's preset) is unknown because its document is invalid."""
+        gone = self.partial.get((kind, name), frozenset())
+        return bool(gone.intersection(keys)) or (kind == "Service" and "preset" in gone)
 
     def add(self, kind: str, name: str, loc: tuple[Any, ...], message: str) -> None:
         path, line = self.specs.where(kind, name, *loc)
@@ -259,13 +277,15 @@ class _Checker:
             return None
 
     def _pod(self, pod: PodSpec) -> None:
-        try:
-            host = parse_host(pod.host)
-        except ValueError as err:
-            message = str(err) if HOST_FORMS in str(err) else f"{err}; use {HOST_FORMS}"
-            self.add("Pod", pod.name, ("host",), message)
-            host = None
-        if host is not None and host.kind == "sim" and not pod.gpus:
+        host = None
+        if not self.unknown("Pod", pod.name, "host"):
+            try:
+                host = parse_host(pod.host)
+            except ValueError as err:
+                message = str(err) if HOST_FORMS in str(err) else f"{err}; use {HOST_FORMS}"
+                self.add("Pod", pod.name, ("host",), message)
+        gpus_unknown = self.unknown("Pod", pod.name, "gpus")
+        if host is not None and host.kind == "sim" and not pod.gpus and not gpus_unknown:
             self.add(
                 "Pod", pod.name, ("host",),
                 f"pod {pod.name} is simulated (host: sim) but declares no gpus; "
@@ -276,7 +296,7 @@ class _Checker:
                 "Pod", pod.name, ("sim",),
                 f"sim settings apply to host: sim (or an SSH pod with simulated GPUs); remove sim: from pod {pod.name}",
             )
-        if pod.sim is not None and host is not None and host.kind == "ssh" and not pod.gpus:
+        if pod.sim is not None and host is not None and host.kind == "ssh" and not pod.gpus and not gpus_unknown:
             self.add(
                 "Pod", pod.name, ("sim",),
                 f"pod {pod.name} simulates its GPUs over SSH (sim:) but declares no gpus; add gpus: [...]",
@@ -352,7 +372,8 @@ class _Checker:
             f = self.fields.get(member.name)
             if f is None:
                 continue
-            if member.state != "active" and (f["sleep"] or "none") == "none":
+            sleep_unknown = self.unknown("Service", member.name, "sleep", "driver")
+            if member.state != "active" and (f["sleep"] or "none") == "none" and not sleep_unknown:
                 self.add(
                     "Mode", mode.name, where,
                     f"service {member.name} cannot sleep; set sleep: l1|l2|router on it "
@@ -385,30 +406,33 @@ class _Checker:
         def at(key: str) -> tuple[str, ...]:
             return (key,) if key in svc.model_fields_set else ()
 
+        def unknown(*keys: str) -> bool:
+            return self.unknown("Service", name, *keys)
+
         driver = f["driver"]
-        if driver is None:
+        if driver is None and not unknown("driver"):
             self.add(
                 "Service", name, (), f"service {name} has no driver; set driver: vllm, llamacpp, fastapi or command"
             )
-        if f["port"] is None:
+        if f["port"] is None and not unknown("port"):
             self.add("Service", name, (), f"service {name} has no port; set port: <1-65535>")
         self._env("Service", name, svc.env)
         self._docker(svc, f, at)
-        if driver == "docker" and not f["image"]:
+        if driver == "docker" and not f["image"] and not unknown("image"):
             self.add("Service", name, (), f"service {name} (driver docker) has no image; set image: <repository:tag>")
-        elif driver == "vllm" and not f["model"]:
+        elif driver == "vllm" and not f["model"] and not unknown("model"):
             self.add("Service", name, (), f"service {name} (driver vllm) has no model; set model: <Hugging Face id>")
-        elif driver == "llamacpp" and not (f["model_path"] or f["models_dir"]):
+        elif driver == "llamacpp" and not (f["model_path"] or f["models_dir"] or unknown("model_path", "models_dir")):
             self.add(
                 "Service", name, (),
                 f"service {name} (driver llamacpp) has no model; "
                 "set model_path: <file.gguf> or models_dir: <dir> (router)",
             )
-        elif driver in ("command", "fastapi") and not f["command"]:
+        elif driver in ("command", "fastapi") and not f["command"] and not unknown("command"):
             self.add("Service", name, (), f"service {name} (driver {driver}) has no command; set command: [argv, ...]")
         sleep = f["sleep"] or "none"
         allowed = {"vllm": VLLM_SLEEPS, "llamacpp": LLAMACPP_SLEEPS}.get(driver or "", ("none",))
-        if driver is not None and sleep not in allowed:
+        if driver is not None and sleep not in allowed and not unknown("sleep"):
             self.add(
                 "Service", name, at("sleep"),
                 f"driver {driver} cannot sleep at level {sleep}; use sleep: {' or '.join(allowed)}",
@@ -418,10 +442,13 @@ class _Checker:
             self.add("Service", name, at("gpus"), f"service {name} pins a negative GPU index; indices start at 0")
         if isinstance(gpus, list) and len(set(gpus)) != len(gpus):
             self.add("Service", name, at("gpus"), f"service {name} pins a GPU twice ({gpus}); list each index once")
-        if gpu_count_of(gpus) < 1:
+        if gpu_count_of(gpus) < 1 and not unknown("gpus"):
             message = f"service {name} needs at least one GPU; set gpus: 1 or a list of indices"
             self.add("Service", name, at("gpus"), message)
-        if f["vram_mb"] is None and f["gpu_memory_utilization"] is None and f["weights_mb"] is None:
+        footprint = ("vram_mb", "gpu_memory_utilization", "weights_mb", "kv_mb_per_1k", "context")
+        if unknown(*footprint):
+            pass
+        elif f["vram_mb"] is None and f["gpu_memory_utilization"] is None and f["weights_mb"] is None:
             self.add(
                 "Service", name, (),
                 f"cannot tell the VRAM footprint of {name}; set vram_mb (or gpu_memory_utilization for vLLM)",

@@ -1,7 +1,9 @@
 """Load a spec repository: every YAML document below a directory, validated, cross-checked.
 
 ``load_specs`` either returns a complete, consistent ``SpecSet`` or raises one ``SpecError``
-holding every problem found (``path:line: message``), so a user fixes them all in one go. Files
+holding every problem found (``path:line: message``), so a user fixes them all in one go: a
+document with a mistake is still cross-checked on its valid part (``gpumod.spec.partial``), and a
+repository whose files hold no document at all is a problem too, not an empty success. Files
 are read in sorted order and the result is sorted by name: the same repository gives the same
 ``SpecSet`` whatever order the file system lists it in.
 """
@@ -19,6 +21,7 @@ from pydantic import BaseModel
 from gpumod.errors import Problem, SpecError
 from gpumod.spec.checks import check_specs, duplicate_problems
 from gpumod.spec.models import ModeSpec, PodSpec, ServiceSpec
+from gpumod.spec.partial import salvage
 from gpumod.spec.presets import PresetCatalog
 from gpumod.spec.source import Document, parse_yaml, validate
 
@@ -48,6 +51,14 @@ class SpecSet:
         path, line = self.where(kind, name, *loc)
         return f"{path}:{line}"
 
+    def env_sources(self, pod: str, service: str) -> dict[str, str]:
+        """``"path:line"`` of the ``env`` entry each variable of a service comes from (its own over its pod's)."""
+        out: dict[str, str] = {}
+        for kind, spec in (("Pod", self.pod(pod)), ("Service", self.service(service))):
+            for key in (spec.env or {}) if spec is not None else {}:
+                out[key] = self.source(kind, spec.name, "env", key)  # type: ignore[union-attr]
+        return out
+
     def pod(self, name: str) -> PodSpec | None:
         return next((p for p in self.pods if p.name == name), None)
 
@@ -66,6 +77,8 @@ def load_specs(path: str | Path, catalog: PresetCatalog | None = None) -> SpecSe
     files = spec_files(root, problems)
     loaded: list[tuple[str, str, Document, BaseModel]] = []
     broken: set[tuple[str, str]] = set()  # documents that failed validation: no "not defined" for them
+    partial: dict[tuple[str, str], frozenset[str]] = {}  # invalid documents checked on their valid part
+    documents = 0
     for file in files:
         shown = display_path(file)
         try:
@@ -75,12 +88,23 @@ def load_specs(path: str | Path, catalog: PresetCatalog | None = None) -> SpecSe
             continue
         docs, bad = parse_yaml(text, shown)
         problems.extend(bad)
+        documents += len(docs)
         for doc in docs:
             item = _load_document(doc, problems)
             if item is not None:
-                loaded.append(item)
+                kind, name, part, spec, unknown = item
+                loaded.append((kind, name, part, spec))
+                if unknown is not None:
+                    partial[(kind, name)] = unknown
             elif isinstance(doc.data, dict) and isinstance(doc.data.get("name"), str):
                 broken.add((str(doc.data.get("kind")), doc.data["name"]))
+    if files and not documents and not problems:
+        shown = display_path(root)
+        what = "it holds" if root.is_file() else "its YAML files hold"
+        problems.append(
+            Problem(shown, 0, f"no specs found in {shown}: {what} no documents (only comments or nothing); "
+                    "add documents with kind: Pod, Service and Mode")
+        )
     problems.extend(duplicate_problems((k, n, d.path, d.line) for k, n, d, _ in loaded))
     first: dict[tuple[str, str], tuple[Document, BaseModel]] = {}
     for kind, name, doc, spec in loaded:
@@ -92,7 +116,7 @@ def load_specs(path: str | Path, catalog: PresetCatalog | None = None) -> SpecSe
         modes=_sorted(first, "Mode"),
         documents={key: doc for key, (doc, _) in first.items()},
     )
-    problems.extend(check_specs(specs, catalog, broken=frozenset(broken)))
+    problems.extend(check_specs(specs, catalog, broken=frozenset(broken), partial=partial))
     if problems:
         raise SpecError(problems)
     return specs
@@ -102,7 +126,11 @@ def _sorted(first: dict[tuple[str, str], tuple[Document, BaseModel]], kind: str)
     return tuple(spec for (k, _), (_, spec) in sorted(first.items()) if k == kind)
 
 
-def _load_document(doc: Document, problems: list[Problem]) -> tuple[str, str, Document, BaseModel] | None:
+def _load_document(
+    doc: Document, problems: list[Problem]
+) -> tuple[str, str, Document, BaseModel, frozenset[str] | None] | None:
+    """``(kind, name, document, model, unknown keys)``; a document with mistakes comes back as its
+    valid part (``gpumod.spec.partial``) with the keys it left unknown, or None when nothing is left."""
     data = doc.data
     if not isinstance(data, dict):
         what = "list" if isinstance(data, list) else type(data).__name__
@@ -124,9 +152,13 @@ def _load_document(doc: Document, problems: list[Problem]) -> tuple[str, str, Do
         return None
     spec, bad = validate(KINDS[kind], doc)
     problems.extend(bad)
-    if spec is None:
+    if spec is not None and not doc.refused:
+        return kind, spec.name, doc, spec, None  # type: ignore[attr-defined]
+    salvaged = salvage(KINDS[kind], doc)
+    if salvaged is None:
         return None
-    return kind, spec.name, doc, spec  # type: ignore[attr-defined]
+    spec, part, unknown = salvaged
+    return kind, spec.name, part, spec, unknown  # type: ignore[attr-defined]
 
 
 def spec_files(root: Path, problems: list[Problem]) -> list[Path]:

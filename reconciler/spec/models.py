@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 from pydantic_core import PydanticCustomError
 
 NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$")
@@ -30,6 +30,34 @@ Name = Annotated[
         description="lower-case letters, digits, '.', '_' and '-'; at most 63 characters",
     ),
 ]
+
+
+def pod_path(path: str) -> str:
+    """A path on the pod as gpumod writes it into units and agent payloads: absolute or ``~/``, normalised.
+
+    ``~`` is the pod user's home (the agent expands it, a unit gets ``%h``); a bare relative path
+    or ``~user`` would mean different folders to the process and the systemd supervisor.
+    """
+    if not (path.startswith("/") or path == "~" or path.startswith("~/")):
+        raise ValueError(f"{path!r} is not an absolute path; write /full/path or ~/path (a path on the pod)")
+    head, rest = ("~", path[1:]) if path.startswith("~") else ("", path)
+    parts = rest.split("/")[1:]
+    if parts and parts[-1] == "":
+        parts.pop()  # one trailing '/' is fine
+    if any(part in ("", ".", "..") for part in parts):
+        fixed = head + "/" + "/".join(p for p in parts if p not in ("", "."))
+        hint = "write it without '..'" if ".." in parts else f"write {fixed!r}"
+        raise ValueError(f"path {path!r} is not normalised (no '.', '..' or '//'); {hint}")
+    return path
+
+
+def pod_program(value: str) -> str:
+    """An executable on the pod: a bare name found on its PATH, or a pod path."""
+    return value if value and "/" not in value and not value.startswith("~") else pod_path(value)
+
+
+PodPath = Annotated[str, AfterValidator(pod_path)]
+PodProgram = Annotated[str, AfterValidator(pod_program)]
 DriverName = Literal["vllm", "llamacpp", "fastapi", "command", "docker"]
 SleepKind = Literal["none", "l1", "l2", "router"]
 MemberState = Literal["active", "sleeping", "standby"]
@@ -59,7 +87,7 @@ class SecretRef(_Doc):
             )
         if self.from_env is not None and not ENV_KEY_RE.match(self.from_env):
             raise PydanticCustomError("secret_ref", "from_env names an environment variable (letters, digits, '_')")
-        if self.from_file is not None and (not self.from_file.strip() or "\x00" in self.from_file):
+        if self.from_file is not None and not self.from_file.strip():
             raise PydanticCustomError("secret_ref", "from_file is the path of a local file")
         return self
 
@@ -76,17 +104,20 @@ EnvValue = Annotated[
     Union[Annotated[str, Tag("plain")], Annotated[SecretRef, Tag("secret")]],
     Discriminator(_env_kind),
 ]
-EnvMap = dict[str, EnvValue]
 
 
-def check_env(env: dict[str, Any] | None) -> dict[str, Any] | None:
-    """Keys are variable names (SEC-D10: no '=' or spaces), plain values hold no NUL byte."""
-    for key, value in (env or {}).items():
-        if not ENV_KEY_RE.match(key):
-            raise ValueError(f"environment key {key!r} is not a valid variable name")
-        if isinstance(value, str) and "\x00" in value:
-            raise ValueError(f"the value of environment key {key} contains a NUL byte; remove it")
-    return env
+def env_key(key: str) -> str:
+    """An environment variable name (SEC-D10: no '=' or spaces).
+
+    Values with a NUL or any other control character never get here: the YAML layer refuses
+    them in every string of a spec (``gpumod.spec.nodes``).
+    """
+    if not ENV_KEY_RE.match(key):
+        raise ValueError(f"{key!r} is not a valid variable name; use letters, digits and '_' (no digit first)")
+    return key
+
+
+EnvMap = dict[Annotated[str, AfterValidator(env_key)], EnvValue]
 
 
 class GpuDecl(_Doc):
@@ -121,8 +152,10 @@ class PodSpec(_Doc):
     supervisor: Literal["auto", "systemd", "process"] = "auto"
     gpus: list[GpuDecl] | None = Field(None, description="required for sim pods; otherwise observed")
     reserve_mb: int = Field(512, ge=0, description="MiB per GPU never planned for")
-    state_dir: str | None = Field(None, description="gpumod's state dir on the pod (default $GPUMOD_HOME or ~/.gpumod)")
-    binaries: dict[str, str] = Field(
+    state_dir: PodPath | None = Field(
+        None, description="gpumod's state dir on the pod, absolute or ~/ (default $GPUMOD_HOME or ~/.gpumod)"
+    )
+    binaries: dict[str, PodProgram] = Field(
         default_factory=dict,
         description="executable per server kind, e.g. {vllm: /opt/venv/bin/vllm, llama-server: ~/bin/llama-server}",
     )
@@ -131,7 +164,10 @@ class PodSpec(_Doc):
         description="latencies of the simulated servers; on an SSH pod: simulate its GPUs there "
         "(needs gpumod installed for the pod's python)",
     )
-    python: str = Field("python3", description="the pod's Python 3 (runs gpumod's agent; {python} in commands)")
+    python: PodProgram = Field(
+        "python3",
+        description="the pod's Python 3, a name on its PATH or a path (runs gpumod's agent; {python} in commands)",
+    )
     vram_release_timeout_s: float = Field(60, gt=0)
     accept_new_host_key: bool = Field(
         False, description="SSH: accept and record an unknown host key (a changed key is always refused)"
@@ -143,11 +179,6 @@ class PodSpec(_Doc):
         description="environment of every service on this pod (a service's own env wins); "
         "values or {from_env|from_file}",
     )
-
-    @field_validator("env")
-    @classmethod
-    def _env(cls, env: dict[str, Any] | None) -> dict[str, Any] | None:
-        return check_env(env)
 
 
 class ModeMember(_Doc):
@@ -195,7 +226,7 @@ class ServiceFields(_Doc):
     command: list[str] | None = Field(
         None, description="command/fastapi: argv; docker: the container's command; {port} is replaced"
     )
-    cwd: str | None = None
+    cwd: PodPath | None = Field(None, description="working directory on the pod, absolute or ~/")
     role: str | None = Field(None, description="chat | code | embedding | reranker | asr | vision ...")
     stop_timeout_s: float | None = Field(None, gt=0)
     # driver docker (checked in gpumod.spec.checks: SEC-D7..D10)
@@ -214,11 +245,6 @@ class ServiceFields(_Doc):
     )
     privileged: bool | None = Field(None, description="docker: always refused (SEC-D7); only false is accepted")
     shm_size: str | None = Field(None, pattern=SHM_RE.pattern, description="docker: --shm-size, e.g. 16g")
-
-    @field_validator("env")
-    @classmethod
-    def _env(cls, env: dict[str, Any] | None) -> dict[str, Any] | None:
-        return check_env(env)
 
 
 class ServiceSpec(ServiceFields):

@@ -282,10 +282,12 @@ def resolve_service(
     source: str,
     pod_env: Mapping[str, str | SecretRef] | None = None,
     pod_source: str = "",
+    env_sources: Mapping[str, str] | None = None,
 ) -> ResolvedService:
     """The service with its preset and its pod's env merged in and every default filled; SpecError if it cannot run.
 
-    ``pod_source`` is the ``path:line`` of the pod document (relative secret files start from its folder).
+    ``pod_source`` is the ``path:line`` of the pod document (relative secret files start from its folder);
+    ``env_sources`` the ``path:line`` of each env entry (``SpecSet.env_sources``): a secret's problems point there.
     """
     f = merged_fields(svc, catalog, gpu_name=gpu_name, source=source, pod_env=pod_env)
     path, line = split_source(source)
@@ -305,6 +307,7 @@ def resolve_service(
     secrets = {k: v.ref() for k, v in env.items() if isinstance(v, SecretRef)}
     from_pod = {k for k in secrets if k in (pod_env or {}) and k not in (svc.env or {})}
     origins = {k: (pod_source or source) if k in from_pod else source for k in secrets}
+    origins.update({k: v for k, v in (env_sources or {}).items() if k in secrets})
     return ResolvedService(
         name=svc.name,
         driver=f["driver"],

@@ -3,7 +3,8 @@
 A user fixes a spec by going to a line, so every problem gpumod reports carries ``path:line``.
 PyYAML's composer keeps marks on its nodes; ``parse_yaml`` turns each document into plain data
 plus a map from every key path (``("health", "path")``, ``("services", 2)``) to its 1-based
-line. ``validate`` runs a pydantic model on a document and reports each error at the line of
+line, after ``gpumod.spec.nodes`` has checked the node graph (alias bombs, recursive aliases,
+control characters): hostile input is a problem at its line, never a traceback. ``validate`` runs a pydantic model on a document and reports each error at the line of
 the key or list item it is about, in words that say what to do.
 """
 
@@ -21,8 +22,8 @@ from pydantic import BaseModel, ValidationError
 
 from gpumod.errors import Problem
 from gpumod.spec.models import NAME_RE
+from gpumod.spec.nodes import MAX_DEPTH, LineMap, Loc, control_character, measure, where
 
-Loc = tuple[Any, ...]
 # libyaml's parser keeps the same marks and is ~10x faster; pure Python when it is not built in.
 _Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 M = TypeVar("M", bound=BaseModel)
@@ -30,12 +31,17 @@ M = TypeVar("M", bound=BaseModel)
 
 @dataclass(frozen=True)
 class Document:
-    """One YAML document: its data, where it starts, and the line of every key and list item."""
+    """One YAML document: its data, where it starts, and the line of every key and list item.
+
+    ``refused`` holds the key paths whose value the YAML layer already refused (a control
+    character): pydantic's opinion about the same value is not reported again.
+    """
 
     path: str
     line: int
     data: Any
     lines: Mapping[Loc, int] = field(default_factory=dict, compare=False, repr=False)
+    refused: frozenset[Loc] = field(default=frozenset(), compare=False, repr=False)
 
     def line_of(self, *loc: Any) -> int:
         """Line of the deepest known prefix of ``loc`` (unknown parts, e.g. pydantic union tags, are skipped)."""
@@ -49,81 +55,81 @@ class Document:
 
 
 def parse_yaml(text: str, path: str) -> tuple[list[Document], list[Problem]]:
-    """Every non-empty document of a YAML stream, and the problems that kept others from loading."""
+    """Every non-empty document of a YAML stream, and the problems that kept others from loading.
+
+    Never raises on bad input: unreadable characters, syntax errors, recursive aliases, alias
+    bombs and absurd nesting all come back as problems at their line (see ``gpumod.spec.nodes``).
+    """
     docs: list[Document] = []
     problems: list[Problem] = []
-    loader = _Loader(text)
+    try:
+        loader = _Loader(text)  # the pure-Python reader checks every character right here
+    except yaml.YAMLError as err:
+        return [], [_yaml_problem(path, err, text)]
     try:
         while True:
             try:
                 if not loader.check_node():
                     break
                 node = loader.get_node()
-            except yaml.MarkedYAMLError as err:
-                problems.append(_yaml_problem(path, err))
+            except yaml.YAMLError as err:
+                problems.append(_yaml_problem(path, err, text))
+                break
+            except RecursionError:  # the pure-Python composer on absurd nesting (libyaml stops at 1000)
+                problems.append(Problem(path, 1, f"invalid YAML: values are nested more than {MAX_DEPTH} levels deep"))
                 break
             if node is None:
                 continue
+            unsafe = measure(node)
+            if unsafe is not None:
+                problems.append(Problem(path, *unsafe))
+                continue  # never built: building or walking it is what would blow up
+            found = LineMap()
+            found.walk(node)
+            problems.extend(Problem(path, at, message) for at, message in found.problems)
             try:
                 data = loader.construct_document(node)
-            except yaml.MarkedYAMLError as err:
-                problems.append(_yaml_problem(path, err))
+            except yaml.YAMLError as err:
+                problems.append(_yaml_problem(path, err, text))
+                continue
+            except (ValueError, TypeError, OverflowError) as err:  # e.g. a date like 2024-13-45
+                problems.append(Problem(path, node.start_mark.line + 1, f"invalid YAML: cannot read a value: {err}"))
                 continue
             if data is None:
                 continue  # an empty document, e.g. a trailing '---'
-            lines: dict[Loc, int] = {}
-            _walk(node, (), lines, problems, path)
-            docs.append(Document(path=path, line=node.start_mark.line + 1, data=data, lines=lines))
+            docs.append(
+                Document(
+                    path=path,
+                    line=node.start_mark.line + 1,
+                    data=data,
+                    lines=found.lines,
+                    refused=frozenset(found.refused),
+                )
+            )
     finally:
         loader.dispose()
     return docs, problems
 
 
-def _yaml_problem(path: str, err: yaml.MarkedYAMLError) -> Problem:
-    mark = err.problem_mark or err.context_mark
-    line = mark.line + 1 if mark else 1
-    what = err.problem or err.context or "cannot parse"
-    return Problem(path, line, f"invalid YAML: {what}; check indentation, quoting and ':' after each key")
-
-
-_KEY_CONSTRUCTOR = yaml.constructor.SafeConstructor()
-
-
-def _key(node: yaml.Node) -> Any:
-    if isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:str":
-        return node.value
-    if isinstance(node, yaml.ScalarNode):
-        try:
-            key = _KEY_CONSTRUCTOR.construct_document(node)
-        except yaml.YAMLError:
-            return node.value
-        try:
-            hash(key)
-        except TypeError:
-            return node.value
-        return key
-    return f"<{node.id}>"
-
-
-def _walk(node: yaml.Node, path: Loc, lines: dict[Loc, int], problems: list[Problem], file: str) -> None:
-    lines.setdefault(path, node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
-        seen: dict[Any, int] = {}
-        for key_node, value_node in node.value:
-            key = _key(key_node)
-            line = key_node.start_mark.line + 1
-            if key in seen:
-                problems.append(
-                    Problem(file, line, f"duplicate key '{key}' (first at line {seen[key]}); keep only one")
-                )
-                continue
-            seen[key] = line
-            lines[(*path, key)] = line
-            _walk(value_node, (*path, key), lines, problems, file)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            lines[(*path, i)] = item.start_mark.line + 1
-            _walk(item, (*path, i), lines, problems, file)
+def _yaml_problem(path: str, err: yaml.YAMLError, text: str) -> Problem:
+    if isinstance(err, yaml.reader.ReaderError):
+        # libyaml counts bytes, PyYAML characters: find the character itself
+        char = chr(err.character) if isinstance(err.character, int) else str(err.character)
+        at = text.find(char)
+        line = text.count("\n", 0, at) + 1 if at >= 0 else 1
+        return Problem(
+            path, line,
+            f"invalid YAML: the file holds a {control_character(char) or repr(char)}, which YAML does not allow; "
+            "remove it",
+        )
+    if isinstance(err, yaml.MarkedYAMLError):
+        mark = err.problem_mark or err.context_mark
+        what = err.problem or err.context or "cannot parse"
+        return Problem(
+            path, mark.line + 1 if mark else 1,
+            f"invalid YAML: {what}; check indentation, quoting and ':' after each key",
+        )
+    return Problem(path, 1, f"invalid YAML: {err}")
 
 
 # --- pydantic errors -> problems ------------------------------------------------------------
@@ -138,11 +144,24 @@ def validate(model: type[M], doc: Document) -> tuple[M | None, list[Problem]]:
     return None, [Problem(doc.path, line, msg) for line, msg in _explain(model, doc, errors)]
 
 
+def error_locs(doc: Document, errors: list[Any]) -> list[tuple[Loc, dict]]:
+    """Each pydantic error with the key path it is about in ``doc`` (union tags left out)."""
+    return [(_split_loc(doc, tuple(err["loc"]), err["type"] == "missing")[0], err) for err in errors]
+
+
+def close_key(model: type[BaseModel], loc: Loc) -> str | None:
+    """The key the user probably meant by the unknown key at ``loc``, if one is close."""
+    close = difflib.get_close_matches(str(loc[-1]), sorted(fields_at(model, loc[:-1])), n=1, cutoff=0.5)
+    return close[0] if close else None
+
+
 def _split_loc(doc: Document, loc: Loc, missing: bool) -> tuple[Loc, int | None]:
     """The parts of ``loc`` that exist in the data, and where the first union tag was skipped."""
     data_loc: Loc = ()
     tag_at: int | None = None
     for i, part in enumerate(loc):
+        if part == "[key]":
+            continue  # pydantic's marker for "the key itself" (e.g. an env name): the key's own line
         cand = (*data_loc, part)
         if cand in doc.lines:
             data_loc = cand
@@ -160,6 +179,8 @@ def _explain(model: type[BaseModel], doc: Document, errors: list[Any]) -> list[t
     unions: dict[Loc, list[tuple[Loc, dict]]] = {}
     for err in errors:
         data_loc, tag_at = _split_loc(doc, tuple(err["loc"]), err["type"] == "missing")
+        if any(data_loc[:n] in doc.refused for n in range(1, len(data_loc) + 1)):
+            continue  # the YAML layer refused this value already (see gpumod.spec.nodes)
         if tag_at is None:
             plain.append((data_loc, err))
         else:
@@ -172,7 +193,7 @@ def _explain(model: type[BaseModel], doc: Document, errors: list[Any]) -> list[t
         else:
             msgs = list(dict.fromkeys(_lower(e["msg"]) for _, e in branch_errors))
             got = _got(branch_errors[0][1])
-            out.append((doc.line_of(*at), f"{_where(at)}: {' or '.join(msgs)}{got}"))
+            out.append((doc.line_of(*at), f"{where(at)}: {' or '.join(msgs)}{got}"))
     return list(dict.fromkeys(out))
 
 
@@ -181,9 +202,9 @@ def _message(model: type[BaseModel], loc: Loc, err: dict) -> str:
     if kind == "extra_forbidden":
         key = loc[-1]
         allowed = sorted(fields_at(model, loc[:-1]))
-        close = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.5)
+        close = close_key(model, loc)
         if close:
-            return f"unknown key '{key}'; did you mean '{close[0]}'?"
+            return f"unknown key '{key}'; did you mean '{close}'?"
         if 0 < len(allowed) <= 8:
             return f"unknown key '{key}'; remove it (allowed here: {', '.join(allowed)})"
         return f"unknown key '{key}'; remove it (`gpumod schema` lists every key)"
@@ -191,12 +212,12 @@ def _message(model: type[BaseModel], loc: Loc, err: dict) -> str:
         return f"missing key '{loc[-1]}'{_in(loc[:-1])}; add it"
     if kind == "string_pattern_mismatch" and err.get("ctx", {}).get("pattern") == NAME_RE.pattern:
         return (
-            f"{_where(loc)}: {err['input']!r} is not a valid name; use lower-case letters, digits, "
+            f"{where(loc)}: {err['input']!r} is not a valid name; use lower-case letters, digits, "
             "'.', '_' and '-' (at most 63 characters, starting and ending with a letter or digit)"
         )
     if kind == "value_error":
-        return f"{_where(loc)}: {err['msg'].removeprefix('Value error, ')}"
-    return f"{_where(loc)}: {_lower(err['msg'])}{_got(err)}"
+        return f"{where(loc)}: {err['msg'].removeprefix('Value error, ')}"
+    return f"{where(loc)}: {_lower(err['msg'])}{_got(err)}"
 
 
 def _got(err: dict) -> str:
@@ -219,14 +240,7 @@ def _lower(msg: str) -> str:
 
 
 def _in(loc: Loc) -> str:
-    return f" in {_where(loc)}" if loc else ""
-
-
-def _where(loc: Loc) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "document"
+    return f" in {where(loc)}" if loc else ""
 
 
 def fields_at(model: type[BaseModel], loc: Loc) -> set[str]:

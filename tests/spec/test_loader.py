@@ -160,12 +160,13 @@ def test_nested_keys_and_wrong_types_point_at_their_line(repo) -> None:
         }
     )
     assert problems_of(root) == [
+        "specs/pod.yaml:3: mode 'm' is not defined; define a Mode named 'm'",  # the pod's valid part is checked too
         "specs/pod.yaml:5: missing key 'memory_mb' in gpus[0]; add it",
         "specs/pod.yaml:6: unknown key 'memory'; did you mean 'memory_mb'?",
         "specs/svc.yaml:9: unknown key 'timeout'; did you mean 'startup_timeout_s'?",
         "specs/svc.yaml:10: gpus[1]: input should be a valid integer, unable to parse string as an integer, got 'two'",
         "specs/svc.yaml:11: sleep: input should be 'none', 'l1', 'l2' or 'router', got 'deep'",
-        "specs/svc.yaml:12: env: environment key '1BAD' is not a valid variable name",
+        "specs/svc.yaml:12: env.1BAD: '1BAD' is not a valid variable name; use letters, digits and '_' (no digit first)",
     ]
 
 
@@ -202,7 +203,12 @@ def test_invalid_documents_are_not_reported_again_as_undefined(repo) -> None:
                 """,
         }
     )
-    assert problems_of(root) == ["specs/a.yaml:3: unknown key 'drivr'; did you mean 'driver'?"]
+    # no "service 'svc' is not defined", and no "has no driver" either: its driver is unknown, not absent
+    assert problems_of(root) == [
+        "specs/a.yaml:1: cannot tell the VRAM footprint of svc; set vram_mb (or gpu_memory_utilization for vLLM)",
+        "specs/a.yaml:1: service svc has no port; set port: <1-65535>",
+        "specs/a.yaml:3: unknown key 'drivr'; did you mean 'driver'?",
+    ]
 
 
 def test_the_result_does_not_depend_on_file_order(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -51,7 +51,10 @@ def test_bad_references_are_reported_at_their_line(repo, value: str, message: st
 
 def test_a_nul_in_a_value_is_refused_sec_d10(repo) -> None:
     root = repo(**{"svc.yaml": service('  A: "x\\0y"\n')})
-    assert problems_of(root) == ["specs/svc.yaml:7: env: the value of environment key A contains a NUL byte; remove it"]
+    assert problems_of(root) == [
+        "specs/svc.yaml:8: env.A: contains a NUL (U+0000); remove it "
+        "(values end up in unit files and command lines, so control characters are refused)"
+    ]
 
 
 def test_plain_text_secrets_are_refused_without_echoing_the_value(repo) -> None:
