@@ -1,7 +1,8 @@
 """The command line: typer commands over the operations layer, with the exit codes of design.md.
 
 Known errors (``GpumodError``) print one red line and a hint; anything else is a bug and prints
-a traceback. Output for scripts comes with ``-o json``.
+a traceback. Output for scripts comes with ``-o json``. The consoles never read markup: what a
+pod says is printed verbatim, and styled lines are built as ``Text`` (``gpumod.views.styled``).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from gpumod.logconfig import configure_logging
 from gpumod.views import (
     ConsoleReporter,
     apply_json,
+    error_lines,
     print_plan,
     render_recap,
     render_simulation,
@@ -37,8 +39,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+out = Console(highlight=False, soft_wrap=True, markup=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
 
 
 class Output(str, Enum):
@@ -62,25 +64,26 @@ def _run(fn: Callable[[], int], *, error_code: int = 2) -> None:
         code = fn()
     except SpecError as e:
         for problem in e.problems:
-            err.print(str(problem), markup=False)
-        err.print(f"[red]error:[/] {e.message}")
-        err.print(f"[dim]hint: {e.hint}[/]")
+            err.print(str(problem))
+        _print_error(e)
         raise typer.Exit(2)
     except InfeasibleError as e:
         for inf in e.infeasible:
-            err.print(inf.describe(), markup=False)
-        err.print(f"[red]error:[/] {e.message}")
-        err.print(f"[dim]hint: {e.hint}[/]")
+            err.print(inf.describe())
+        _print_error(e)
         raise typer.Exit(2)
     except GpumodError as e:
-        err.print(f"[red]error:[/] {e.message}", markup=True)
-        if e.hint:
-            err.print(f"[dim]hint: {e.hint}[/]")
+        _print_error(e)
         raise typer.Exit(error_code)
     except KeyboardInterrupt:
         err.print("interrupted")
         raise typer.Exit(130)
     raise typer.Exit(code)
+
+
+def _print_error(e: GpumodError) -> None:
+    for line in error_lines(e.message, e.hint):
+        err.print(line)
 
 
 @app.command()
@@ -114,7 +117,7 @@ def plan(directory: Path = DirArg, pod: Optional[List[str]] = PodOpt, output: Ou
             return 2
         unreachable = [o for o in snap.observed if not o.reachable]
         for o in unreachable:
-            err.print(f"[red]error:[/] pod {o.name} cannot be planned: {o.error}")
+            err.print(error_lines(f"pod {o.name} cannot be planned: {o.error}")[0])
         if unreachable:
             return 2
         return 1 if p.changes else 0
@@ -150,7 +153,7 @@ def apply(
             out.print_json(json.dumps(apply_json(result, reporter)))
         else:
             for line in render_recap(result):
-                out.print(line, markup=False)
+                out.print(line)
         return result.exit_code
 
     _run(body)
@@ -170,7 +173,7 @@ def down(
             controller.apply(directory, pod, confirm=_confirm(yes), reporter=reporter, empty=True)
         )
         for line in render_recap(result):
-            out.print(line, markup=False)
+            out.print(line)
         return result.exit_code
 
     _run(body, error_code=1)

@@ -1,6 +1,8 @@
 """How results look to a person (rich tables, ASCII VRAM bars, recaps) and to a script (JSON).
 
 Pure formatting over the typed results of ``gpumod.controller``; no logic decides anything here.
+Nothing that comes from a pod or a spec (service output, error messages, names, hosts) is ever
+parsed as rich markup: styled lines are built as ``Text`` from plain strings (``styled``).
 """
 
 from __future__ import annotations
@@ -29,6 +31,19 @@ STATE_STYLE = {
 }
 
 
+def styled(*parts: str | tuple[str, str]) -> Text:
+    """One line from plain strings and ``(text, style)`` pairs; no part is read as markup."""
+    return Text.assemble(*parts)
+
+
+def error_lines(message: str, hint: str = "") -> list[Text]:
+    """A known error as the CLI shows it: a red ``error:`` line, then its hint (dim)."""
+    lines = [styled(("error:", "red"), " ", message)]
+    if hint:
+        lines.append(Text(f"hint: {hint}", style="dim"))
+    return lines
+
+
 def print_plan(console: Console, plan: Plan) -> None:
     for line in render_plan(plan):
         console.print(line, markup=False)
@@ -48,7 +63,7 @@ class ConsoleReporter(Reporter):
         if self.quiet:
             return
         if pass_no > 1:
-            self.console.print(f"[dim]pass {pass_no}: the pods still differ from the specs[/]")
+            self.console.print(Text(f"pass {pass_no}: the pods still differ from the specs", style="dim"))
         print_plan(self.console, plan)
 
     def step(self, event: str, pod: str, item: Step | StepOutcome) -> None:
@@ -58,16 +73,16 @@ class ConsoleReporter(Reporter):
         if self.quiet:
             return
         s = item.step
-        mark = {"ok": "[green]ok[/]", "failed": "[red]FAILED[/]", "skipped": "[yellow]skipped[/]"}[item.status]
+        mark = {"ok": ("ok", "green"), "failed": ("FAILED", "red"), "skipped": ("skipped", "yellow")}[item.status]
         msg = f" — {item.message}" if item.message else ""
         self.console.print(
-            f"  {pod}: {s.symbol} {s.action} {s.service} … {mark} ({item.seconds:.1f}s){msg}",
+            styled(f"  {pod}: {s.symbol} {s.action} {s.service} … ", mark, f" ({item.seconds:.1f}s){msg}"),
             highlight=False,
         )
 
     def note(self, text: str) -> None:
         if not self.quiet:
-            self.console.print(f"[dim]{text}[/]")
+            self.console.print(Text(text, style="dim"))
 
 
 def render_recap(result: ApplyResult) -> list[str]:
@@ -195,10 +210,8 @@ def status_table(snap: Snapshot, *, visual: bool = False) -> list[Any]:
     rows = status_rows(snap)
     for pod in snap.pods:
         observed = snap.observed_pod(pod.name)
-        reach = "" if observed is None or observed.reachable else f"  [red]unreachable: {observed.error}[/]"
         pending = snap.plan.pod(pod.name)
-        drift = f"  [yellow]{len(pending.steps)} change(s) pending[/]" if pending and pending.steps else ""
-        table = Table(title=f"pod {pod.name} · mode {pod.mode} · {pod.host}", title_justify="left")
+        table = Table(title=Text(f"pod {pod.name} · mode {pod.mode} · {pod.host}"), title_justify="left")
         notes = any(r["message"] and r["state"] not in ("running", "sleeping") for r in rows[pod.name])
         for col in ("service", "state", "target", "GPU", "VRAM used/budget", "port", "since") + (
             ("note",) if notes else ()
@@ -207,19 +220,27 @@ def status_table(snap: Snapshot, *, visual: bool = False) -> list[Any]:
         for r in rows[pod.name]:
             state = r["state"] + (f" ({r['sleep_level']})" if r["sleep_level"] else "")
             budget = "-" if r["vram_budget_mb"] is None else f"{r['vram_budget_mb']}"
-            table.add_row(
+            cells = [
                 r["service"],
-                Text(state, style=STATE_STYLE.get(r["state"], "")),
+                state,
                 r["target"],
                 ",".join(map(str, r["gpus"])) or "-",
                 f"{r['vram_used_mb']}/{budget} MiB",
                 str(r["port"] or "-"),
                 _since(r["since"], now),
                 *((r["message"] if r["state"] not in ("running", "sleeping") else "",) if notes else ()),
-            )
+            ]
+            texts = [Text(c) for c in cells]
+            texts[1].stylize(STATE_STYLE.get(r["state"], ""))
+            table.add_row(*texts)
         out.append(table)
-        if reach or drift:
-            out.append(Text.from_markup(reach + drift))
+        parts: list[str | tuple[str, str]] = []
+        if observed is not None and not observed.reachable:
+            parts.append((f"  unreachable: {observed.error}", "red"))
+        if pending and pending.steps:
+            parts.append((f"  {len(pending.steps)} change(s) pending", "yellow"))
+        if parts:
+            out.append(styled(*parts))
         if visual and observed and observed.gpus:
             for g in observed.gpus:
                 out.append(Text(f"GPU {g.index} {g.name}  {bar(g.used_mb, g.total_mb)}"))

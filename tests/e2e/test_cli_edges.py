@@ -1,0 +1,117 @@
+"""The CLI at its edges, as a user meets them: service output that looks like markup, a service
+that never becomes healthy, logs of a stopped service, a held lock, `simulate` what-ifs.
+
+Each test writes a small spec repo of its own (one simulated pod, command-driver services that
+are plain shell lines) and runs the real `gpumod` command against it.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from testkit import free_port
+
+from e2e_helpers import Gpumod, kill_recorded, wait_for
+
+pytestmark = pytest.mark.e2e
+POD = "box"
+MARKUP_LINES = ["[x] [/path]", "INFO 05-01 [api_server.py:1024] Starting vLLM API server", "[bold]b[/bold] [/]"]
+
+
+def _repo(root: Path, services: str, members: str) -> Path:
+    specs = root / "specs"
+    specs.mkdir()
+    (specs / "pod.yaml").write_text(
+        textwrap.dedent(
+            f"""\
+            kind: Pod
+            name: {POD}
+            host: sim
+            mode: m
+            gpus:
+              - {{name: NVIDIA GeForce RTX 4090, memory_mb: 24564}}
+            ---
+            kind: Mode
+            name: m
+            services: [{members}]
+            """
+        )
+    )
+    (specs / "services.yaml").write_text(textwrap.dedent(services))
+    return specs
+
+
+def _sh_service(name: str, script: str, *, timeout_s: float = 5, extra: str = "") -> str:
+    return f"""\
+---
+kind: Service
+name: {name}
+driver: command
+vram_mb: 100
+port: {free_port()}
+command: [sh, -c, {json.dumps(script)}]
+health: {{startup_timeout_s: {timeout_s}}}
+{extra}"""
+
+
+@pytest.fixture
+def edge(tmp_path: Path):
+    made: list[Gpumod] = []
+
+    def make(services: str, members: str) -> Gpumod:
+        g = Gpumod(home=tmp_path / "home", specs=_repo(tmp_path, services, members))
+        made.append(g)
+        return g
+
+    yield make
+    for g in made:
+        g.run("down", str(g.specs), "--yes")
+        kill_recorded(g.home)
+
+
+def _printing_and_exiting() -> str:
+    echo = "; ".join(f"echo {json.dumps(line)}" for line in MARKUP_LINES)
+    return _sh_service("bad", f"{echo}; exit 3")
+
+
+def test_service_output_that_looks_like_markup_is_shown_verbatim(edge) -> None:
+    g = edge(_printing_and_exiting(), "bad")
+    res = g.run("apply", str(g.specs), "--yes")
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert "Traceback" not in res.stdout + res.stderr
+    for line in MARKUP_LINES:
+        assert line in res.stdout  # verbatim: rich read no tag out of it
+    assert "FAILED" in res.stdout and "Recap:" in res.stdout
+
+
+def test_watch_survives_a_failing_service_that_prints_markup(edge) -> None:
+    g = edge(_printing_and_exiting(), "bad")
+    proc = g.popen("watch", str(g.specs), "--interval", "2")
+    seen: list[str] = []
+    try:
+        # the first pass fails the start; later passes defer it (backoff) and keep printing
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and sum("Recap:" in ln or "problem:" in ln for ln in seen) < 2:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            seen.append(line)
+        assert proc.poll() is None, "".join(seen)  # still watching
+        text = "".join(seen)
+        assert "[x] [/path]" in text and "[api_server.py:1024]" in text, text
+        assert "Traceback" not in text
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            rest, _ = proc.communicate(timeout=30)
+        except Exception:
+            proc.kill()
+            raise
+    assert proc.returncode == 0, "".join(seen) + rest
+    assert "watch stopped" in rest
