@@ -154,9 +154,11 @@ def status_rows(snap: Snapshot) -> dict[str, list[dict[str, Any]]]:
             {s.name for s in (desired.services if desired else ())}
             | {s.name for s in (observed.services if observed else ())}
         )
+        deferred = {d.service: d for d in (pod_plan.deferred if pod_plan else ())}
         for name in names:
             want = desired.service(name) if desired else None
             got = observed.service(name) if observed else None
+            later = deferred.get(name)
             gpus = got.gpus if got and got.gpus else (pod_plan.gpus_of(name) if pod_plan else ())
             used = sum(got.measured(g) for g in gpus) if got else 0
             if want:
@@ -177,6 +179,14 @@ def status_rows(snap: Snapshot) -> dict[str, list[dict[str, Any]]]:
                     "pid": got.pid if got else None,
                     "since": got.started_at if got else None,
                     "message": got.message if got else "",
+                    # a desired service whose starts keep failing: how often, why, when again
+                    "degraded": bool(want and got and got.failures >= 1 and not got.alive),
+                    "failures": got.failures if got else 0,
+                    "last_failure_at": got.last_failure_at if got else None,
+                    "last_error": got.last_error if got else "",
+                    "last_log_line": got.last_log_line if got else "",
+                    "retry_at": later.retry_at if later else None,
+                    "deferred": later.reason if later else "",
                 }
             )
         pods[pod.name] = rows
@@ -212,13 +222,13 @@ def status_table(snap: Snapshot, *, visual: bool = False) -> list[Any]:
         observed = snap.observed_pod(pod.name)
         pending = snap.plan.pod(pod.name)
         table = Table(title=Text(f"pod {pod.name} · mode {pod.mode} · {pod.host}"), title_justify="left")
-        notes = any(r["message"] and r["state"] not in ("running", "sleeping") for r in rows[pod.name])
+        notes = {r["service"]: _note(r, now) for r in rows[pod.name]}
         for col in ("service", "state", "target", "GPU", "VRAM used/budget", "port", "since") + (
-            ("note",) if notes else ()
+            ("note",) if any(notes.values()) else ()
         ):
             table.add_column(col)
         for r in rows[pod.name]:
-            state = r["state"] + (f" ({r['sleep_level']})" if r["sleep_level"] else "")
+            state = "degraded" if r["degraded"] else r["state"] + (f" ({r['sleep_level']})" if r["sleep_level"] else "")
             budget = "-" if r["vram_budget_mb"] is None else f"{r['vram_budget_mb']}"
             cells = [
                 r["service"],
@@ -228,12 +238,17 @@ def status_table(snap: Snapshot, *, visual: bool = False) -> list[Any]:
                 f"{r['vram_used_mb']}/{budget} MiB",
                 str(r["port"] or "-"),
                 _since(r["since"], now),
-                *((r["message"] if r["state"] not in ("running", "sleeping") else "",) if notes else ()),
+                *((notes[r["service"]],) if any(notes.values()) else ()),
             ]
             texts = [Text(c) for c in cells]
-            texts[1].stylize(STATE_STYLE.get(r["state"], ""))
+            texts[1].stylize("red" if r["degraded"] else STATE_STYLE.get(r["state"], ""))
             table.add_row(*texts)
         out.append(table)
+        for r in rows[pod.name]:
+            if r["degraded"] and (r["last_error"] or r["last_log_line"]):
+                out.append(Text(f"  {r['service']}: last failed start: {r['last_error'] or '?'}", style="red"))
+                if r["last_log_line"]:
+                    out.append(Text(f"    its last log line: {r['last_log_line']}"))
         parts: list[str | tuple[str, str]] = []
         if observed is not None and not observed.reachable:
             parts.append((f"  unreachable: {observed.error}", "red"))
@@ -245,6 +260,20 @@ def status_table(snap: Snapshot, *, visual: bool = False) -> list[Any]:
             for g in observed.gpus:
                 out.append(Text(f"GPU {g.index} {g.name}  {bar(g.used_mb, g.total_mb)}"))
     return out
+
+
+def _note(row: dict[str, Any], now: float) -> str:
+    """The note column: why a service is not as wanted (degraded, deferred, or what the pod said)."""
+    if row["degraded"]:
+        n = row["failures"]
+        retry = row["retry_at"]
+        when = f"retry in {max(1, int(retry - now + 0.999))}s" if retry and retry > now else "retry at the next apply"
+        return f"{n} failed start{'s' if n != 1 else ''}; {when}"
+    if row["deferred"]:
+        return row["deferred"]
+    if row["message"] and row["state"] not in ("running", "sleeping"):
+        return str(row["message"])
+    return ""
 
 
 # -- simulate --------------------------------------------------------------------------------

@@ -115,3 +115,42 @@ def test_watch_survives_a_failing_service_that_prints_markup(edge) -> None:
             raise
     assert proc.returncode == 0, "".join(seen) + rest
     assert "watch stopped" in rest
+
+
+def test_status_says_why_a_service_is_degraded(edge) -> None:
+    g = edge(_sh_service("slow", "echo '[x] loading forever'; sleep 300", timeout_s=2), "slow")
+    res = g.run("apply", str(g.specs), "--yes")
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert "not healthy after 2 s" in res.stdout
+    row = g.services(POD)["slow"]
+    assert row["degraded"] is True and row["failures"] == 1
+    assert row["last_error"].startswith("not healthy after 2 s"), row
+    assert row["last_log_line"] == "[x] loading forever"
+    assert "retry_at" in row and row["last_failure_at"]
+    table = g.run("status", str(g.specs))
+    assert table.returncode == 0, table.stderr
+    assert "degraded" in table.stdout and "1 failed start" in table.stdout
+    assert "not healthy after 2 s" in table.stdout and "[x] loading forever" in table.stdout
+    plan = g.run("plan", str(g.specs))  # deferred (backoff) or retried: never called a crash loop
+    assert "crash" not in (res.stdout + table.stdout + plan.stdout).lower()
+
+
+def _sim_server(name: str, port: int, env: str = "") -> str:
+    return f"""\
+---
+kind: Service
+name: {name}
+driver: command
+vram_mb: 100
+port: {port}
+command: ["{{python}}", -m, gpumod.sim.server, --flavour, plain, --, --port, "{{port}}"]
+{env}"""
+
+
+def test_a_spec_change_names_the_fields_that_changed(edge) -> None:
+    g = edge(_sim_server("web", free_port()), "web")
+    assert g.run("apply", str(g.specs), "--yes").returncode == 0
+    (g.specs / "services.yaml").write_text(_sim_server("web", free_port(), "env: {MODE: fast}\n"))
+    plan = g.run("plan", str(g.specs))
+    assert plan.returncode == 1, plan.stdout + plan.stderr
+    assert "~ restart web: spec changed: env, port" in plan.stdout, plan.stdout
