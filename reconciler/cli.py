@@ -28,6 +28,7 @@ from gpumod.views import (
     print_plan,
     render_recap,
     render_simulation,
+    simulation_json,
     status_json,
     status_table,
 )
@@ -206,19 +207,22 @@ def simulate(
     pod: str = typer.Option(..., "--pod", "-p", help="the pod to simulate"),
     mode: Optional[str] = typer.Option(None, "--mode", "-m", help="a mode other than the pod's"),
     add: Optional[List[str]] = typer.Option(None, "--add", "-a", help="also run this service (repeatable)"),
+    services: Optional[List[str]] = typer.Option(
+        None, "--services", "-s", help="exactly these services instead of a mode (a,b,c; repeatable)"
+    ),
+    output: Output = OutOpt,
 ) -> None:
-    """Would this mode (plus these services) fit? Exit 0 fits, 1 does not fit, 2 error. Touches nothing."""
+    """Would this mode (or these services, plus these) fit? Exit 0 fits, 1 does not fit, 2 error. Touches nothing."""
 
     def body() -> int:
-        snap = asyncio.run(
-            controller.snapshot(
-                directory, [pod], mode_override={pod: mode} if mode else None, add={pod: add} if add else None
-            )
-        )
-        lines, fits = render_simulation(snap, pod, mode, add or [])
-        for line in lines:
-            out.print(line, markup=False)
-        return 0 if fits else 1
+        only = [n.strip() for item in services for n in item.split(",") if n.strip()] if services else None
+        sim = asyncio.run(controller.simulate(directory, pod, mode=mode, add=add or (), services=only))
+        if output is Output.json:
+            out.print_json(json.dumps(simulation_json(sim)))
+        else:
+            for line in render_simulation(sim):
+                out.print(line)
+        return 0 if sim.fits else 1
 
     _run(body)
 

@@ -149,13 +149,14 @@ def desired_for(
     *,
     mode_override: dict[str, str] | None = None,
     add: dict[str, Sequence[str]] | None = None,
+    services: dict[str, Sequence[str]] | None = None,
     empty: bool = False,
 ) -> tuple[DesiredPod, ...]:
     by_name = {o.name: o for o in observed}
     names = [p.name for p in pods if by_name.get(p.name) is None or by_name[p.name].reachable or p.gpus]
     gpus = {n: by_name[n].gpus for n in names if n in by_name and by_name[n].gpus}
     desired = build_desired(
-        specs, catalog, gpus, pods=names, mode_override=mode_override or {}, add=add or {}
+        specs, catalog, gpus, pods=names, mode_override=mode_override or {}, add=add or {}, services=services or {}
     )
     if empty:
         desired = tuple(
@@ -164,34 +165,95 @@ def desired_for(
     return desired
 
 
-async def observe_and_plan(
-    fleet: Fleet,
+def plan_observed(
     specs: SpecSet,
+    catalog: PresetCatalog,
     pods: list[PodSpec],
+    observed: tuple[ObservedPod, ...],
     *,
     empty: bool = False,
     mode_override: dict[str, str] | None = None,
     add: dict[str, Sequence[str]] | None = None,
+    services: dict[str, Sequence[str]] | None = None,
 ) -> Snapshot:
-    """Observe the fleet's pods and plan them against the specs: one pass, nothing touched."""
-    catalog = PresetCatalog.load()
-    observed = await observe_fleet(fleet)
-    desired = desired_for(specs, catalog, pods, observed, mode_override=mode_override, add=add, empty=empty)
+    """Plan what was observed against the specs (or a what-if of them): pure, nothing touched."""
+    desired = desired_for(
+        specs, catalog, pods, observed, mode_override=mode_override, add=add, services=services, empty=empty
+    )
     return Snapshot(specs, pods, desired, observed, plan_with_alternatives(desired, observed, catalog))
 
 
-async def snapshot(
-    spec_dir: str | Path,
-    pod_names: Sequence[str] | None,
-    *,
-    mode_override: dict[str, str] | None = None,
-    add: dict[str, Sequence[str]] | None = None,
-) -> Snapshot:
-    """What `plan`, `status` and `simulate` show (no lock: they change nothing)."""
+async def observe_and_plan(fleet: Fleet, specs: SpecSet, pods: list[PodSpec], *, empty: bool = False) -> Snapshot:
+    """Observe the fleet's pods and plan them against the specs: one pass, nothing touched."""
+    observed = await observe_fleet(fleet)
+    return plan_observed(specs, PresetCatalog.load(), pods, observed, empty=empty)
+
+
+async def snapshot(spec_dir: str | Path, pod_names: Sequence[str] | None) -> Snapshot:
+    """What `plan` and `status` show (no lock: they change nothing)."""
     specs = load_specs(spec_dir)
     pods = select_pods(specs, pod_names)
     async with Fleet(pods) as fleet:
-        return await observe_and_plan(fleet, specs, pods, mode_override=mode_override, add=add)
+        return await observe_and_plan(fleet, specs, pods)
+
+
+@dataclass
+class Simulation:
+    """`gpumod simulate`: one observation of a pod, planned for its own mode (current) and for
+    the asked-for what-if (proposed)."""
+
+    pod: str
+    current: Snapshot
+    proposed: Snapshot
+    mode: str | None = None  # --mode
+    add: tuple[str, ...] = ()  # --add
+    services: tuple[str, ...] | None = None  # --services (instead of a mode)
+    dependencies: tuple[str, ...] = ()  # services the proposed set needs that were not asked for
+    unobserved: str = ""  # why the pod was priced as if nothing ran on it
+
+    @property
+    def fits(self) -> bool:
+        found = self.proposed.plan.pod(self.pod)
+        return found is not None and found.fits
+
+
+async def simulate(
+    spec_dir: str | Path,
+    pod_name: str,
+    *,
+    mode: str | None = None,
+    add: Sequence[str] = (),
+    services: Sequence[str] | None = None,
+) -> Simulation:
+    """Would this mode, these services, plus these additions fit the pod? Touches nothing."""
+    if mode is not None and services is not None:
+        raise GpumodError("--mode and --services are two ways to say what to run; pass one of them")
+    specs = load_specs(spec_dir)
+    pods = select_pods(specs, [pod_name])
+    async with Fleet(pods) as fleet:
+        observed = await observe_fleet(fleet)
+    unobserved = ""
+    if not all(o.reachable for o in observed):  # price the what-if on the declared GPUs, from cold
+        unobserved = "; ".join(o.error for o in observed if not o.reachable)
+        observed = tuple(o if o.reachable else ObservedPod(o.name) for o in observed)
+    catalog = PresetCatalog.load()
+    current = plan_observed(specs, catalog, pods, observed)
+    proposed = plan_observed(
+        specs, catalog, pods, observed,
+        mode_override={pod_name: mode} if mode else None,
+        add={pod_name: list(add)} if add else None,
+        services={pod_name: list(services)} if services is not None else None,
+    )
+    asked = set(add) | set(services or ())
+    if services is None:
+        found = specs.mode(mode or pods[0].mode)
+        asked |= {m.name for m in found.members()} if found else set()
+    wanted = proposed.desired_pod(pod_name)
+    extra = tuple(s.name for s in wanted.services if s.name not in asked) if wanted else ()
+    return Simulation(
+        pod_name, current, proposed, mode, tuple(add), tuple(services) if services is not None else None,
+        extra, unobserved,
+    )
 
 
 async def apply(
@@ -305,6 +367,7 @@ def _secrets_for(plan: Plan, desired: Sequence[DesiredPod]) -> dict[str, dict[st
     by_pod = {d.name: d for d in desired}
     found: dict[str, dict[str, dict[str, str]]] = {}
     problems: list[Problem] = []
+    hint = ""
     for pod_plan in plan.pods:
         for step in pod_plan.steps:
             svc = by_pod[pod_plan.pod].service(step.service) if pod_plan.pod in by_pod else None
@@ -314,10 +377,11 @@ def _secrets_for(plan: Plan, desired: Sequence[DesiredPod]) -> dict[str, dict[st
                 values = load_secret_values(svc.spec)
             except SpecError as err:
                 problems.extend(err.problems)
+                hint = err.hint
                 continue
             found.setdefault(pod_plan.pod, {})[svc.name] = values
     if problems:
-        raise SpecError(problems)
+        raise SpecError(problems, hint=hint)
     return found
 
 
@@ -385,7 +449,7 @@ def validate(spec_dir: str | Path) -> SpecSet:
     try:
         build_desired(specs, catalog, {}, pods=[p.name for p in pods])
     except SpecError as err:
-        raise SpecError(list(err.problems)) from None
+        raise SpecError(list(err.problems), hint=err.hint) from None
     return specs
 
 
@@ -397,6 +461,8 @@ __all__ = [
     "apply",
     "observe_fleet",
     "select_pods",
+    "Simulation",
+    "simulate",
     "snapshot",
     "validate",
 ]

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from gpumod.controller import ApplyResult, Reporter, Snapshot
+from gpumod.controller import ApplyResult, Reporter, Simulation, Snapshot
 from gpumod.core.model import GpuBudget, Plan, Step
 from gpumod.core.render import render_plan
 from gpumod.execute import StepOutcome
@@ -286,29 +286,87 @@ def bar(used: int, total: int, width: int = BAR_WIDTH) -> str:
     return f"[{'█' * filled}{'░' * (width - filled)}]{over} {used / 1024:.1f}/{total / 1024:.1f} GiB ({frac:.0%})"
 
 
-def _budget_lines(g: GpuBudget) -> list[str]:
-    lines = [f"GPU {g.index} {g.name} ({g.capacity_mb} MiB)", f"  {bar(g.need_mb, g.capacity_mb)}"]
-    for who, mb in g.users:
-        lines.append(f"    {who:<28} {mb:>7} MiB")
+def _what(mode: str | None, services: tuple[str, ...] | None, add: tuple[str, ...], deps: tuple[str, ...]) -> str:
+    what = f"services {', '.join(services)}" if services is not None else f"mode {mode}"
+    if add:
+        what += f" + {', '.join(add)}"
+    if deps:
+        what += f" (+ {', '.join(deps)}, needed by {'them' if len(deps) > 1 else 'it'})"
+    return what
+
+
+def _budgets(snap: Snapshot, pod: str) -> dict[int, GpuBudget]:
+    found = snap.plan.pod(pod)
+    return {g.index: g for g in found.gpus} if found else {}
+
+
+def render_simulation(sim: Simulation) -> list[str]:
+    """Current (the pod's mode, as planned now) and proposed (the what-if) side by side, per GPU:
+    who uses what, both bars, fits or by how much not; then the alternatives."""
+    spec = next(p for p in sim.current.pods if p.name == sim.pod)
+    proposed_plan = sim.proposed.plan.pod(sim.pod)
+    lines = [f"pod {sim.pod}", f"  current:  mode {spec.mode}", f"  proposed: {_what(sim.mode or spec.mode, sim.services, sim.add, sim.dependencies)}"]
+    if sim.unobserved:
+        lines.append(f"  (not observed: {sim.unobserved}; priced on the declared GPUs with nothing running)")
+    now, then = _budgets(sim.current, sim.pod), _budgets(sim.proposed, sim.pod)
+    if proposed_plan is None or not then:
+        return lines + ["not planned: the pod's GPUs are not known"]
+    for index in sorted(set(now) | set(then)):
+        cur, new = now.get(index), then.get(index)
+        gpu = new or cur
+        assert gpu is not None
+        used_now, used_then = dict(cur.users) if cur else {}, dict(new.users) if new else {}
+        names = list(dict.fromkeys([*used_now, *used_then]))
+        width = max([24, *(len(n) for n in names)])
+        lines.append(f"GPU {gpu.index} {gpu.name} ({gpu.capacity_mb} MiB)")
+        lines.append(f"  {'':<{width}} {'current':>12} {'proposed':>12}")
+        for name in names:
+            lines.append(f"  {name:<{width}} {_mib(used_now.get(name)):>12} {_mib(used_then.get(name)):>12}")
+        lines.append(f"  {'total':<{width}} {_mib(cur.need_mb if cur else None):>12} {_mib(new.need_mb if new else None):>12}")
+        for label, b in (("current ", cur), ("proposed", new)):
+            if b is not None:
+                lines.append(f"  {label} {bar(b.need_mb, b.capacity_mb)}  {_verdict(b)}")
+    inf = proposed_plan.infeasible
+    if inf is not None and inf.alternatives:
+        lines.append("Alternatives:")
+        lines += [f"  - {a.text}" for a in inf.alternatives]
+    if proposed_plan.fits:
+        lines.append(f"✓ fits ({len(proposed_plan.steps)} step(s) to get there from what runs now)")
+    else:
+        lines.append("✗ does not fit")
     return lines
 
 
-def render_simulation(snap: Snapshot, pod: str, mode: str | None, add: list[str]) -> tuple[list[str], bool]:
-    spec = next(p for p in snap.pods if p.name == pod)
-    title = f"pod {pod} · mode {mode or spec.mode}" + (f" + {', '.join(add)}" if add else "")
-    lines = [title]
-    pod_plan = snap.plan.pod(pod)
-    if pod_plan is None:
-        return lines + ["pod not planned"], False
-    if pod_plan.infeasible is not None:
-        for s in pod_plan.infeasible.shortfalls:
-            lines += _budget_lines(GpuBudget(s.gpu, s.gpu_name, s.capacity_mb, s.need_mb, s.users))
-            lines.append(f"  ✗ exceeds by {s.over_mb} MiB ({s.over_mb / 1024:.1f} GiB)")
-        if pod_plan.infeasible.alternatives:
-            lines.append("Alternatives:")
-            lines += [f"  - {a.text}" for a in pod_plan.infeasible.alternatives]
-        return lines, False
-    for g in pod_plan.gpus:
-        lines += _budget_lines(g)
-    lines.append(f"✓ fits ({len(pod_plan.steps)} step(s) to get there from what runs now)")
-    return lines, True
+def _mib(mb: int | None) -> str:
+    return "-" if mb is None else f"{mb} MiB"
+
+
+def _verdict(b: GpuBudget) -> str:
+    over = b.need_mb - b.capacity_mb
+    return "fits" if over <= 0 else f"✗ exceeds by {over} MiB ({over / 1024:.1f} GiB)"
+
+
+def simulation_json(sim: Simulation) -> dict[str, Any]:
+    def side(snap: Snapshot, mode: str | None) -> dict[str, Any]:
+        found = snap.plan.pod(sim.pod)
+        desired = snap.desired_pod(sim.pod)
+        planned = snap.plan.to_json()["pods"].get(sim.pod)
+        return {
+            "mode": mode,
+            "services": [s.name for s in desired.services] if desired else [],
+            "fits": bool(found and found.fits),
+            "gpus": planned["gpus"] if planned else [],
+            "infeasible": planned["infeasible"] if planned else None,
+            "steps": len(found.steps) if found else 0,
+        }
+
+    spec = next(p for p in sim.current.pods if p.name == sim.pod)
+    proposed = side(sim.proposed, None if sim.services is not None else (sim.mode or spec.mode))
+    proposed.update(add=list(sim.add), dependencies=list(sim.dependencies))
+    return {
+        "pod": sim.pod,
+        "fits": sim.fits,
+        "unobserved": sim.unobserved,
+        "current": side(sim.current, spec.mode),
+        "proposed": proposed,
+    }

@@ -154,3 +154,36 @@ def test_a_spec_change_names_the_fields_that_changed(edge) -> None:
     plan = g.run("plan", str(g.specs))
     assert plan.returncode == 1, plan.stdout + plan.stderr
     assert "~ restart web: spec changed: env, port" in plan.stdout, plan.stdout
+
+
+def test_simulate_adds_dependencies_and_shows_current_next_to_proposed(gpumod: Gpumod) -> None:
+    pod = "sim-box"
+    res = gpumod.run("simulate", str(gpumod.specs), "--pod", pod, "--add", "chat", "-o", "json")
+    assert res.returncode == 1, res.stdout + res.stderr  # chat needs embedding: together they do not fit
+    sim = json.loads(res.stdout)
+    assert sim["fits"] is False and sim["current"]["fits"] is True
+    assert sim["current"]["services"] == ["embedding-code", "glm-code"]
+    assert set(sim["proposed"]["services"]) == {"embedding-code", "glm-code", "chat", "embedding"}
+    assert sim["proposed"]["dependencies"] == ["embedding"] and sim["proposed"]["add"] == ["chat"]
+    users = {u["name"] for u in sim["proposed"]["gpus"][0]["users"]}
+    assert {"chat", "embedding"} <= users
+    assert sim["proposed"]["infeasible"]["alternatives"]
+
+    text = gpumod.run("simulate", str(gpumod.specs), "--pod", pod, "--add", "chat")
+    assert text.returncode == 1
+    assert "current:  mode code" in text.stdout and "proposed: mode code + chat (+ embedding" in text.stdout
+    lines = text.stdout.splitlines()
+    header = next(ln for ln in lines if "current" in ln and "proposed" in ln)
+    assert header.split() == ["current", "proposed"]
+    assert any(ln.split()[:2] == ["embedding", "-"] for ln in lines)  # not in the current mode
+    assert any(ln.strip().startswith("current") and "fits" in ln for ln in lines)
+    assert any(ln.strip().startswith("proposed") and "exceeds by" in ln for ln in lines)
+    assert "✗ does not fit" in text.stdout
+
+    only = gpumod.run("simulate", str(gpumod.specs), "--pod", pod, "--services", "chat,asr", "-o", "json")
+    assert only.returncode == 0, only.stdout + only.stderr
+    sim = json.loads(only.stdout)
+    assert sim["fits"] is True and set(sim["proposed"]["services"]) == {"chat", "asr", "embedding"}
+    both = gpumod.run("simulate", str(gpumod.specs), "--pod", pod, "--services", "chat", "--mode", "code")
+    assert both.returncode == 2 and "Traceback" not in both.stderr
+    assert gpumod.records() == []  # simulate touches nothing
