@@ -8,6 +8,7 @@ are plain shell lines) and runs the real `gpumod` command against it.
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import sys
 import textwrap
@@ -187,3 +188,22 @@ def test_simulate_adds_dependencies_and_shows_current_next_to_proposed(gpumod: G
     both = gpumod.run("simulate", str(gpumod.specs), "--pod", pod, "--services", "chat", "--mode", "code")
     assert both.returncode == 2 and "Traceback" not in both.stderr
     assert gpumod.records() == []  # simulate touches nothing
+
+
+def test_problems_that_are_not_in_the_files_do_not_send_the_user_to_validate(edge, tmp_path: Path) -> None:
+    secret = _sh_service("s", "sleep 300", extra="env: {API_TOKEN: {from_env: GPUMOD_TEST_NEVER_SET}}\n")
+    g = edge(secret, "s")
+    res = g.run("apply", str(g.specs), "--yes")
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert "GPUMOD_TEST_NEVER_SET" in res.stderr and "provide the secrets" in res.stderr
+    assert "gpumod validate" not in res.stderr and g.records() == []
+
+    if shutil.which("nvidia-smi"):
+        return  # a machine with GPUs: the local pod has some
+    local = tmp_path / "local"
+    local.mkdir()
+    (local / "pod.yaml").write_text("kind: Pod\nname: here\nhost: local\nmode: m\n---\nkind: Mode\nname: m\n")
+    res = g.run("plan", str(local))
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert "has no GPUs known" in res.stderr and "nvidia-smi" in res.stderr
+    assert "gpumod validate" not in res.stderr
