@@ -118,7 +118,8 @@ def plan(directory: Path = DirArg, pod: Optional[List[str]] = PodOpt, output: Ou
             return 2
         unreachable = [o for o in snap.observed if not o.reachable]
         for o in unreachable:
-            err.print(error_lines(f"pod {o.name} cannot be planned: {o.error}")[0])
+            why = o.error.removeprefix(f"pod {o.name}: ")
+            err.print(error_lines(f"pod {o.name} cannot be planned: {why}")[0])
         if unreachable:
             return 2
         return 1 if p.changes else 0

@@ -207,3 +207,17 @@ def test_problems_that_are_not_in_the_files_do_not_send_the_user_to_validate(edg
     assert res.returncode == 2, res.stdout + res.stderr
     assert "has no GPUs known" in res.stderr and "nvidia-smi" in res.stderr
     assert "gpumod validate" not in res.stderr
+
+
+def test_plan_on_an_unreachable_pod_does_not_say_no_changes(tmp_path: Path) -> None:
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    (specs / "pod.yaml").write_text(
+        f"kind: Pod\nname: far\nhost: ssh://nobody@127.0.0.1:{free_port()}\nmode: m\n"
+        "gpus: [{name: NVIDIA GeForce RTX 4090, memory_mb: 24564}]\n---\nkind: Mode\nname: m\n"
+    )
+    res = Gpumod(home=tmp_path / "home", specs=specs).run("plan", str(specs))
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert "No changes" not in res.stdout, res.stdout
+    assert "Not planned: pod far could not be observed." in res.stdout
+    assert "error: pod far cannot be planned: cannot reach" in res.stderr, res.stderr
