@@ -250,15 +250,25 @@ def logs(
     service: str = typer.Argument(..., help="the service"),
     pod: Optional[List[str]] = PodOpt,
     lines: int = typer.Option(50, "--lines", "-n", help="how many lines"),
+    follow: bool = typer.Option(False, "--follow", "-f", help="then print new lines as they come, until Ctrl+C"),
 ) -> None:
-    """The last lines of a service's log (its stdout and stderr on the pod)."""
+    """The last lines of a service's log (its stdout and stderr on the pod), also once it stopped."""
 
     def body() -> int:
+        if follow:
+            def emit(name: str, line: str) -> None:
+                out.print(f"{name}: {line}" if name else line, highlight=False)
+
+            try:
+                asyncio.run(controller.logs(directory, service, pod, lines, follow=emit))
+            except KeyboardInterrupt:
+                return 0
+            return 0
         found = asyncio.run(controller.logs(directory, service, pod, lines))
         for name, text in sorted(found.items()):
             if len(found) > 1:
                 out.print(f"==> pod {name}, service {service} <==", style="bold")
-            out.print(text.rstrip("\n"), markup=False, highlight=False)
+            out.print(text.rstrip("\n"), highlight=False)
         return 0
 
     _run(body)

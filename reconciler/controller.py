@@ -20,6 +20,8 @@ from gpumod.core.footprint import footprint
 from gpumod.core.model import DesiredPod, ObservedPod, Plan, PodPlan, Step
 from gpumod.core.plan import plan as make_plan
 from gpumod.errors import GpumodError, InfeasibleError, Problem, SpecError
+from gpumod.drivers.agent import PodAgent
+from gpumod.drivers.agent.follow import follow_log
 from gpumod.execute import PodExecutor, PodRun, StepOutcome
 from gpumod.observe import observe_pod
 from gpumod.ports import Clock, SystemClock
@@ -416,23 +418,54 @@ async def _execute_pod(
     return await executor.run(pod_plan)
 
 
-async def logs(spec_dir: str | Path, service: str, pod_names: Sequence[str] | None, lines: int) -> dict[str, str]:
-    """The last lines of a service's log on each selected pod that has it (pod -> text)."""
+async def logs(
+    spec_dir: str | Path,
+    service: str,
+    pod_names: Sequence[str] | None,
+    lines: int,
+    *,
+    follow: Callable[[str, str], None] | None = None,
+) -> dict[str, str]:
+    """The last lines of a service's log on each selected pod that has it (pod -> text): a
+    service that runs there, or whose log is still there after it stopped.
+
+    With ``follow``, the last lines and then every new line of each of those logs go to it until
+    the caller is cancelled (Ctrl+C); it gets the pod's name ("" when only one pod has the log)
+    and the line."""
     specs = load_specs(spec_dir)
     pods = select_pods(specs, pod_names)
     found: dict[str, str] = {}
     async with Fleet(pods) as fleet:
         observed = await observe_fleet(fleet)
+        known = specs.service(service) is not None or any(o.service(service) for o in observed)
+        if not known:
+            raise GpumodError(
+                f"no service named {service} in the specs or on the pods",
+                hint=f"services: {', '.join(sorted(s.name for s in specs.services)) or 'none'}",
+            )
         for obs in observed:
-            if obs.service(service) is not None:
-                found[obs.name] = await fleet.handles[obs.name].agent.logs(service, lines)
+            if not obs.reachable:
+                continue
+            text = await fleet.handles[obs.name].agent.logs(service, lines)
+            if obs.service(service) is not None or text.strip():
+                found[obs.name] = text
         if not found:
             unreachable = [f"{o.name} ({o.error})" for o in observed if not o.reachable]
             raise GpumodError(
-                f"no pod runs a service named {service}",
+                f"no pod has a log of service {service} (it has not run on the selected pods)",
                 hint="unreachable: " + ", ".join(unreachable) if unreachable else "see `gpumod status`",
             )
+        if follow is not None:
+            many = len(found) > 1
+            await asyncio.gather(
+                *(_follow(fleet.handles[name].agent, service, lines, follow, many) for name in found)
+            )
     return found
+
+
+async def _follow(agent: PodAgent, service: str, lines: int, emit: Callable[[str, str], None], named: bool) -> None:
+    async for line in follow_log(agent, service, lines):
+        emit(agent.pod if named else "", line)
 
 
 async def unlock(spec_dir: str | Path, pod_name: str) -> dict:

@@ -12,6 +12,7 @@ import shutil
 import signal
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -221,3 +222,51 @@ def test_plan_on_an_unreachable_pod_does_not_say_no_changes(tmp_path: Path) -> N
     assert "No changes" not in res.stdout, res.stdout
     assert "Not planned: pod far could not be observed." in res.stdout
     assert "error: pod far cannot be planned: cannot reach" in res.stderr, res.stderr
+
+
+def _followers(log: Path) -> list[int]:
+    """PIDs of processes following ``log`` (the follow script's argv names it)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if str(log).encode() in argv and any(b"threading" in a for a in argv):
+            found.append(int(proc.name))
+    return found
+
+
+def test_logs_follow_until_ctrl_c_and_logs_of_a_stopped_service(edge) -> None:
+    g = edge(_sim_server("web", free_port()), "web")
+    assert g.run("apply", str(g.specs), "--yes").returncode == 0
+    log = g.home / "pods" / POD / "logs" / "web.log"
+    proc = g.popen("logs", str(g.specs), "web", "-n", "1", "-f")
+    watchdog = threading.Timer(60, proc.kill)  # a follow that never shows the line must not hang the test
+    watchdog.start()
+    try:
+        first = proc.stdout.readline()
+        assert first.strip(), first
+        with log.open("a") as f:
+            f.write("appended later [x] [/path]\n")
+        line = first
+        while line and "appended later" not in line:
+            line = proc.stdout.readline()
+        assert line.rstrip("\n") == "appended later [x] [/path]", line
+    except BaseException:
+        proc.kill()
+        raise
+    finally:
+        watchdog.cancel()
+    assert _followers(log), "the follower runs on the pod while gpumod follows"
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, out
+    assert "Traceback" not in out
+    wait_for(lambda: not _followers(log), timeout=10)  # nothing left behind on the pod
+
+    assert g.run("down", str(g.specs), "--yes").returncode == 0
+    assert g.records() == []
+    stopped = g.run("logs", str(g.specs), "web", "-n", "5")
+    assert stopped.returncode == 0, stopped.stderr
+    assert "appended later [x] [/path]" in stopped.stdout
