@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shlex
 import sys
 from enum import Enum
 from pathlib import Path
@@ -278,17 +279,39 @@ def logs(
 def unlock(
     pod: str = typer.Argument(..., help="the pod whose lock to break"),
     specs: Path = typer.Option(Path("specs"), "--specs", "-d", help="spec directory that defines the pod"),
+    yes: bool = typer.Option(False, "--yes", "-y", help="break a lock held right now without asking"),
 ) -> None:
-    """Break a pod's stale lock (left by a gpumod run that is gone). Exit 0 unlocked, 2 error."""
+    """Break a pod's lock left by a gpumod run that is gone. Exit 0 unlocked, 1 not broken, 2 error."""
+
+    def who(owner: dict) -> str:
+        return f"{owner.get('user', '?')}@{owner.get('host', '?')} pid {owner.get('pid', '?')}" if owner else "nobody"
+
+    def ask(owner: dict) -> bool:
+        if yes:
+            return True
+        if not sys.stdin.isatty():
+            return False
+        command = f" (`{owner['command']}`)" if owner.get("command") else ""
+        return typer.confirm(
+            f"pod {pod} is locked right now by {who(owner)}{command}; break the lock (kills its holder)?",
+            default=False,
+        )
 
     def body() -> int:
-        found = asyncio.run(controller.unlock(specs, pod))
+        found = asyncio.run(controller.unlock(specs, pod, confirm=ask))
         owner = found.get("owner") or {}
-        who = f"{owner.get('user', '?')}@{owner.get('host', '?')} pid {owner.get('pid', '?')}" if owner else "nobody"
+        if found.get("refused"):
+            for line in error_lines(
+                f"pod {pod} is locked right now by {who(owner)}; the lock was not broken",
+                hint="if that run is gone, break it anyway: "
+                + shlex.join(["gpumod", "unlock", pod, "--specs", str(specs), "--yes"]),
+            ):
+                err.print(line)
+            return 1
         if found.get("was_locked"):
-            out.print(f"pod {pod}: broke the lock held by {who}" + (" (holder killed)" if found.get("killed") else ""))
+            out.print(f"pod {pod}: broke the lock held by {who(owner)}" + (" (holder killed)" if found.get("killed") else ""))
         else:
-            out.print(f"pod {pod}: was not locked" + (f" (stale owner record of {who} removed)" if owner else ""))
+            out.print(f"pod {pod}: was not locked" + (f" (stale owner record of {who(owner)} removed)" if owner else ""))
         return 0
 
     _run(body)

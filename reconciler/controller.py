@@ -281,7 +281,7 @@ async def apply(
     failed_once: set[tuple[str, str]] = set()
     specs = load_specs(spec_dir)
     pods = select_pods(specs, pod_names)
-    async with Fleet(pods, lock=True) as fleet:  # one connection and one lock per pod for the run
+    async with Fleet(pods, lock=True, specs=str(spec_dir)) as fleet:  # one connection and one lock per pod for the run
         for pass_no in range(1, max_passes + 1):
             result.passes = pass_no
             if pass_no > 1:
@@ -468,10 +468,14 @@ async def _follow(agent: PodAgent, service: str, lines: int, emit: Callable[[str
         emit(agent.pod if named else "", line)
 
 
-async def unlock(spec_dir: str | Path, pod_name: str) -> dict:
+async def unlock(
+    spec_dir: str | Path, pod_name: str, *, confirm: Callable[[dict], bool] = lambda owner: True
+) -> dict:
+    """Break a pod's lock; one held right now is broken only if ``confirm(owner)`` agrees (else
+    the answer has ``refused``). See ``gpumod.wiring.unlock_pod``."""
     specs = load_specs(spec_dir)
     (pod,) = select_pods(specs, [pod_name])
-    return await unlock_pod(pod)
+    return await unlock_pod(pod, confirm=confirm)
 
 
 def validate(spec_dir: str | Path) -> SpecSet:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 import signal
+import subprocess
 import sys
 import textwrap
 import threading
@@ -270,3 +271,50 @@ def test_logs_follow_until_ctrl_c_and_logs_of_a_stopped_service(edge) -> None:
     stopped = g.run("logs", str(g.specs), "web", "-n", "5")
     assert stopped.returncode == 0, stopped.stderr
     assert "appended later [x] [/path]" in stopped.stdout
+
+
+HOLD = """
+import asyncio, sys
+from gpumod.drivers.agent.lock import acquire_pod_lock, owner_info
+from gpumod.drivers.transports.local import LocalTransport
+
+async def main():
+    lock = await acquire_pod_lock(LocalTransport(), pod=sys.argv[2], state_dir=sys.argv[1], python=sys.executable,
+                                  owner=owner_info("gpumod apply elsewhere/"))
+    print("held", flush=True)
+    while lock.held:
+        await asyncio.sleep(0.1)
+    print("lost", flush=True)
+    await asyncio.sleep(3600)
+
+asyncio.run(main())
+"""
+
+
+def test_a_locked_pod_names_the_real_unlock_line_and_unlock_asks_before_breaking_a_live_holder(edge) -> None:
+    g = edge(_sh_service("s", "sleep 300"), "s")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(g.home), POD], stdout=subprocess.PIPE, text=True, env=g.env,
+        stdin=subprocess.PIPE,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        res = g.run("apply", str(g.specs), "--yes")
+        assert res.returncode == 1, res.stdout + res.stderr
+        assert f"gpumod unlock {POD} --specs {g.specs}" in res.stdout + res.stderr
+        assert g.records() == []
+
+        refused = g.run("unlock", POD, "--specs", str(g.specs))  # no terminal, no --yes
+        assert refused.returncode == 1, refused.stdout + refused.stderr
+        assert "locked right now" in refused.stderr and "--yes" in refused.stderr
+        assert holder.poll() is None
+
+        broken = g.run("unlock", POD, "--specs", str(g.specs), "--yes")
+        assert broken.returncode == 0, broken.stdout + broken.stderr
+        assert "broke the lock" in broken.stdout
+        assert holder.stdout.readline().strip() == "lost"  # its holder on the pod was killed
+        again = g.run("unlock", POD, "--specs", str(g.specs))
+        assert again.returncode == 0 and "was not locked" in again.stdout
+    finally:
+        holder.kill()
+        holder.wait(timeout=10)
