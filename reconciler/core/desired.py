@@ -12,6 +12,7 @@ collected into one SpecError.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
+from dataclasses import replace
 
 from gpumod.core.footprint import footprint
 from gpumod.core.model import DesiredPod, DesiredService, GpuInfo, Target
@@ -160,6 +161,13 @@ def _desired_service(
     resolved = resolve_service(
         svc, catalog, gpu_name=gpu.name, source=source, pod_env=pod.env, pod_source=specs.source("Pod", pod.name)
     )
+    if resolved.secrets:  # a missing secret is reported at its own `env:` line, not the document's
+        origins = tuple(
+            (key, specs.source("Service", name, "env", key) if key in (svc.env or {}) else
+             specs.source("Pod", pod.name, "env", key) if key in (pod.env or {}) else dict(resolved.secret_origins)[key])
+            for key, _ in resolved.secrets
+        )
+        resolved = replace(resolved, secret_origins=origins)
     return DesiredService(name=name, target=target, spec=resolved, footprint=footprint(resolved, gpu))
 
 
