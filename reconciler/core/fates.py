@@ -72,6 +72,9 @@ def decide(
                 fate.deferred = Deferred(svc.name, reason, retry_at)
                 return fate
         reason = {None: "not running", "stopped": "process exited", "failed": "crashed"}[status]
+        if seen is not None and status == "failed" and seen.last_error:  # a failed start, not a crash
+            starts = "start" if seen.failures == 1 else "starts"
+            reason = f"retry ({seen.failures} failed {starts}, last: {seen.last_error})"
         fate.fill = ("start", reason)
         return fate
     fate.keep = tuple(dict.fromkeys(seen.gpus)) or None

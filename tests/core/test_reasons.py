@@ -62,3 +62,13 @@ def test_a_recorded_cause_names_the_failure_instead_of_crash_looping() -> None:
         "ui": "waits for chat, which is failing to start",
     }
     assert "crash" not in " ".join(reasons.values())
+
+
+def test_a_failed_start_whose_backoff_is_over_is_retried_with_its_cause() -> None:
+    chat = svc("chat")
+    failed = ObservedService(
+        "chat", "failed", chat.spec_hash, (0,), failures=1, last_failure_at=900.0,
+        last_error="not healthy after 6 s (not listening yet)",
+    )
+    (step,) = _plan(chat, failed).steps
+    assert (step.action, step.reason) == ("start", "retry (1 failed start, last: not healthy after 6 s (not listening yet))")
