@@ -18,7 +18,7 @@ from typing import Callable, List, Optional
 import typer
 from rich.console import Console
 
-from gpumod import controller
+from gpumod import controller, whatif
 from gpumod.core.model import Plan
 from gpumod.errors import GpumodError, InfeasibleError, SpecError
 from gpumod.logconfig import configure_logging
@@ -218,7 +218,7 @@ def simulate(
 
     def body() -> int:
         only = [n.strip() for item in services for n in item.split(",") if n.strip()] if services else None
-        sim = asyncio.run(controller.simulate(directory, pod, mode=mode, add=add or (), services=only))
+        sim = asyncio.run(whatif.simulate(directory, pod, mode=mode, add=add or (), services=only))
         if output is Output.json:
             out.print_json(json.dumps(simulation_json(sim)))
         else:

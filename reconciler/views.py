@@ -14,10 +14,11 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from gpumod.controller import ApplyResult, Reporter, Simulation, Snapshot
+from gpumod.controller import ApplyResult, Reporter, Snapshot
 from gpumod.core.model import GpuBudget, Plan, Step
 from gpumod.core.render import render_plan
 from gpumod.execute import StepOutcome
+from gpumod.whatif import Simulation
 
 BAR_WIDTH = 40
 STATE_STYLE = {
