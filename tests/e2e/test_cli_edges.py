@@ -8,6 +8,7 @@ are plain shell lines) and runs the real `gpumod` command against it.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -317,6 +318,59 @@ def test_a_locked_pod_names_the_real_unlock_line_and_unlock_asks_before_breaking
         assert holder.stdout.readline().strip() == "lost"  # its holder on the pod was killed
         again = g.run("unlock", POD, "--specs", str(g.specs))
         assert again.returncode == 0 and "was not locked" in again.stdout
+    finally:
+        holder.kill()
+        holder.wait(timeout=10)
+
+
+def _on_a_terminal(g: Gpumod, answer: str, *args: str) -> tuple[int, str]:
+    """Run gpumod with a pseudo-terminal as stdin/stdout, answer its question, return (exit, output)."""
+    import pty
+
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gpumod.cli", *args], stdin=follower, stdout=follower, stderr=follower, env=g.env,
+    )
+    os.close(follower)
+    out = b""
+    try:
+        while b"?" not in out:
+            chunk = os.read(leader, 4096)
+            if not chunk:
+                break
+            out += chunk
+        os.write(leader, answer.encode() + b"\n")
+        proc.wait(timeout=60)
+        while True:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(leader)
+    return proc.returncode, out.decode(errors="replace")
+
+
+def test_unlock_on_a_terminal_asks_before_breaking_a_live_holder(edge) -> None:
+    g = edge(_sh_service("s", "sleep 300"), "s")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(g.home), POD], stdout=subprocess.PIPE, text=True, env=g.env,
+        stdin=subprocess.PIPE,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        code, out = _on_a_terminal(g, "n", "unlock", POD, "--specs", str(g.specs))
+        assert code == 1, out
+        assert "locked right now" in out and "gpumod apply elsewhere/" in out
+        assert holder.poll() is None
+        code, out = _on_a_terminal(g, "y", "unlock", POD, "--specs", str(g.specs))
+        assert code == 0 and "broke the lock" in out, out
+        assert holder.stdout.readline().strip() == "lost"
     finally:
         holder.kill()
         holder.wait(timeout=10)
