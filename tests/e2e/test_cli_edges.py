@@ -98,6 +98,8 @@ def test_watch_survives_a_failing_service_that_prints_markup(edge) -> None:
     g = edge(_printing_and_exiting(), "bad")
     proc = g.popen("watch", str(g.specs), "--interval", "2")
     seen: list[str] = []
+    watchdog = threading.Timer(120, proc.kill)  # a watch that goes silent must not hang the test
+    watchdog.start()
     try:
         # the first pass fails the start; later passes defer it (backoff) and keep printing
         deadline = time.monotonic() + 60
@@ -111,6 +113,7 @@ def test_watch_survives_a_failing_service_that_prints_markup(edge) -> None:
         assert "[x] [/path]" in text and "[api_server.py:1024]" in text, text
         assert "Traceback" not in text
     finally:
+        watchdog.cancel()
         proc.send_signal(signal.SIGINT)
         try:
             rest, _ = proc.communicate(timeout=30)
