@@ -263,7 +263,7 @@ def logs(
             try:
                 asyncio.run(controller.logs(directory, service, pod, lines, follow=emit))
             except KeyboardInterrupt:
-                return 0
+                pass  # Ctrl+C is how a follow ends
             return 0
         found = asyncio.run(controller.logs(directory, service, pod, lines))
         for name, text in sorted(found.items()):

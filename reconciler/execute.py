@@ -225,7 +225,7 @@ class PodExecutor:
         for backoff) and its cause (for `gpumod status`): the error and the last line it logged."""
         lines: list[str] = []
         try:
-            lines = this_start(await self.agent.logs(spec.name, 15))
+            lines = _this_start(await self.agent.logs(spec.name, 15))
         except GpumodError:
             pass
         cause = err.detail if isinstance(err, StepError) else err.message
@@ -351,7 +351,7 @@ def _fill_need(desired: DesiredPod, fill: list[Step]) -> dict[int, int]:
     return {g: steady.get(g, 0) + transient.get(g, 0) for g in gpus if steady.get(g, 0) + transient.get(g, 0) > 0}
 
 
-def this_start(tail: str) -> list[str]:
+def _this_start(tail: str) -> list[str]:
     """The lines of a service log tail written since its last start (after the agent's
     ``=== gpumod …: starting`` header): what this start printed, not the previous one."""
     lines = tail.splitlines()
