@@ -298,6 +298,11 @@ def unlock(
         )
 
     def body() -> int:
+        if not specs.exists():
+            raise GpumodError(
+                f"no spec directory {specs} here: unlock reads how to reach pod {pod} from the specs",
+                hint="pass the spec directory that defines the pod: " + shlex.join(["gpumod", "unlock", pod, "--specs", "DIR"]),
+            )
         found = asyncio.run(controller.unlock(specs, pod, confirm=ask))
         owner = found.get("owner") or {}
         if found.get("refused"):

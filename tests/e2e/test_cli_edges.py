@@ -321,6 +321,11 @@ def test_a_locked_pod_names_the_real_unlock_line_and_unlock_asks_before_breaking
         assert holder.stdout.readline().strip() == "lost"  # its holder on the pod was killed
         again = g.run("unlock", POD, "--specs", str(g.specs))
         assert again.returncode == 0 and "was not locked" in again.stdout
+        elsewhere = subprocess.run(  # the default --specs is ./specs: say so where there is none
+            [sys.executable, "-m", "gpumod.cli", "unlock", POD], capture_output=True, text=True, env=g.env,
+            cwd=g.home, stdin=subprocess.DEVNULL, timeout=60,
+        )
+        assert elsewhere.returncode == 2 and "--specs" in elsewhere.stderr and "Traceback" not in elsewhere.stderr
     finally:
         holder.kill()
         holder.wait(timeout=10)
