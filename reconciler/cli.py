@@ -1,13 +1,15 @@
 """The command line: typer commands over the operations layer, with the exit codes of design.md.
 
 Known errors (``GpumodError``) print one red line and a hint; anything else is a bug and prints
-a traceback. Output for scripts comes with ``-o json``.
+a traceback. Output for scripts comes with ``-o json``. The consoles never read markup: what a
+pod says is printed verbatim, and styled lines are built as ``Text`` (``gpumod.views.styled``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import shlex
 import sys
 from enum import Enum
 from pathlib import Path
@@ -18,16 +20,18 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from gpumod import controller
+from gpumod import controller, whatif
 from gpumod.core.model import Plan
 from gpumod.errors import GpumodError, InfeasibleError, SpecError, StalePlanError
 from gpumod.logconfig import configure_logging
 from gpumod.views import (
     ConsoleReporter,
     apply_json,
+    error_lines,
     print_plan,
     render_recap,
     render_simulation,
+    simulation_json,
     status_json,
     status_table,
 )
@@ -39,8 +43,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+out = Console(highlight=False, soft_wrap=True, markup=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
 
 
 class Output(str, Enum):
@@ -111,9 +115,8 @@ def _report(e: GpumodError) -> None:
         return
     for line in details:
         err.print(line, markup=False)
-    err.print(Text.assemble(("error:", "red"), " ", e.message))
-    if e.hint:
-        err.print(Text(f"hint: {e.hint}", style="dim"))
+    for line in error_lines(e.message, e.hint):
+        err.print(line)
 
 
 @app.command()
@@ -169,7 +172,8 @@ def plan(
             return 2
         unreachable = [o for o in snap.observed if not o.reachable]
         for o in unreachable:
-            _error_line(f"pod {o.name} cannot be planned: {o.error}", pod=o.name)
+            why = o.error.removeprefix(f"pod {o.name}: ")
+            _error_line(f"pod {o.name} cannot be planned: {why}", pod=o.name)
         if unreachable:
             if save_to is not None:
                 _error_line("the plan was not saved (a pod could not be observed)")
@@ -237,7 +241,7 @@ def apply(
             out.print_json(json.dumps(apply_json(result, reporter)))
         else:
             for line in render_recap(result):
-                out.print(line, markup=False)
+                out.print(line)
         return result.exit_code
 
     _run(body)
@@ -276,7 +280,7 @@ def down(
             out.print_json(json.dumps({**apply_json(result, reporter), "down": True}))
             return result.exit_code
         for line in render_recap(result):
-            out.print(line, markup=False)
+            out.print(line)
         return result.exit_code
 
     _run(body, error_code=1)
@@ -309,19 +313,22 @@ def simulate(
     pod: str = typer.Option(..., "--pod", "-p", help="the pod to simulate"),
     mode: Optional[str] = typer.Option(None, "--mode", "-m", help="a mode other than the pod's"),
     add: Optional[List[str]] = typer.Option(None, "--add", "-a", help="also run this service (repeatable)"),
+    services: Optional[List[str]] = typer.Option(
+        None, "--services", "-s", help="exactly these services instead of a mode (a,b,c; repeatable)"
+    ),
+    output: Output = OutOpt,
 ) -> None:
-    """Would this mode (plus these services) fit? Exit 0 fits, 1 does not fit, 2 error. Touches nothing."""
+    """Would this mode (or these services, plus these) fit? Exit 0 fits, 1 does not fit, 2 error. Touches nothing."""
 
     def body() -> int:
-        snap = asyncio.run(
-            controller.snapshot(
-                directory, [pod], mode_override={pod: mode} if mode else None, add={pod: add} if add else None
-            )
-        )
-        lines, fits = render_simulation(snap, pod, mode, add or [])
-        for line in lines:
-            out.print(line, markup=False)
-        return 0 if fits else 1
+        only = [n.strip() for item in services for n in item.split(",") if n.strip()] if services else None
+        sim = asyncio.run(whatif.simulate(directory, pod, mode=mode, add=add or (), services=only))
+        if output is Output.json:
+            out.print_json(json.dumps(simulation_json(sim)))
+        else:
+            for line in render_simulation(sim):
+                out.print(line)
+        return 0 if sim.fits else 1
 
     _run(body)
 
@@ -353,10 +360,20 @@ def logs(
     pod: Optional[List[str]] = PodOpt,
     lines: int = typer.Option(50, "--lines", "-n", help="how many lines"),
     output: Output = OutOpt,
+    follow: bool = typer.Option(False, "--follow", "-f", help="then print new lines as they come, until Ctrl+C"),
 ) -> None:
-    """The last lines of a service's log (its stdout and stderr on the pod)."""
+    """The last lines of a service's log (its stdout and stderr on the pod), also once it stopped."""
 
     def body() -> int:
+        if follow:
+            def emit(name: str, line: str) -> None:
+                out.print(f"{name}: {line}" if name else line, highlight=False)
+
+            try:
+                asyncio.run(controller.logs(directory, service, pod, lines, follow=emit))
+            except KeyboardInterrupt:
+                pass  # Ctrl+C is how a follow ends
+            return 0
         found = asyncio.run(controller.logs(directory, service, pod, lines))
         if output is Output.json:
             pods = {name: {"lines": text.splitlines()} for name, text in sorted(found.items())}
@@ -365,7 +382,7 @@ def logs(
         for name, text in sorted(found.items()):
             if len(found) > 1:
                 out.print(f"==> pod {name}, service {service} <==", style="bold")
-            out.print(text.rstrip("\n"), markup=False, highlight=False)
+            out.print(text.rstrip("\n"), highlight=False)
         return 0
 
     _run(body)
@@ -375,17 +392,44 @@ def logs(
 def unlock(
     pod: str = typer.Argument(..., help="the pod whose lock to break"),
     specs: Path = typer.Option(Path("specs"), "--specs", "-d", help="spec directory that defines the pod"),
+    yes: bool = typer.Option(False, "--yes", "-y", help="break a lock held right now without asking"),
 ) -> None:
-    """Break a pod's stale lock (left by a gpumod run that is gone). Exit 0 unlocked, 2 error."""
+    """Break a pod's lock left by a gpumod run that is gone. Exit 0 unlocked, 1 not broken, 2 error."""
+
+    def who(owner: dict) -> str:
+        return f"{owner.get('user', '?')}@{owner.get('host', '?')} pid {owner.get('pid', '?')}" if owner else "nobody"
+
+    def ask(owner: dict) -> bool:
+        if yes:
+            return True
+        if not sys.stdin.isatty():
+            return False
+        command = f" (`{owner['command']}`)" if owner.get("command") else ""
+        return typer.confirm(
+            f"pod {pod} is locked right now by {who(owner)}{command}; break the lock (kills its holder)?",
+            default=False,
+        )
 
     def body() -> int:
-        found = asyncio.run(controller.unlock(specs, pod))
+        if not specs.exists():
+            raise GpumodError(
+                f"no spec directory {specs} here: unlock reads how to reach pod {pod} from the specs",
+                hint="pass the spec directory that defines the pod: " + shlex.join(["gpumod", "unlock", pod, "--specs", "DIR"]),
+            )
+        found = asyncio.run(controller.unlock(specs, pod, confirm=ask))
         owner = found.get("owner") or {}
-        who = f"{owner.get('user', '?')}@{owner.get('host', '?')} pid {owner.get('pid', '?')}" if owner else "nobody"
+        if found.get("refused"):
+            for line in error_lines(
+                f"pod {pod} is locked right now by {who(owner)}; the lock was not broken",
+                hint="if that run is gone, break it anyway: "
+                + shlex.join(["gpumod", "unlock", pod, "--specs", str(specs), "--yes"]),
+            ):
+                err.print(line)
+            return 1
         if found.get("was_locked"):
-            out.print(f"pod {pod}: broke the lock held by {who}" + (" (holder killed)" if found.get("killed") else ""))
+            out.print(f"pod {pod}: broke the lock held by {who(owner)}" + (" (holder killed)" if found.get("killed") else ""))
         else:
-            out.print(f"pod {pod}: was not locked" + (f" (stale owner record of {who} removed)" if owner else ""))
+            out.print(f"pod {pod}: was not locked" + (f" (stale owner record of {who(owner)} removed)" if owner else ""))
         return 0
 
     _run(body)

@@ -19,6 +19,8 @@ from gpumod.core.desired import build_desired
 from gpumod.core.footprint import footprint
 from gpumod.core.model import DesiredPod, ObservedPod, Plan, PodPlan, Step
 from gpumod.core.plan import plan as make_plan
+from gpumod.drivers.agent import PodAgent
+from gpumod.drivers.agent.follow import follow_log
 from gpumod.errors import GpumodError, InfeasibleError, Problem, SpecError, StalePlanError
 from gpumod.execute import PodExecutor, PodRun, StepOutcome
 from gpumod.observe import observe_pod
@@ -152,13 +154,14 @@ def desired_for(
     *,
     mode_override: dict[str, str] | None = None,
     add: dict[str, Sequence[str]] | None = None,
+    services: dict[str, Sequence[str]] | None = None,
     empty: bool = False,
 ) -> tuple[DesiredPod, ...]:
     by_name = {o.name: o for o in observed}
     names = [p.name for p in pods if by_name.get(p.name) is None or by_name[p.name].reachable or p.gpus]
     gpus = {n: by_name[n].gpus for n in names if n in by_name and by_name[n].gpus}
     desired = build_desired(
-        specs, catalog, gpus, pods=names, mode_override=mode_override or {}, add=add or {}
+        specs, catalog, gpus, pods=names, mode_override=mode_override or {}, add=add or {}, services=services or {}
     )
     if empty:
         desired = tuple(
@@ -167,34 +170,36 @@ def desired_for(
     return desired
 
 
-async def observe_and_plan(
-    fleet: Fleet,
+def plan_observed(
     specs: SpecSet,
+    catalog: PresetCatalog,
     pods: list[PodSpec],
+    observed: tuple[ObservedPod, ...],
     *,
     empty: bool = False,
     mode_override: dict[str, str] | None = None,
     add: dict[str, Sequence[str]] | None = None,
+    services: dict[str, Sequence[str]] | None = None,
 ) -> Snapshot:
-    """Observe the fleet's pods and plan them against the specs: one pass, nothing touched."""
-    catalog = PresetCatalog.load()
-    observed = await observe_fleet(fleet)
-    desired = desired_for(specs, catalog, pods, observed, mode_override=mode_override, add=add, empty=empty)
+    """Plan what was observed against the specs (or a what-if of them): pure, nothing touched."""
+    desired = desired_for(
+        specs, catalog, pods, observed, mode_override=mode_override, add=add, services=services, empty=empty
+    )
     return Snapshot(specs, pods, desired, observed, plan_with_alternatives(desired, observed, catalog))
 
 
-async def snapshot(
-    spec_dir: str | Path,
-    pod_names: Sequence[str] | None,
-    *,
-    mode_override: dict[str, str] | None = None,
-    add: dict[str, Sequence[str]] | None = None,
-) -> Snapshot:
-    """What `plan`, `status` and `simulate` show (no lock: they change nothing)."""
+async def observe_and_plan(fleet: Fleet, specs: SpecSet, pods: list[PodSpec], *, empty: bool = False) -> Snapshot:
+    """Observe the fleet's pods and plan them against the specs: one pass, nothing touched."""
+    observed = await observe_fleet(fleet)
+    return plan_observed(specs, PresetCatalog.load(), pods, observed, empty=empty)
+
+
+async def snapshot(spec_dir: str | Path, pod_names: Sequence[str] | None) -> Snapshot:
+    """What `plan` and `status` show (no lock: they change nothing)."""
     specs = load_specs(spec_dir)
     pods = select_pods(specs, pod_names)
     async with Fleet(pods) as fleet:
-        return await observe_and_plan(fleet, specs, pods, mode_override=mode_override, add=add)
+        return await observe_and_plan(fleet, specs, pods)
 
 
 async def apply(
@@ -222,7 +227,7 @@ async def apply(
     specs = load_specs(spec_dir)
     pods = select_pods(specs, pod_names)
     with structlog.contextvars.bound_contextvars(reconcile_id=new_reconcile_id()):
-        async with _locked_run(fleet, pods) as fleet:  # one connection and one lock per pod for the run
+        async with _locked_run(fleet, pods, spec_dir) as fleet:  # one connection and one lock per pod for the run
             for pass_no in range(1, max_passes + 1):
                 result.passes = pass_no
                 if pass_no > 1:
@@ -243,9 +248,9 @@ def new_reconcile_id() -> str:
     return uuid.uuid4().hex[:8]
 
 
-def _locked_run(fleet: Fleet | None, pods: list[PodSpec]) -> AsyncContextManager[Fleet]:
+def _locked_run(fleet: Fleet | None, pods: list[PodSpec], spec_dir: str | Path) -> AsyncContextManager[Fleet]:
     """The fleet of one locked run: a fresh one, or a kept one (``watch``) with locks per run."""
-    return Fleet(pods, lock=True) if fleet is None else fleet.kept_run(pods)
+    return Fleet(pods, lock=True, specs=str(spec_dir)) if fleet is None else fleet.kept_run(pods)
 
 
 async def _one_pass(
@@ -392,6 +397,7 @@ def _secrets_for(plan: Plan, desired: Sequence[DesiredPod]) -> dict[str, dict[st
     by_pod = {d.name: d for d in desired}
     found: dict[str, dict[str, dict[str, str]]] = {}
     problems: list[Problem] = []
+    hint = ""
     for pod_plan in plan.pods:
         for step in pod_plan.steps:
             svc = by_pod[pod_plan.pod].service(step.service) if pod_plan.pod in by_pod else None
@@ -401,10 +407,11 @@ def _secrets_for(plan: Plan, desired: Sequence[DesiredPod]) -> dict[str, dict[st
                 values = load_secret_values(svc.spec)
             except SpecError as err:
                 problems.extend(err.problems)
+                hint = err.hint
                 continue
             found.setdefault(pod_plan.pod, {})[svc.name] = values
     if problems:
-        raise SpecError(problems)
+        raise SpecError(problems, hint=hint)
     return found
 
 
@@ -439,29 +446,64 @@ async def _execute_pod(
     return await executor.run(pod_plan)
 
 
-async def logs(spec_dir: str | Path, service: str, pod_names: Sequence[str] | None, lines: int) -> dict[str, str]:
-    """The last lines of a service's log on each selected pod that has it (pod -> text)."""
+async def logs(
+    spec_dir: str | Path,
+    service: str,
+    pod_names: Sequence[str] | None,
+    lines: int,
+    *,
+    follow: Callable[[str, str], None] | None = None,
+) -> dict[str, str]:
+    """The last lines of a service's log on each selected pod that has it (pod -> text): a
+    service that runs there, or whose log is still there after it stopped.
+
+    With ``follow``, the last lines and then every new line of each of those logs go to it until
+    the caller is cancelled (Ctrl+C); it gets the pod's name ("" when only one pod has the log)
+    and the line."""
     specs = load_specs(spec_dir)
     pods = select_pods(specs, pod_names)
     found: dict[str, str] = {}
     async with Fleet(pods) as fleet:
         observed = await observe_fleet(fleet)
+        known = specs.service(service) is not None or any(o.service(service) for o in observed)
+        if not known:
+            raise GpumodError(
+                f"no service named {service} in the specs or on the pods",
+                hint=f"services: {', '.join(sorted(s.name for s in specs.services)) or 'none'}",
+            )
         for obs in observed:
-            if obs.service(service) is not None:
-                found[obs.name] = await fleet.handles[obs.name].agent.logs(service, lines)
+            if not obs.reachable:
+                continue
+            text = await fleet.handles[obs.name].agent.logs(service, lines)
+            if obs.service(service) is not None or text.strip():
+                found[obs.name] = text
         if not found:
             unreachable = [f"{o.name} ({o.error})" for o in observed if not o.reachable]
             raise GpumodError(
-                f"no pod runs a service named {service}",
+                f"no pod has a log of service {service} (it has not run on the selected pods)",
                 hint="unreachable: " + ", ".join(unreachable) if unreachable else "see `gpumod status`",
+            )
+        if follow is not None:
+            many = len(found) > 1
+            await asyncio.gather(
+                *(_follow(fleet.handles[name].agent, service, lines, follow, many) for name in found)
             )
     return found
 
 
-async def unlock(spec_dir: str | Path, pod_name: str) -> dict:
+async def _follow(agent: PodAgent, service: str, lines: int, emit: Callable[[str, str], None], named: bool) -> None:
+    async for line in follow_log(agent, service, lines):
+        emit(agent.pod if named else "", line)
+
+
+async def unlock(
+    spec_dir: str | Path, pod_name: str, *, confirm: Callable[[dict], bool] = lambda owner: True
+) -> dict:
+    """Break a pod's lock; one held right now is broken only if ``confirm(owner)`` agrees (else
+    the answer has ``refused``). See ``gpumod.wiring.unlock_pod``."""
     specs = load_specs(spec_dir)
     (pod,) = select_pods(specs, [pod_name])
-    return await unlock_pod(pod)
+    return await unlock_pod(pod, confirm=confirm)
 
 
 def validate(spec_dir: str | Path) -> SpecSet:
@@ -472,7 +514,7 @@ def validate(spec_dir: str | Path) -> SpecSet:
     try:
         build_desired(specs, catalog, {}, pods=[p.name for p in pods])
     except SpecError as err:
-        raise SpecError(list(err.problems)) from None
+        raise SpecError(list(err.problems), hint=err.hint) from None
     return specs
 
 

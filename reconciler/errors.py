@@ -50,11 +50,15 @@ class Problem:
 
 
 class SpecError(GpumodError):
+    """Problems found at ``path:line``. The default hint sends the user back to the files; a
+    problem that is not in the files (a secret missing on this machine, a pod that reports no
+    GPU) carries its own hint instead."""
+
     hint = "fix the files named above, then run `gpumod validate` again"
 
-    def __init__(self, problems: list[Problem]) -> None:
+    def __init__(self, problems: list[Problem], *, hint: str = "") -> None:
         self.problems = sorted(problems)
-        super().__init__(f"{len(self.problems)} problem(s) in the specs")
+        super().__init__(f"{len(self.problems)} problem(s) in the specs", hint=hint)
 
 
 class UnsupportedError(GpumodError):
@@ -139,9 +143,12 @@ class PodUnreachableError(PodError):
 
 
 class StepError(GpumodError):
+    """``detail`` is the cause alone (``not healthy after 6 s``), without pod and service."""
+
     def __init__(self, pod: str, service: str, message: str, *, hint: str = "") -> None:
         self.pod = pod
         self.service = service
+        self.detail = message
         super().__init__(f"pod {pod}, service {service}: {message}", hint=hint)
 
 

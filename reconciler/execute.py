@@ -175,8 +175,14 @@ class PodExecutor:
             raise StepError(self.desired.name, step.service, "not in the desired state")
         spec = _pin_vllm_share(desired, self.desired, step.gpus)
         driver = driver_for(spec.driver)
-        # the record keeps the hash of the spec as written, whatever the launch derived from it
-        launch = replace(driver.launch(spec, step.gpus, self.ctx), spec_hash=desired.spec_hash)
+        # the record keeps the hash of the spec as written, whatever the launch derived from it,
+        # and a digest per field (so that a later change can be named by its fields)
+        launch = driver.launch(spec, step.gpus, self.ctx)
+        launch = replace(
+            launch,
+            spec_hash=desired.spec_hash,
+            meta=(*launch.meta, ("spec_fields", desired.spec.field_digests())),
+        )
         if self.sim_env:
             sim = (
                 ("GPUMOD_SIM_VRAM_MB", str(desired.footprint.awake_mb)),
@@ -194,7 +200,7 @@ class PodExecutor:
         except GpumodError as err:
             await self._record_failure(spec, err)
             raise
-        await self.agent.update_meta(spec.name, failures=0, last_failure_at=None)
+        await self.agent.update_meta(spec.name, failures=0, last_failure_at=None, last_error=None, last_log_line=None)
         if step.sleep_after:
             await self._sleep(spec.name, step.level or spec.sleep)
 
@@ -223,20 +229,29 @@ class PodExecutor:
             log.warning("systemd.warning", pod=pod, service=launch.name, warning=str(warning))
 
     async def _record_failure(self, spec: ResolvedService, err: GpumodError) -> None:
-        """Kill what is left of a failed start and count the failure on the pod (for backoff)."""
-        tail = ""
+        """Kill what is left of a failed start and record on the pod the failure (count and time,
+        for backoff) and its cause (for `gpumod status`): the error and the last line it logged."""
+        lines: list[str] = []
         try:
-            tail = await self.agent.logs(spec.name, 15)
+            lines = _this_start(await self.agent.logs(spec.name, 15))
         except GpumodError:
             pass
+        cause = err.detail if isinstance(err, StepError) else err.message
+        last_line = next((ln.strip() for ln in reversed(lines) if ln.strip()), "")
         try:
             await self.agent.stop(spec.name, spec.stop_timeout_s, forget=False)
-            record = await self.agent.update_meta(spec.name, bump_failures=True, last_failure_at=self.clock.now())
+            record = await self.agent.update_meta(
+                spec.name,
+                bump_failures=True,
+                last_failure_at=self.clock.now(),
+                last_error=cause.splitlines()[0][:300] if cause else "",
+                last_log_line=last_line[:300],
+            )
             log.warning("service.failed_start", service=spec.name, failures=record.get("failures"))
         except GpumodError:
             pass
-        if tail and isinstance(err, StepError):
-            err.message += "\n    last log lines:\n" + "\n".join("      " + ln for ln in tail.splitlines()[-15:])
+        if lines and isinstance(err, StepError):
+            err.message += "\n    last log lines:\n" + "\n".join("      " + ln for ln in lines)
             err.args = (err.message,)
 
     async def _sleep(self, name: str, level: str) -> None:
@@ -342,6 +357,14 @@ def _fill_need(desired: DesiredPod, fill: list[Step]) -> dict[int, int]:
                 steady[gpu] = steady.get(gpu, 0) + add
     gpus = set(steady) | set(transient)
     return {g: steady.get(g, 0) + transient.get(g, 0) for g in gpus if steady.get(g, 0) + transient.get(g, 0) > 0}
+
+
+def _this_start(tail: str) -> list[str]:
+    """The lines of a service log tail written since its last start (after the agent's
+    ``=== gpumod …: starting`` header): what this start printed, not the previous one."""
+    lines = tail.splitlines()
+    starts = [i for i, ln in enumerate(lines) if ln.startswith("=== gpumod ") and ": starting " in ln]
+    return lines[starts[-1] + 1 :] if starts else lines
 
 
 def _pin_vllm_share(svc: DesiredService, pod: DesiredPod, gpus: tuple[int, ...]) -> ResolvedService:

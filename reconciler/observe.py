@@ -106,6 +106,9 @@ def _service(name: str, entry: Mapping[str, Any], vram: dict[int, int]) -> Obser
         failures=failures,
         last_failure_at=last_failure_at,
         message=message,
+        last_error=str(meta.get("last_error") or ""),
+        last_log_line=str(meta.get("last_log_line") or ""),
+        spec_fields=_spec_fields(meta),
     )
 
 
@@ -149,6 +152,15 @@ def _parse(driver: str, sleep: str, answers: dict[str, HttpAnswer]) -> ProbedSta
     except GpumodError:
         reader = CommandDriver(driver or "command")  # unknown driver: its health probe still tells
     return reader.parse(sleep, answers)
+
+
+def _spec_fields(meta: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    """The per-field digests gpumod recorded at start (``extra.spec_fields``); () for old records."""
+    extra = meta.get("extra")
+    fields = extra.get("spec_fields") if isinstance(extra, Mapping) else None
+    if not isinstance(fields, Mapping):
+        return ()
+    return tuple(sorted((str(k), str(v)) for k, v in fields.items()))
 
 
 def _float(value: Any) -> float | None:

@@ -68,7 +68,7 @@ def load_secret_values(
         elif value is not None:
             values[key] = value
     if problems:
-        raise SpecError(problems)
+        raise SpecError(problems, hint="provide the secrets named above on this machine, then run the command again")
     return dict(sorted(values.items()))
 
 

@@ -1,6 +1,8 @@
 """How results look to a person (rich tables, ASCII VRAM bars, recaps) and to a script (JSON).
 
 Pure formatting over the typed results of ``gpumod.controller``; no logic decides anything here.
+Nothing that comes from a pod or a spec (service output, error messages, names, hosts) is ever
+parsed as rich markup: styled lines are built as ``Text`` from plain strings (``styled``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from gpumod.controller import ApplyResult, Reporter, Snapshot
 from gpumod.core.model import GpuBudget, Plan, Step
 from gpumod.core.render import render_plan
 from gpumod.execute import StepOutcome
+from gpumod.whatif import Simulation
 
 BAR_WIDTH = 40
 STATE_STYLE = {
@@ -27,6 +30,19 @@ STATE_STYLE = {
     "stopped": "dim",
     "absent": "dim",
 }
+
+
+def styled(*parts: str | tuple[str, str]) -> Text:
+    """One line from plain strings and ``(text, style)`` pairs; no part is read as markup."""
+    return Text.assemble(*parts)
+
+
+def error_lines(message: str, hint: str = "") -> list[Text]:
+    """A known error as the CLI shows it: a red ``error:`` line, then its hint (dim)."""
+    lines = [styled(("error:", "red"), " ", message)]
+    if hint:
+        lines.append(Text(f"hint: {hint}", style="dim"))
+    return lines
 
 
 def print_plan(console: Console, plan: Plan) -> None:
@@ -48,7 +64,7 @@ class ConsoleReporter(Reporter):
         if self.quiet:
             return
         if pass_no > 1:
-            self.console.print(f"[dim]pass {pass_no}: the pods still differ from the specs[/]")
+            self.console.print(Text(f"pass {pass_no}: the pods still differ from the specs", style="dim"))
         print_plan(self.console, plan)
 
     def step(self, event: str, pod: str, item: Step | StepOutcome) -> None:
@@ -58,16 +74,16 @@ class ConsoleReporter(Reporter):
         if self.quiet:
             return
         s = item.step
-        mark = {"ok": "[green]ok[/]", "failed": "[red]FAILED[/]", "skipped": "[yellow]skipped[/]"}[item.status]
+        mark = {"ok": ("ok", "green"), "failed": ("FAILED", "red"), "skipped": ("skipped", "yellow")}[item.status]
         msg = f" — {item.message}" if item.message else ""
         self.console.print(
-            f"  {pod}: {s.symbol} {s.action} {s.service} … {mark} ({item.seconds:.1f}s){msg}",
+            styled(f"  {pod}: {s.symbol} {s.action} {s.service} … ", mark, f" ({item.seconds:.1f}s){msg}"),
             highlight=False,
         )
 
     def note(self, text: str) -> None:
         if not self.quiet:
-            self.console.print(f"[dim]{text}[/]")
+            self.console.print(Text(text, style="dim"))
 
 
 def render_recap(result: ApplyResult) -> list[str]:
@@ -139,9 +155,11 @@ def status_rows(snap: Snapshot) -> dict[str, list[dict[str, Any]]]:
             {s.name for s in (desired.services if desired else ())}
             | {s.name for s in (observed.services if observed else ())}
         )
+        deferred = {d.service: d for d in (pod_plan.deferred if pod_plan else ())}
         for name in names:
             want = desired.service(name) if desired else None
             got = observed.service(name) if observed else None
+            later = deferred.get(name)
             gpus = got.gpus if got and got.gpus else (pod_plan.gpus_of(name) if pod_plan else ())
             used = sum(got.measured(g) for g in gpus) if got else 0
             if want:
@@ -162,6 +180,14 @@ def status_rows(snap: Snapshot) -> dict[str, list[dict[str, Any]]]:
                     "pid": got.pid if got else None,
                     "since": got.started_at if got else None,
                     "message": got.message if got else "",
+                    # a desired service whose starts keep failing: how often, why, when again
+                    "degraded": bool(want and got and got.failures >= 1 and not got.alive),
+                    "failures": got.failures if got else 0,
+                    "last_failure_at": got.last_failure_at if got else None,
+                    "last_error": got.last_error if got else "",
+                    "last_log_line": got.last_log_line if got else "",
+                    "retry_at": later.retry_at if later else None,
+                    "deferred": later.reason if later else "",
                 }
             )
         pods[pod.name] = rows
@@ -195,35 +221,60 @@ def status_table(snap: Snapshot, *, visual: bool = False) -> list[Any]:
     rows = status_rows(snap)
     for pod in snap.pods:
         observed = snap.observed_pod(pod.name)
-        reach = "" if observed is None or observed.reachable else f"  [red]unreachable: {observed.error}[/]"
         pending = snap.plan.pod(pod.name)
-        drift = f"  [yellow]{len(pending.steps)} change(s) pending[/]" if pending and pending.steps else ""
-        table = Table(title=f"pod {pod.name} · mode {pod.mode} · {pod.host}", title_justify="left")
-        notes = any(r["message"] and r["state"] not in ("running", "sleeping") for r in rows[pod.name])
+        table = Table(title=Text(f"pod {pod.name} · mode {pod.mode} · {pod.host}"), title_justify="left")
+        notes = {r["service"]: _note(r, now) for r in rows[pod.name]}
         for col in ("service", "state", "target", "GPU", "VRAM used/budget", "port", "since") + (
-            ("note",) if notes else ()
+            ("note",) if any(notes.values()) else ()
         ):
             table.add_column(col)
         for r in rows[pod.name]:
-            state = r["state"] + (f" ({r['sleep_level']})" if r["sleep_level"] else "")
+            state = "degraded" if r["degraded"] else r["state"] + (f" ({r['sleep_level']})" if r["sleep_level"] else "")
             budget = "-" if r["vram_budget_mb"] is None else f"{r['vram_budget_mb']}"
-            table.add_row(
+            cells = [
                 r["service"],
-                Text(state, style=STATE_STYLE.get(r["state"], "")),
+                state,
                 r["target"],
                 ",".join(map(str, r["gpus"])) or "-",
                 f"{r['vram_used_mb']}/{budget} MiB",
                 str(r["port"] or "-"),
                 _since(r["since"], now),
-                *((r["message"] if r["state"] not in ("running", "sleeping") else "",) if notes else ()),
-            )
+                *((notes[r["service"]],) if any(notes.values()) else ()),
+            ]
+            texts = [Text(c) for c in cells]
+            texts[1].stylize("red" if r["degraded"] else STATE_STYLE.get(r["state"], ""))
+            table.add_row(*texts)
         out.append(table)
-        if reach or drift:
-            out.append(Text.from_markup(reach + drift))
+        for r in rows[pod.name]:
+            if r["degraded"] and (r["last_error"] or r["last_log_line"]):
+                out.append(Text(f"  {r['service']}: last failed start: {r['last_error'] or '?'}", style="red"))
+                if r["last_log_line"]:
+                    out.append(Text(f"    its last log line: {r['last_log_line']}"))
+        parts: list[str | tuple[str, str]] = []
+        if observed is not None and not observed.reachable:
+            parts.append((f"  unreachable: {observed.error}", "red"))
+        if pending and pending.steps:
+            parts.append((f"  {len(pending.steps)} change(s) pending", "yellow"))
+        if parts:
+            out.append(styled(*parts))
         if visual and observed and observed.gpus:
             for g in observed.gpus:
                 out.append(Text(f"GPU {g.index} {g.name}  {bar(g.used_mb, g.total_mb)}"))
     return out
+
+
+def _note(row: dict[str, Any], now: float) -> str:
+    """The note column: why a service is not as wanted (degraded, deferred, or what the pod said)."""
+    if row["degraded"]:
+        n = row["failures"]
+        retry = row["retry_at"]
+        when = f"retry in {max(1, int(retry - now + 0.999))}s" if retry and retry > now else "retry at the next apply"
+        return f"{n} failed start{'s' if n != 1 else ''}; {when}"
+    if row["deferred"]:
+        return row["deferred"]
+    if row["message"] and row["state"] not in ("running", "sleeping"):
+        return str(row["message"])
+    return ""
 
 
 # -- simulate --------------------------------------------------------------------------------
@@ -236,29 +287,87 @@ def bar(used: int, total: int, width: int = BAR_WIDTH) -> str:
     return f"[{'█' * filled}{'░' * (width - filled)}]{over} {used / 1024:.1f}/{total / 1024:.1f} GiB ({frac:.0%})"
 
 
-def _budget_lines(g: GpuBudget) -> list[str]:
-    lines = [f"GPU {g.index} {g.name} ({g.capacity_mb} MiB)", f"  {bar(g.need_mb, g.capacity_mb)}"]
-    for who, mb in g.users:
-        lines.append(f"    {who:<28} {mb:>7} MiB")
+def _what(mode: str | None, services: tuple[str, ...] | None, add: tuple[str, ...], deps: tuple[str, ...]) -> str:
+    what = f"services {', '.join(services)}" if services is not None else f"mode {mode}"
+    if add:
+        what += f" + {', '.join(add)}"
+    if deps:
+        what += f" (+ {', '.join(deps)}, needed by {'them' if len(deps) > 1 else 'it'})"
+    return what
+
+
+def _budgets(snap: Snapshot, pod: str) -> dict[int, GpuBudget]:
+    found = snap.plan.pod(pod)
+    return {g.index: g for g in found.gpus} if found else {}
+
+
+def render_simulation(sim: Simulation) -> list[str]:
+    """Current (the pod's mode, as planned now) and proposed (the what-if) side by side, per GPU:
+    who uses what, both bars, fits or by how much not; then the alternatives."""
+    spec = next(p for p in sim.current.pods if p.name == sim.pod)
+    proposed_plan = sim.proposed.plan.pod(sim.pod)
+    lines = [f"pod {sim.pod}", f"  current:  mode {spec.mode}", f"  proposed: {_what(sim.mode or spec.mode, sim.services, sim.add, sim.dependencies)}"]
+    if sim.unobserved:
+        lines.append(f"  (not observed: {sim.unobserved}; priced on the declared GPUs with nothing running)")
+    now, then = _budgets(sim.current, sim.pod), _budgets(sim.proposed, sim.pod)
+    if proposed_plan is None or not then:
+        return lines + ["not planned: the pod's GPUs are not known"]
+    for index in sorted(set(now) | set(then)):
+        cur, new = now.get(index), then.get(index)
+        gpu = new or cur
+        assert gpu is not None
+        used_now, used_then = dict(cur.users) if cur else {}, dict(new.users) if new else {}
+        names = list(dict.fromkeys([*used_now, *used_then]))
+        width = max([24, *(len(n) for n in names)])
+        lines.append(f"GPU {gpu.index} {gpu.name} ({gpu.capacity_mb} MiB)")
+        lines.append(f"  {'':<{width}} {'current':>12} {'proposed':>12}")
+        for name in names:
+            lines.append(f"  {name:<{width}} {_mib(used_now.get(name)):>12} {_mib(used_then.get(name)):>12}")
+        lines.append(f"  {'total':<{width}} {_mib(cur.need_mb if cur else None):>12} {_mib(new.need_mb if new else None):>12}")
+        for label, b in (("current ", cur), ("proposed", new)):
+            if b is not None:
+                lines.append(f"  {label} {bar(b.need_mb, b.capacity_mb)}  {_verdict(b)}")
+    inf = proposed_plan.infeasible
+    if inf is not None and inf.alternatives:
+        lines.append("Alternatives:")
+        lines += [f"  - {a.text}" for a in inf.alternatives]
+    if proposed_plan.fits:
+        lines.append(f"✓ fits ({len(proposed_plan.steps)} step(s) to get there from what runs now)")
+    else:
+        lines.append("✗ does not fit")
     return lines
 
 
-def render_simulation(snap: Snapshot, pod: str, mode: str | None, add: list[str]) -> tuple[list[str], bool]:
-    spec = next(p for p in snap.pods if p.name == pod)
-    title = f"pod {pod} · mode {mode or spec.mode}" + (f" + {', '.join(add)}" if add else "")
-    lines = [title]
-    pod_plan = snap.plan.pod(pod)
-    if pod_plan is None:
-        return lines + ["pod not planned"], False
-    if pod_plan.infeasible is not None:
-        for s in pod_plan.infeasible.shortfalls:
-            lines += _budget_lines(GpuBudget(s.gpu, s.gpu_name, s.capacity_mb, s.need_mb, s.users))
-            lines.append(f"  ✗ exceeds by {s.over_mb} MiB ({s.over_mb / 1024:.1f} GiB)")
-        if pod_plan.infeasible.alternatives:
-            lines.append("Alternatives:")
-            lines += [f"  - {a.text}" for a in pod_plan.infeasible.alternatives]
-        return lines, False
-    for g in pod_plan.gpus:
-        lines += _budget_lines(g)
-    lines.append(f"✓ fits ({len(pod_plan.steps)} step(s) to get there from what runs now)")
-    return lines, True
+def _mib(mb: int | None) -> str:
+    return "-" if mb is None else f"{mb} MiB"
+
+
+def _verdict(b: GpuBudget) -> str:
+    over = b.need_mb - b.capacity_mb
+    return "fits" if over <= 0 else f"✗ exceeds by {over} MiB ({over / 1024:.1f} GiB)"
+
+
+def simulation_json(sim: Simulation) -> dict[str, Any]:
+    def side(snap: Snapshot, mode: str | None) -> dict[str, Any]:
+        found = snap.plan.pod(sim.pod)
+        desired = snap.desired_pod(sim.pod)
+        planned = snap.plan.to_json()["pods"].get(sim.pod)
+        return {
+            "mode": mode,
+            "services": [s.name for s in desired.services] if desired else [],
+            "fits": bool(found and found.fits),
+            "gpus": planned["gpus"] if planned else [],
+            "infeasible": planned["infeasible"] if planned else None,
+            "steps": len(found.steps) if found else 0,
+        }
+
+    spec = next(p for p in sim.current.pods if p.name == sim.pod)
+    proposed = side(sim.proposed, None if sim.services is not None else (sim.mode or spec.mode))
+    proposed.update(add=list(sim.add), dependencies=list(sim.dependencies))
+    return {
+        "pod": sim.pod,
+        "fits": sim.fits,
+        "unobserved": sim.unobserved,
+        "current": side(sim.current, spec.mode),
+        "proposed": proposed,
+    }

@@ -3,7 +3,8 @@
 File events and the timer only *request* a pass; requests arriving during a pass are coalesced
 into one more pass. The directory is watched (not the files: editors save by atomic rename,
 which a watch on the file itself would miss). SIGINT/SIGTERM end the loop and leave services
-running.
+running. A pass that fails in a way gpumod did not expect is reported (with its traceback) and
+the loop keeps going: an unattended controller never dies on one bad pass.
 """
 
 from __future__ import annotations
@@ -11,16 +12,18 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
+import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
 from rich.console import Console
+from rich.text import Text
 from watchfiles import Change, awatch
 
 from gpumod import controller
 from gpumod.controller import ApplyResult, Reporter
 from gpumod.errors import GpumodError, InfeasibleError, SpecError
-from gpumod.views import ConsoleReporter, render_recap
+from gpumod.views import ConsoleReporter, error_lines, render_recap
 from gpumod.wiring import Fleet
 
 if TYPE_CHECKING:
@@ -46,7 +49,7 @@ async def watch_loop(
     connection lives as long as the watch; its lock is taken per pass). With ``metrics_port``,
     Prometheus metrics of the passes are served on 127.0.0.1."""
     metrics, stop_server = _serve_metrics(metrics_port)
-    fleet = Fleet([])
+    fleet = Fleet([], specs=str(directory))
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -61,7 +64,8 @@ async def watch_loop(
         root = directory if directory.is_dir() else directory.parent
         async for changes in awatch(root, stop_event=stop, debounce=200, step=20, recursive=True):
             if _relevant(changes):
-                console.print(f"[dim]change detected: {', '.join(sorted(Path(p).name for _, p in changes))}[/]")
+                names = ", ".join(sorted(Path(p).name for _, p in changes))
+                console.print(Text(f"change detected: {names}", style="dim"))
                 wanted.set()
 
     async def timer() -> None:
@@ -72,7 +76,7 @@ async def watch_loop(
                 wanted.set()
 
     tasks = [asyncio.create_task(files()), asyncio.create_task(timer())]
-    console.print(f"watching {directory} (re-observing every {interval:g} s); Ctrl+C to stop")
+    console.print(Text(f"watching {directory} (re-observing every {interval:g} s); Ctrl+C to stop"))
     try:
         while not stop.is_set():
             waiter = asyncio.create_task(wanted.wait())
@@ -98,7 +102,7 @@ async def watch_loop(
         await fleet.close()
         if stop_server is not None:
             stop_server()
-        console.print("watch stopped; services keep running")
+        console.print(Text("watch stopped; services keep running"))
 
 
 def _serve_metrics(port: int | None) -> tuple["WatchMetrics | None", Callable[[], None] | None]:
@@ -138,17 +142,22 @@ async def _apply(
         result = await controller.apply(directory, pods, reporter=reporter, fleet=fleet)
     except SpecError as err:
         for problem in err.problems:
-            console.print(str(problem), markup=False)
-        console.print("[red]specs invalid; nothing touched. Waiting for the next change.[/]")
+            console.print(Text(str(problem)))
+        console.print(Text("specs invalid; nothing touched. Waiting for the next change.", style="red"))
         return None
     except InfeasibleError as err:
         for inf in err.infeasible:
-            console.print(inf.describe(), markup=False)
-        console.print("[red]does not fit; nothing touched. Waiting for the next change.[/]")
+            console.print(Text(inf.describe()))
+        console.print(Text("does not fit; nothing touched. Waiting for the next change.", style="red"))
         return None
     except GpumodError as err:
-        console.print(f"[red]error:[/] {err.message}")
+        for line in error_lines(err.message, err.hint):
+            console.print(line)
+        return None
+    except Exception:  # a bug: say so, and keep watching (the next pass may well succeed)
+        console.print(Text(traceback.format_exc().rstrip()))
+        console.print(Text("this is a bug in gpumod (please report it); watching goes on", style="red"))
         return None
     for line in render_recap(result):
-        console.print(line, markup=False)
+        console.print(Text(line))
     return result

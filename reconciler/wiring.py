@@ -12,11 +12,11 @@ import os
 import sys
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
-from typing import Any, AsyncIterator, Mapping
+from typing import Any, AsyncIterator, Callable, Mapping
 from pathlib import Path
 
 from gpumod.drivers.agent import PodAgent
-from gpumod.drivers.agent.lock import PodLock, acquire_pod_lock, break_pod_lock, owner_info
+from gpumod.drivers.agent.lock import PodLock, acquire_pod_lock, break_pod_lock, owner_info, peek_pod_lock
 from gpumod.drivers.base import PodContext
 from gpumod.drivers.supervisors import choose_scope, choose_supervisor
 from gpumod.drivers.transports.local import LocalTransport
@@ -186,8 +186,9 @@ async def prepare_pod(handle: PodHandle) -> None:
     )
 
 
-async def lock_pod(handle: PodHandle, *, wait_s: float) -> PodLock | None:
-    """Take the pod's lock (on the pod); on failure the handle carries the reason instead."""
+async def lock_pod(handle: PodHandle, *, wait_s: float, specs: str = "") -> PodLock | None:
+    """Take the pod's lock (on the pod); on failure the handle carries the reason instead (with
+    the ``gpumod unlock`` line for the spec directory ``specs``, when the pod is locked)."""
     if handle.error:
         return None
     try:
@@ -198,20 +199,24 @@ async def lock_pod(handle: PodHandle, *, wait_s: float) -> PodLock | None:
             python=handle.agent.python,
             owner=owner_info(" ".join(["gpumod", *sys.argv[1:]])),
             wait_s=wait_s,
+            specs=specs,
         )
     except GpumodError as err:
         handle.error = str(err)
         return None
 
 
-async def unlock_pod(pod: PodSpec) -> dict:
-    """Break a stale lock of one pod (``gpumod unlock``)."""
+async def unlock_pod(pod: PodSpec, *, confirm: Callable[[dict], bool] = lambda owner: True) -> dict:
+    """Break a stale lock of one pod (``gpumod unlock``). A lock held right now (a live holder)
+    is broken only if ``confirm(owner)`` agrees; otherwise the answer has ``refused``."""
     handle = open_pod(pod)
     try:
         await prepare_pod(handle)
-        return await break_pod_lock(
-            handle.transport, pod=pod.name, state_dir=handle.agent.state_dir, python=handle.agent.python
-        )
+        where = dict(pod=pod.name, state_dir=handle.agent.state_dir, python=handle.agent.python)
+        seen = await peek_pod_lock(handle.transport, **where)
+        if seen.get("locked") and not confirm(dict(seen.get("owner") or {})):
+            return {**seen, "was_locked": True, "refused": True}
+        return await break_pod_lock(handle.transport, **where)
     finally:
         await handle.transport.close()
 
@@ -223,10 +228,13 @@ class Fleet:
     ``watch`` keeps one Fleet for its whole life (``kept_run`` per pass): connections are reused
     across passes, and the SSH transport reopens a dropped one on its next command."""
 
-    def __init__(self, pods: list[PodSpec], *, lock: bool = False, lock_wait_s: float = 5.0) -> None:
+    def __init__(
+        self, pods: list[PodSpec], *, lock: bool = False, lock_wait_s: float = 5.0, specs: str = ""
+    ) -> None:
         self.pods = pods
         self.lock = lock
         self.lock_wait_s = lock_wait_s
+        self.specs = specs  # the spec directory, for the `gpumod unlock` hint of a locked pod
         self.handles: dict[str, PodHandle] = {}
         self.locks: dict[str, PodLock] = {}
         self._unprepared: set[str] = set()  # pods whose set-up failed: re-opened by the next follow
@@ -264,7 +272,7 @@ class Fleet:
 
     async def take_locks(self) -> None:
         handles = [h for h in self.handles.values() if h.name not in self.locks]
-        locks = await asyncio.gather(*(lock_pod(h, wait_s=self.lock_wait_s) for h in handles))
+        locks = await asyncio.gather(*(lock_pod(h, wait_s=self.lock_wait_s, specs=self.specs) for h in handles))
         for handle, held in zip(handles, locks):
             if held is not None:
                 self.locks[handle.name] = held

@@ -131,3 +131,16 @@ async def test_observe_pod_unreachable_is_reported_not_raised():
     pod = await observe_pod(PodAgent(fake, pod="far", state_dir="/s"))
     assert pod.reachable is False and pod.name == "far" and "Connection refused" in pod.error
     assert pod.services == ()
+
+
+def test_the_cause_of_the_last_failed_start_and_the_field_digests_are_read_back():
+    raw = dict(RAW)
+    dead = dict(RAW["services"]["dead"])
+    dead["meta"] = {**dead["meta"], "last_error": "not healthy after 6 s (not listening yet)",
+                    "last_log_line": "[x] [/path]", "extra": {"model": "m", "spec_fields": {"port": "ab12", "context": "cd34"}}}
+    raw["services"] = {"dead": dead}
+    got = parse_observation("box", raw).service("dead")
+    assert (got.failures, got.last_error, got.last_log_line) == (2, "not healthy after 6 s (not listening yet)", "[x] [/path]")
+    assert got.spec_fields == (("context", "cd34"), ("port", "ab12"))
+    old = parse_observation("box", RAW).service("chat")  # a record written before these fields existed
+    assert (old.last_error, old.last_log_line, old.spec_fields) == ("", "", ())

@@ -18,6 +18,7 @@ import asyncio
 import getpass
 import json
 import os
+import shlex
 import socket
 import sys
 from dataclasses import dataclass, field
@@ -31,7 +32,7 @@ from gpumod.ports import Transport
 
 __all__ = [
     "LOCK_BOOT", "PodLock", "PodLockedError", "acquire_pod_lock", "break_pod_lock", "lock_request",
-    "owner_info", "describe_owner",
+    "owner_info", "describe_owner", "peek_pod_lock", "unlock_command",
 ]
 
 LOCK_BOOT = (
@@ -46,14 +47,20 @@ _START_GRACE_S = 30.0  # python start-up on the pod, on top of wait_s
 
 
 class PodLockedError(PodError):
-    """The pod is locked by another gpumod run; ``owner`` is what its holder recorded."""
+    """The pod is locked by another gpumod run; ``owner`` is what its holder recorded. ``specs``
+    (the spec directory of this run) makes the suggested ``gpumod unlock`` runnable as printed."""
 
-    def __init__(self, pod: str, owner: Mapping[str, Any] | None) -> None:
+    def __init__(self, pod: str, owner: Mapping[str, Any] | None, *, specs: str = "") -> None:
         self.owner = dict(owner or {})
         super().__init__(
             pod,
-            f"locked by {describe_owner(self.owner)}; wait, or `gpumod unlock {pod}` if that run is gone",
+            f"locked by {describe_owner(self.owner)}; wait, or `{unlock_command(pod, specs)}` if that run is gone",
         )
+
+
+def unlock_command(pod: str, specs: str = "") -> str:
+    """The ``gpumod unlock`` command line for a pod defined in ``specs``."""
+    return shlex.join(["gpumod", "unlock", pod, *(["--specs", specs] if specs else [])])
 
 
 def describe_owner(owner: Mapping[str, Any] | None) -> str:
@@ -126,8 +133,10 @@ async def acquire_pod_lock(
     python: str = "python3",
     owner: Mapping[str, Any],
     wait_s: float = 5.0,
+    specs: str = "",
 ) -> PodLock:
-    """Take the pod's lock, waiting up to ``wait_s``; ``PodLockedError`` names the holder."""
+    """Take the pod's lock, waiting up to ``wait_s``; ``PodLockedError`` names the holder (and
+    how to unlock the pod with the spec directory ``specs``)."""
     payload = {"op": "hold", "pod": pod, "state_dir": state_dir, "owner": dict(owner), "wait_s": wait_s}
     process = await transport.open_process([python, "-c", LOCK_BOOT])
     try:
@@ -143,7 +152,7 @@ async def acquire_pod_lock(
         if isinstance(answer, dict) and answer.get("locked") is True:
             return PodLock(pod, str(answer.get("path", "")), dict(answer.get("owner") or {}), process)
         if isinstance(answer, dict) and answer.get("locked") is False:
-            raise PodLockedError(pod, answer.get("owner"))
+            raise PodLockedError(pod, answer.get("owner"), specs=specs)
         if isinstance(answer, dict) and "error" in answer:
             raise PodError(pod, f"cannot take the pod lock: {answer['error']}")
         stderr = (await _bounded(process.read_stderr())).decode("utf-8", "replace").strip()
@@ -155,19 +164,32 @@ async def acquire_pod_lock(
         raise
 
 
+async def peek_pod_lock(
+    transport: Transport, *, pod: str, state_dir: str, python: str = "python3"
+) -> dict[str, Any]:
+    """Whether the pod's lock is held right now (``locked``: a live holder) and its ``owner``
+    record; changes nothing."""
+    return await _lock_op(transport, {"op": "peek", "pod": pod, "state_dir": state_dir}, python, "unlock")
+
+
 async def break_pod_lock(
     transport: Transport, *, pod: str, state_dir: str, python: str = "python3"
 ) -> dict[str, Any]:
     """Break a stale lock: kill the recorded holder (only if its /proc start time still matches)
     and remove the owner file. Returns {path, owner, was_locked, killed, released[, lockers]}."""
-    payload = {"op": "break", "pod": pod, "state_dir": state_dir}
+    return await _lock_op(transport, {"op": "break", "pod": pod, "state_dir": state_dir}, python, "unlock")
+
+
+async def _lock_op(transport: Transport, payload: Mapping[str, Any], python: str, what: str) -> dict[str, Any]:
+    """One request/answer operation of the lock holder script (not "hold")."""
+    pod = str(payload["pod"])
     result = await transport.run([python, "-c", LOCK_BOOT], stdin=lock_request(payload), timeout=30.0)
     answer = _json(result.stdout.decode("utf-8", "replace").strip().splitlines()[-1] if result.stdout.strip() else "")
     if isinstance(answer, dict) and "error" in answer and len(answer) == 1:
-        raise PodError(pod, f"unlock: {answer['error']}")
+        raise PodError(pod, f"{what}: {answer['error']}")
     if result.returncode != 0 or not isinstance(answer, dict):
         detail = result.stderr.decode("utf-8", "replace").strip()[-800:] or "no output"
-        raise PodError(pod, f"unlock failed (exit {result.returncode}): {detail}")
+        raise PodError(pod, f"{what} failed (exit {result.returncode}): {detail}")
     return answer
 
 

@@ -12,6 +12,9 @@ block reading stdin. EOF (gpumod released the lock, exited, or its connection dr
 SIGTERM/SIGHUP removes the owner file and exits; the kernel drops the flock with the process.
 If the lock stays busy: print ``{"locked": false, "owner": <the owner file>}`` and exit.
 
+op "peek": say whether the lock is held right now (by a live process) and who recorded it, and
+change nothing.
+
 op "break": kill the recorded holder, but only if /proc/PID still shows the recorded start time
 and boot id (never a recycled pid), then remove the owner file once the lock is free; print what
 was found and done.
@@ -179,6 +182,19 @@ def op_break(payload: dict) -> int:
     return 0
 
 
+def op_peek(payload: dict) -> int:
+    root, lock_path, owner_path = lock_paths(payload["state_dir"], payload["pod"])
+    found = {"path": lock_path, "owner": read_owner(owner_path), "locked": False}
+    if os.path.exists(lock_path):
+        fd = os.open(lock_path, os.O_RDWR)
+        try:
+            found["locked"] = not try_lock(fd)
+        finally:
+            os.close(fd)  # drops the flock if we took it
+    say(found)
+    return 0
+
+
 def lockers(lock_path: str) -> list:
     """PIDs holding a flock on the lock file (from /proc/locks), for the report."""
     try:
@@ -203,7 +219,7 @@ def lockers(lock_path: str) -> list:
     return pids
 
 
-OPS = {"hold": op_hold, "break": op_break}
+OPS = {"hold": op_hold, "break": op_break, "peek": op_peek}
 
 
 def main(payload: dict) -> int:

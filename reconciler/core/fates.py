@@ -65,10 +65,16 @@ def decide(
             if now < retry_at:
                 starts = "start" if seen.failures == 1 else "starts"
                 wait = math.ceil(retry_at - now)
-                reason = f"crash-looping ({seen.failures} failed {starts}); retry after {wait}s"
+                if seen.last_error:  # the cause is known: name it (a health timeout is no crash)
+                    reason = f"{seen.failures} failed {starts}, last: {seen.last_error}; retry after {wait}s"
+                else:
+                    reason = f"crash-looping ({seen.failures} failed {starts}); retry after {wait}s"
                 fate.deferred = Deferred(svc.name, reason, retry_at)
                 return fate
         reason = {None: "not running", "stopped": "process exited", "failed": "crashed"}[status]
+        if seen is not None and status == "failed" and seen.last_error:  # a failed start, not a crash
+            starts = "start" if seen.failures == 1 else "starts"
+            reason = f"retry ({seen.failures} failed {starts}, last: {seen.last_error})"
         fate.fill = ("start", reason)
         return fate
     fate.keep = tuple(dict.fromkeys(seen.gpus)) or None
@@ -102,6 +108,9 @@ def _changed(svc: DesiredService, seen: ObservedService) -> tuple[str, str] | No
     """(stop reason, restart reason) when the running process is not what the spec asks for."""
     new = svc.spec_hash
     if seen.spec_hash != new:
+        fields = _changed_fields(svc, seen)
+        if fields:
+            return f"spec changed: {fields}; restart", f"spec changed: {fields}"
         old = seen.spec_hash or "?"
         return f"spec changed: restart ({old}→{new})", f"spec changed ({old}→{new})"
     pinned = svc.spec.pinned_gpus
@@ -109,6 +118,15 @@ def _changed(svc: DesiredService, seen: ObservedService) -> tuple[str, str] | No
         want, now = _gpu_list(pinned), _gpu_list(seen.gpus)
         return f"pinned to GPU {want}: restart (runs on GPU {now})", f"pinned to GPU {want} (ran on GPU {now})"
     return None
+
+
+def _changed_fields(svc: DesiredService, seen: ObservedService) -> str:
+    """``context, port``: the fields whose digest differs from the one recorded at start ("" when
+    the record has none, an older gpumod's, or no field differs)."""
+    if not seen.spec_fields:
+        return ""
+    old, new = dict(seen.spec_fields), svc.spec.field_digests()
+    return ", ".join(sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k)))
 
 
 def _gpu_list(gpus: Sequence[int]) -> str:
@@ -143,6 +161,8 @@ def defer_dependents(fates: dict[str, Fate]) -> None:
         if blocker is not None:
             looping = root[blocker]
             retry_at = fates[looping].deferred.retry_at  # type: ignore[union-attr]
-            fate.deferred = Deferred(name, f"waits for {looping}, which is crash-looping", retry_at)
+            seen = fates[looping].obs
+            what = "is failing to start" if seen is not None and seen.last_error else "is crash-looping"
+            fate.deferred = Deferred(name, f"waits for {looping}, which {what}", retry_at)
             fate.fill = None
             root[name] = looping

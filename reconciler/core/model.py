@@ -85,6 +85,9 @@ class ObservedService:
     failures: int = 0  # consecutive failed starts recorded on the pod
     last_failure_at: float | None = None
     message: str = ""
+    last_error: str = ""  # why the last failed start failed ("not healthy after 6 s (...)")
+    last_log_line: str = ""  # the last line that start printed
+    spec_fields: tuple[tuple[str, str], ...] = ()  # (field, digest) of the spec it was started from
 
     @property
     def alive(self) -> bool:

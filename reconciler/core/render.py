@@ -48,7 +48,7 @@ def summary(pod: PodPlan) -> str:
         return f"No changes. Pod {pod.pod} does not fit its mode (see above)."
     if not pod.steps:
         if pod.warnings and pod.warnings[0].startswith("pod unreachable"):
-            return f"No changes. Pod {pod.pod} could not be observed."
+            return f"Not planned: pod {pod.pod} could not be observed."
         return f"No changes. Pod {pod.pod} is up to date."
     restarted = {s.service for s in pod.steps if s.action == "restart"}
     count = {a: 0 for a in ("start", "sleep", "stop", "wake", "restart")}

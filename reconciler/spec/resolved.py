@@ -62,6 +62,15 @@ class ResolvedService:
     extra: tuple[tuple[str, Any], ...] = field(default=())
 
     def spec_hash(self) -> str:
+        return _digest(self.hashed_fields(), 12)
+
+    def field_digests(self) -> dict[str, str]:
+        """A short digest per hashed field: recorded at start, so that a later spec change can
+        be named by the fields it touched (``spec changed: context, port``)."""
+        return {key: _digest(value, 8) for key, value in self.hashed_fields().items()}
+
+    def hashed_fields(self) -> dict[str, Any]:
+        """What ``spec_hash`` covers, by field."""
         launch: dict[str, Any] = {
             "driver": self.driver,
             "model": self.model,
@@ -91,5 +100,9 @@ class ResolvedService:
                 "network": self.network,
                 "shm_size": self.shm_size,
             }
-        blob = json.dumps(launch, sort_keys=True, separators=(",", ":"), default=str)
-        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+        return launch
+
+
+def _digest(value: Any, length: int) -> str:
+    blob = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:length]

@@ -138,3 +138,19 @@ def test_the_result_does_not_depend_on_input_order(specs: SpecSet) -> None:
         documents=specs.documents,
     )
     assert build_desired(flipped, CATALOG, dict(reversed(list(gpus.items())))) == first
+
+
+def test_an_added_service_brings_its_dependencies(specs: SpecSet) -> None:
+    # blank has no members; chat depends on embedding-code, which comes along, awake
+    (box,) = build_desired(specs, CATALOG, {}, pods=["box"], mode_override={"box": "blank"}, add={"box": ["chat"]})
+    assert [(s.name, s.target) for s in box.services] == [("chat", "active"), ("embedding-code", "active")]
+
+
+def test_an_explicit_set_of_services_replaces_the_mode(specs: SpecSet) -> None:
+    (box,) = build_desired(specs, CATALOG, {}, pods=["box"], services={"box": ["glm-code", "asr"]})
+    assert box.mode == "custom"
+    assert [(s.name, s.target) for s in box.services] == [
+        ("glm-code", "active"), ("asr", "active"), ("embedding-code", "active")
+    ]
+    with pytest.raises(GpumodError, match="no service named 'nope'"):
+        build_desired(specs, CATALOG, {}, pods=["box"], services={"box": ["nope"]})
