@@ -106,7 +106,14 @@ def _service(name: str, entry: Mapping[str, Any], vram: dict[int, int]) -> Obser
         failures=failures,
         last_failure_at=last_failure_at,
         message=message,
+        depends_on=_recorded_deps(meta.get("extra")),
     )
+
+
+def _recorded_deps(extra: Any) -> tuple[str, ...]:
+    """The ``depends_on`` the service was started with (records from before it was kept: none)."""
+    deps = extra.get("depends_on") if isinstance(extra, Mapping) else None
+    return tuple(str(d) for d in deps) if isinstance(deps, list) else ()
 
 
 def service_status(entry: Mapping[str, Any]) -> tuple[Status, str | None, str]:

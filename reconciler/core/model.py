@@ -64,6 +64,7 @@ class DesiredPod:
     reserve_mb: int
     max_awake: int
     services: tuple[DesiredService, ...]
+    down: bool = False  # `gpumod down`: nothing is desired, whatever the mode says
 
     def service(self, name: str) -> DesiredService | None:
         return next((s for s in self.services if s.name == name), None)
@@ -85,6 +86,7 @@ class ObservedService:
     failures: int = 0  # consecutive failed starts recorded on the pod
     last_failure_at: float | None = None
     message: str = ""
+    depends_on: tuple[str, ...] = ()  # as recorded when it was started (the old dependency graph)
 
     @property
     def alive(self) -> bool:
@@ -155,6 +157,16 @@ class Deferred:
 
 
 @dataclass(frozen=True)
+class FillNeed:
+    """Free MiB one GPU must show before a fill wave runs: what the wave's starts and wakes
+    allocate there, as the plan priced it (the executor waits for exactly this)."""
+
+    wave: int
+    gpu: int
+    free_mb: int
+
+
+@dataclass(frozen=True)
 class PodPlan:
     pod: str
     fits: bool
@@ -164,9 +176,14 @@ class PodPlan:
     warnings: tuple[str, ...] = ()
     infeasible: Infeasibility | None = None
     placement: tuple[tuple[str, tuple[int, ...]], ...] = ()  # service -> GPUs in the end state
+    fill_needs: tuple[FillNeed, ...] = ()  # per fill wave and GPU, the free MiB it needs
 
     def gpus_of(self, service: str) -> tuple[int, ...]:
         return next((g for s, g in self.placement if s == service), ())
+
+    def need_before(self, wave: int) -> dict[int, int]:
+        """GPU -> free MiB that fill wave ``wave`` needs (GPUs it allocates nothing on are absent)."""
+        return {n.gpu: n.free_mb for n in self.fill_needs if n.wave == wave}
 
 
 @dataclass(frozen=True)
@@ -213,6 +230,7 @@ class Plan:
                         }
                         for g in p.gpus
                     ],
+                    "fill_needs": [asdict(n) for n in p.fill_needs],
                     "deferred": [asdict(d) for d in p.deferred],
                     "warnings": list(p.warnings),
                     "infeasible": _infeasible_json(p.infeasible),

@@ -16,7 +16,9 @@ from dataclasses import dataclass, replace
 
 from gpumod.core.alternatives import suggest
 from gpumod.core.fates import Fate, backoff_s, decide, defer_dependents, limit_awake_standby
-from gpumod.core.model import Action, DesiredPod, GpuBudget, ObservedPod, Plan, PodPlan, Step, fingerprint
+from gpumod.core.model import (
+    Action, DesiredPod, FillNeed, GpuBudget, ObservedPod, Plan, PodPlan, Step, fingerprint,
+)
 from gpumod.core.ordering import reverse, waves
 from gpumod.core.placement import Claim, Load, Placement
 from gpumod.errors import GpuShortfall, Infeasibility
@@ -52,6 +54,7 @@ class _Priced:
     fill_wave: dict[str, int]
     budgets: tuple[GpuBudget, ...]
     warnings: tuple[str, ...]
+    fill_needs: tuple[FillNeed, ...]  # per fill wave and GPU: the MiB it allocates
 
     @property
     def over(self) -> list[GpuBudget]:
@@ -78,7 +81,7 @@ def plan_pod(
         inf = Infeasibility(pod.name, shortfalls, alternatives)
         return PodPlan(pod.name, False, (), priced.budgets, deferred, priced.warnings, inf, where)
     steps = _steps(pod, seen, priced)
-    return PodPlan(pod.name, True, steps, priced.budgets, deferred, priced.warnings, None, where)
+    return PodPlan(pod.name, True, steps, priced.budgets, deferred, priced.warnings, None, where, priced.fill_needs)
 
 
 def _price(pod: DesiredPod, obs: ObservedPod) -> _Priced:
@@ -98,14 +101,14 @@ def _price(pod: DesiredPod, obs: ObservedPod) -> _Priced:
     fill = [n for n, f in fates.items() if f.fill is not None]
     depends_on = {name: fate.svc.spec.depends_on for name, fate in fates.items()}
     fill_wave = waves(fill, depends_on, serial={n for n in fill if fates[n].sleep_after})
-    peaks = _fill_peaks(fates, placement, fill_wave)
+    peaks, needs = _fill_peaks(fates, placement, fill_wave)
     if not placement.over():
         while _sleep_a_standby_for_a_serial_start(fates, placement, fill_wave, peaks):
-            peaks = _fill_peaks(fates, placement, fill_wave)
+            peaks, needs = _fill_peaks(fates, placement, fill_wave)
     budgets = tuple(
         placement.gpus[g].budget(peaks.get(g, (0, ""))) for g in placement.shown()
     )
-    return _Priced(fates, placement, fill_wave, budgets, tuple(warnings))
+    return _Priced(fates, placement, fill_wave, budgets, tuple(warnings), needs)
 
 
 # -- placing and pricing ---------------------------------------------------------------------
@@ -161,9 +164,11 @@ def _usage(fate: Fate, load: Load) -> tuple[int, int, int]:
 
 def _fill_peaks(
     fates: dict[str, Fate], placement: Placement, fill_wave: Mapping[str, int]
-) -> dict[int, tuple[int, str]]:
-    """Per GPU, the highest MiB held during phase fill (a start-then-sleep counts awake in its
-    wave), when it exceeds the end state, with the serial start that causes it."""
+) -> tuple[dict[int, tuple[int, str]], tuple[FillNeed, ...]]:
+    """Walk phase fill wave by wave. Returns, per GPU, the highest MiB held during phase fill
+    (a start-then-sleep counts awake in its wave) when it exceeds the end state, with the serial
+    start that causes it; and per wave and GPU the MiB the wave allocates (what must be free
+    before it runs)."""
     usage: dict[int, int] = {}
     at: dict[tuple[str, int], tuple[int, int, int]] = {}
     by_wave: dict[int, list[str]] = {}
@@ -174,11 +179,15 @@ def _fill_peaks(
         if fate.fill is not None:
             by_wave.setdefault(fill_wave[name], []).append(name)
     peaks: dict[int, tuple[int, str]] = {}
+    needs: list[FillNeed] = []
     for wave in sorted(by_wave):
         names = by_wave[wave]
+        grows: dict[int, int] = {}
         for name in names:
             for g in placement.of.get(name, ()):
+                grows[g] = grows.get(g, 0) + max(0, at[name, g][1] - at[name, g][0])
                 usage[g] += at[name, g][1] - at[name, g][0]
+        needs += [FillNeed(wave, g, mb) for g, mb in sorted(grows.items()) if mb > 0]
         serial = names[0] if len(names) == 1 and fates[names[0]].sleep_after else ""
         for name in names if serial else ():
             for g in placement.of.get(name, ()):
@@ -189,7 +198,7 @@ def _fill_peaks(
         for name in names:
             for g in placement.of.get(name, ()):
                 usage[g] += at[name, g][2] - at[name, g][1]
-    return peaks
+    return peaks, tuple(needs)
 
 
 def _sleep_a_standby_for_a_serial_start(
@@ -226,7 +235,8 @@ def _steps(pod: DesiredPod, obs: ObservedPod, priced: _Priced) -> tuple[Step, ..
     free: dict[str, tuple[Action, str, tuple[int, ...], str | None]] = {}
     for seen in sorted(obs.services, key=lambda s: s.name):
         if seen.name not in fates:
-            reason = f"not in mode {pod.mode}" if seen.alive else "stale record"
+            gone = "down requested" if pod.down else f"not in mode {pod.mode}"
+            reason = gone if seen.alive else "stale record"
             free[seen.name] = ("stop", reason, tuple(seen.gpus), None)
     steps: list[Step] = []
     for name, fate in fates.items():
@@ -240,11 +250,20 @@ def _steps(pod: DesiredPod, obs: ObservedPod, priced: _Priced) -> tuple[Step, ..
             after = level if fate.sleep_after else None
             wave = priced.fill_wave[name]
             steps.append(Step(pod.name, action, name, reason, "fill", wave, where.get(name, ()), after, after is not None))
-    dependents = reverse({name: fate.svc.spec.depends_on for name, fate in fates.items()})
-    free_wave = waves(free, dependents)
+    free_wave = waves(free, reverse(_running_graph(pod, obs)))
     steps += [
         Step(pod.name, action, name, reason, "free", free_wave[name], gpus, level)
         for name, (action, reason, gpus, level) in free.items()
     ]
     steps.sort(key=lambda s: (_PHASE_ORDER[s.phase], s.wave, s.action, s.service))
     return tuple(steps)
+
+
+def _running_graph(pod: DesiredPod, obs: ObservedPod) -> dict[str, tuple[str, ...]]:
+    """``depends_on`` per service for phase free: what each running process was started with
+    (recorded on the pod) and what its spec says now. A dependent stops or sleeps before its
+    dependencies under either graph, so a service leaving the mode (or `down`) keeps its order."""
+    graph = {s.name: s.depends_on for s in obs.services}
+    for svc in pod.services:
+        graph[svc.name] = tuple(sorted(set(graph.get(svc.name, ())) | set(svc.spec.depends_on)))
+    return graph

@@ -36,6 +36,16 @@ def _usage(pod: DesiredPod, live: dict[str, _Live]) -> dict[int, int]:
 
 def peaks(pod: DesiredPod, observed: ObservedPod, pod_plan: PodPlan) -> list[dict[int, int]]:
     """MiB used per GPU after phase free, then after each fill wave (start-then-sleep counted awake)."""
+    return _walk(pod, observed, pod_plan)[0]
+
+
+def allocations(pod: DesiredPod, observed: ObservedPod, pod_plan: PodPlan) -> list[dict[int, int]]:
+    """Per fill wave, the MiB its steps allocate on each GPU (GPUs with none left out): what
+    must be free on the pod before the wave runs."""
+    return _walk(pod, observed, pod_plan)[1]
+
+
+def _walk(pod: DesiredPod, observed: ObservedPod, pod_plan: PodPlan) -> tuple[list[dict[int, int]], list[dict[int, int]]]:
     live: dict[str, _Live] = {}
     for s in observed.services:
         if s.alive:
@@ -49,16 +59,19 @@ def peaks(pod: DesiredPod, observed: ObservedPod, pod_plan: PodPlan) -> list[dic
         elif step.action == "sleep" and step.service in live:
             live[step.service] = _Live(live[step.service].gpus, False, {})
     out = [_usage(pod, live)]
+    grown: list[dict[int, int]] = []
     for _, wave in groupby(fill, key=lambda s: s.wave):
         wave = list(wave)
+        before = _usage(pod, live)
         for step in wave:
             gpus = step.gpus if step.action != "wake" else live[step.service].gpus
             live[step.service] = _Live(tuple(gpus), True, {})
         out.append(_usage(pod, live))
+        grown.append({g: mb - before.get(g, 0) for g, mb in sorted(out[-1].items()) if mb > before.get(g, 0)})
         for step in wave:
             if step.sleep_after:
                 live[step.service].awake = False
-    return out
+    return out, grown
 
 
 def apply(pod: DesiredPod, observed: ObservedPod, pod_plan: PodPlan) -> ObservedPod:
