@@ -188,9 +188,10 @@ class PodExecutor:
             launch = _with_env(launch, sim)
         await self._launch(launch)
         try:
-            calls = driver.after_start(spec)
-            # a llama.cpp router is healthy (and "asleep") before its model is loaded
-            await self._await_ready(spec, awake=not calls, timeout=spec.startup_timeout_s)
+            # a llama.cpp router is healthy (and "asleep") before its model is loaded; the plan
+            # says when to leave it so (start_asleep)
+            calls = [] if step.start_asleep else driver.after_start(spec)
+            await self._await_ready(spec, awake=not calls and not step.start_asleep, timeout=spec.startup_timeout_s)
             if calls:
                 await self._http(spec, calls)
                 await self._await_ready(spec, awake=True, timeout=spec.startup_timeout_s)
@@ -200,6 +201,8 @@ class PodExecutor:
         await self.agent.update_meta(spec.name, failures=0, last_failure_at=None)
         if step.sleep_after:
             await self._sleep(spec.name, step.level or spec.sleep)
+        elif step.start_asleep:
+            await self.agent.update_meta(spec.name, sleep_level=step.level or spec.sleep)
 
     async def _launch(self, launch: Launch) -> None:
         secret_env = self.secrets.get(launch.name, {})

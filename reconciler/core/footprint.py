@@ -21,6 +21,10 @@ from gpumod.spec.resolved import ResolvedService
 
 ESTIMATE_OVERHEAD_MB = 512  # CUDA context + activations + allocator slack, on top of weights and KV
 SLEEP_RESIDUAL_MB: dict[str, int] = {"l1": 600, "l2": 400, "router": 300}
+# sleep kinds whose server starts with nothing loaded (a llama.cpp router loads its model on
+# request): a member that must end asleep starts asleep, with no brief awake peak (vLLM, by
+# contrast, allocates its whole footprint before it can sleep)
+STARTS_ASLEEP = frozenset({"router"})
 
 
 def kv_cache_mb(kv_mb_per_1k: float, context: int) -> int:

@@ -125,6 +125,7 @@ class Step:
     gpus: tuple[int, ...] = ()
     level: str | None = None  # sleep level for "sleep"; level to sleep at right after a start
     sleep_after: bool = False  # start awake, wait healthy, then sleep at `level`
+    start_asleep: bool = False  # start with nothing loaded and leave it so (asleep at `level`)
 
     @property
     def symbol(self) -> str:
@@ -132,6 +133,7 @@ class Step:
 
     def render(self) -> str:
         extra = f" (then sleep {self.level})" if self.sleep_after else ""
+        extra = f" (asleep: {self.level})" if self.start_asleep else extra
         level = f" {self.level}" if self.action == "sleep" and self.level else ""
         return f"{self.symbol} {self.action}{level} {self.service}{extra}: {self.reason}"
 
@@ -217,6 +219,7 @@ class Plan:
                             "gpus": list(s.gpus),
                             "level": s.level,
                             "sleep_after": s.sleep_after,
+                            "start_asleep": s.start_asleep,
                         }
                         for s in p.steps
                     ],

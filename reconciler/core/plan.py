@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 
 from gpumod.core.alternatives import suggest
 from gpumod.core.fates import Fate, backoff_s, decide, defer_dependents, limit_awake_standby
+from gpumod.core.footprint import STARTS_ASLEEP
 from gpumod.core.model import (
     Action, DesiredPod, FillNeed, GpuBudget, ObservedPod, Plan, PodPlan, Step, fingerprint,
 )
@@ -98,12 +99,13 @@ def _price(pod: DesiredPod, obs: ObservedPod) -> _Priced:
         foreign[g] = foreign.get(g, 0) + mb
     placement = Placement(obs.gpus or pod.gpus, foreign, pod.reserve_mb, pod.max_awake)
     placement.place_all(_claim(f, placement.real) for f in fates.values())
-    fill = [n for n, f in fates.items() if f.fill is not None]
-    depends_on = {name: fate.svc.spec.depends_on for name, fate in fates.items()}
-    fill_wave = waves(fill, depends_on, serial={n for n in fill if fates[n].sleep_after})
+    fill_wave = _fill_waves(fates)
     peaks, needs = _fill_peaks(fates, placement, fill_wave)
     if not placement.over():
         while _sleep_a_standby_for_a_serial_start(fates, placement, fill_wave, peaks):
+            peaks, needs = _fill_peaks(fates, placement, fill_wave)
+        while _sleep_an_active_member_for_a_serial_start(fates, placement, fill_wave, peaks, pod.mode):
+            fill_wave = _fill_waves(fates)
             peaks, needs = _fill_peaks(fates, placement, fill_wave)
     budgets = tuple(
         placement.gpus[g].budget(peaks.get(g, (0, ""))) for g in placement.shown()
@@ -118,8 +120,8 @@ def _claim(fate: Fate, real: tuple[int, ...]) -> Claim:
     spec, fp = fate.svc.spec, fate.svc.footprint
     awake = fp.awake_mb
     residual = awake if spec.sleep == "none" else min(fp.asleep_mb, awake)
-    will_start_asleep = not fate.end_awake and (fate.sleep_after or fate.deferred is not None)
-    transient = awake - residual if will_start_asleep else 0
+    will_start_to_sleep = not fate.end_awake and (fate.sleep_after or fate.deferred is not None)
+    transient = awake - residual if will_start_to_sleep and spec.sleep not in STARTS_ASLEEP else 0
 
     def load(awake_mb: int) -> Load:
         measured = awake_mb > awake
@@ -159,7 +161,15 @@ def _usage(fate: Fate, load: Load) -> tuple[int, int, int]:
     if fate.fill[0] == "wake":
         residual = fp.awake_mb if fate.svc.spec.sleep == "none" else min(fp.asleep_mb, fp.awake_mb)
         return residual, fp.awake_mb, end
-    return 0, fp.awake_mb, end  # start, restart (stopped in phase free)
+    return 0, end if fate.starts_asleep else fp.awake_mb, end  # start, restart (stopped in phase free)
+
+
+def _fill_waves(fates: dict[str, Fate]) -> dict[str, int]:
+    """Phase fill's wave per stepped service: dependencies first, serial start-then-sleeps alone,
+    and a member slept to make room for them woken after them."""
+    fill = [n for n, f in fates.items() if f.fill is not None]
+    before = {name: (*fate.svc.spec.depends_on, *fate.wake_after) for name, fate in fates.items()}
+    return waves(fill, before, serial={n for n in fill if fates[n].sleep_after})
 
 
 def _fill_peaks(
@@ -223,6 +233,39 @@ def _sleep_a_standby_for_a_serial_start(
     return False
 
 
+def _sleep_an_active_member_for_a_serial_start(
+    fates: dict[str, Fate],
+    placement: Placement,
+    fill_wave: Mapping[str, int],
+    peaks: Mapping[int, tuple[int, str]],
+    mode: str,
+) -> bool:
+    """Rule 4 when the end state fits but a start-then-sleep's brief awake peak exceeds a GPU
+    (a warm switch: members that a cold start would start after it already run awake): sleep
+    the running member that frees most there in phase free, and wake it in phase fill after
+    every start-then-sleep on its GPUs. True if one was."""
+    for g, (held, starter) in sorted(peaks.items(), key=lambda p: (fill_wave[p[1][1]], p[0])):
+        if held <= placement.gpus[g].capacity:
+            continue
+        awake = [
+            f
+            for f in fates.values()
+            if g in placement.of.get(f.name, ())
+            and f.fill is None and f.free is None and f.end_awake and not f.stuck and f.svc.spec.sleep != "none"
+        ]
+        if not awake:
+            continue
+        victim = max(awake, key=lambda f: (f.svc.footprint.wake_delta_mb, f.name))
+        serial = sorted(
+            n for n, f in fates.items() if f.sleep_after and set(placement.of.get(n, ())) & set(placement.of[victim.name])
+        )
+        victim.free = ("sleep", f"makes room to start {starter}, woken right after")
+        victim.fill = ("wake", f"active in mode {mode}: woken after {', '.join(serial)} started")
+        victim.wake_after = tuple(serial)
+        return True
+    return False
+
+
 def _shortfall(pod: str, budget: GpuBudget) -> GpuShortfall:
     return GpuShortfall(pod, budget.index, budget.name, budget.capacity_mb, budget.need_mb, budget.users)
 
@@ -247,9 +290,14 @@ def _steps(pod: DesiredPod, obs: ObservedPod, priced: _Priced) -> tuple[Step, ..
             free[name] = (action, reason, gpus, level if action == "sleep" else None)
         if fate.fill is not None:
             action, reason = fate.fill
-            after = level if fate.sleep_after else None
+            after = level if fate.sleep_after or fate.starts_asleep else None
             wave = priced.fill_wave[name]
-            steps.append(Step(pod.name, action, name, reason, "fill", wave, where.get(name, ()), after, after is not None))
+            steps.append(
+                Step(
+                    pod.name, action, name, reason, "fill", wave, where.get(name, ()), after,
+                    fate.sleep_after, fate.starts_asleep,
+                )
+            )
     free_wave = waves(free, reverse(_running_graph(pod, obs)))
     steps += [
         Step(pod.name, action, name, reason, "free", free_wave[name], gpus, level)

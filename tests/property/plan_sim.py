@@ -2,7 +2,8 @@
 phase and after every fill wave, and the ObservedPod a pod would report after all the steps.
 
 It models the pod, not the planner: a service uses its declared awake footprint when awake
-(or what was measured, while it keeps running untouched) and its residual when asleep.
+(or what was measured, while it keeps running untouched) and its residual when asleep (from the
+start, for a start_asleep step).
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ def _walk(pod: DesiredPod, observed: ObservedPod, pod_plan: PodPlan) -> tuple[li
         before = _usage(pod, live)
         for step in wave:
             gpus = step.gpus if step.action != "wake" else live[step.service].gpus
-            live[step.service] = _Live(tuple(gpus), True, {})
+            live[step.service] = _Live(tuple(gpus), not step.start_asleep, {})
         out.append(_usage(pod, live))
         grown.append({g: mb - before.get(g, 0) for g, mb in sorted(out[-1].items()) if mb > before.get(g, 0)})
         for step in wave:
@@ -90,9 +91,9 @@ def apply(pod: DesiredPod, observed: ObservedPod, pod_plan: PodPlan) -> Observed
             assert svc is not None
             services[step.service] = ObservedService(
                 name=step.service,
-                status="sleeping" if step.sleep_after else "running",
+                status="sleeping" if step.sleep_after or step.start_asleep else "running",
                 spec_hash=svc.spec_hash,
                 gpus=step.gpus,
-                sleep_level=step.level if step.sleep_after else None,
+                sleep_level=step.level if step.sleep_after or step.start_asleep else None,
             )
     return replace(observed, services=tuple(services[n] for n in sorted(services)))
