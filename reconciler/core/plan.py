@@ -3,7 +3,8 @@
 Pure: no I/O, no clock (the observation carries its own time), no randomness. Per pod it
 decides each service's fate (``gpumod.core.fates``), places services on GPUs and prices the end
 state of every GPU (``gpumod.core.placement``) plus the brief awake peak of every
-start-then-sleep along the fill phase (here), refuses with alternatives when a GPU does not fit
+start-then-sleep along the fill phase and the free MiB each fill wave needs, which the executor
+waits for (here), refuses with alternatives when a GPU does not fit
 (``gpumod.core.alternatives``), and orders the steps in phases and waves
 (``gpumod.core.ordering``). Everything is keyed and sorted by name, so the same inputs give the
 same plan whatever order they came in.
