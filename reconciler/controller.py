@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, AsyncContextManager, Callable, Iterable, Sequence
 
@@ -164,9 +164,7 @@ def desired_for(
         specs, catalog, gpus, pods=names, mode_override=mode_override or {}, add=add or {}, services=services or {}
     )
     if empty:
-        desired = tuple(
-            DesiredPod(d.name, d.mode, d.gpus, d.reserve_mb, d.max_awake, services=()) for d in desired
-        )
+        desired = tuple(replace(d, services=(), down=True) for d in desired)
     return desired
 
 

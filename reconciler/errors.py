@@ -6,10 +6,10 @@
     ├── UnsupportedError             a feature the spec asks for is not available (yet)
     ├── StalePlanError               a saved plan no longer matches the specs or the pods
     ├── PodError                     talking to a pod failed (pod named)
-    │   └── PodUnreachableError      the pod cannot be reached at all
+    │   ├── PodUnreachableError      the pod cannot be reached at all
+    │   └── VramReleaseTimeoutError  a GPU lacks the free VRAM a fill wave needs (after stops/sleeps)
     └── StepError                    one plan step failed on a pod (pod + service named)
-        ├── HealthTimeoutError       a started service did not become healthy in time
-        └── VramReleaseTimeoutError  VRAM was not released after stops/sleeps
+        └── HealthTimeoutError       a started service did not become healthy in time
 
 At the CLI edge a ``GpumodError`` is printed as one red line plus its hint; anything else is a
 bug and gets a traceback.
@@ -135,6 +135,7 @@ class StalePlanError(GpumodError):
 class PodError(GpumodError):
     def __init__(self, pod: str, message: str, *, hint: str = "") -> None:
         self.pod = pod
+        self.detail = message  # without the pod: for reports that already name it
         super().__init__(f"pod {pod}: {message}", hint=hint)
 
 
@@ -156,5 +157,5 @@ class HealthTimeoutError(StepError):
     pass
 
 
-class VramReleaseTimeoutError(StepError):
+class VramReleaseTimeoutError(PodError):
     pass

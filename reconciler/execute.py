@@ -1,4 +1,5 @@
-"""Runs a pod's plan: phase free (stops, sleeps), wait for the VRAM to be released, phase fill.
+"""Runs a pod's plan: phase free (stops, sleeps), then phase fill, each fill wave after the GPUs
+show the free VRAM the plan says it needs (the executor never prices VRAM itself).
 
 Waves run in parallel; each start is gated on its health check within its startup timeout. A
 failed step fails the steps that depend on it (skipped, reported), never independent ones. All
@@ -23,7 +24,7 @@ from gpumod.drivers.base import HttpAnswer, HttpCall, Launch, PodContext
 from gpumod.drivers.probes.nvidia_smi import parse_gpus
 from gpumod.drivers.registry import driver_for
 from gpumod.drivers.supervisors import env_file_path, log_path, render_unit
-from gpumod.errors import GpumodError, HealthTimeoutError, StepError, VramReleaseTimeoutError
+from gpumod.errors import GpumodError, HealthTimeoutError, PodError, StepError, VramReleaseTimeoutError
 from gpumod.ports import Clock
 from gpumod.spec.resolved import ResolvedService
 
@@ -82,21 +83,16 @@ class PodExecutor:
         free = [s for s in plan.steps if s.phase == "free"]
         fill = [s for s in plan.steps if s.phase == "fill"]
         await self._phase(free, run, failed)
-        if fill:
-            try:
-                await self._wait_vram(plan, fill)
-            except GpumodError as err:
-                run.error = str(err)
-                for step in fill:
-                    self._record(run, StepOutcome(step, "skipped", "VRAM was not released"))
-                return run
-            await self._phase(fill, run, failed)
+        await self._phase(fill, run, failed, plan)
         return run
 
     # -- phases ------------------------------------------------------------------------------
 
-    async def _phase(self, steps: list[Step], run: PodRun, failed: set[str]) -> None:
-        for _, wave in groupby(steps, key=lambda s: s.wave):
+    async def _phase(self, steps: list[Step], run: PodRun, failed: set[str], plan: PodPlan | None = None) -> None:
+        """Run ``steps`` wave by wave; in phase fill (``plan`` given) each wave first waits until
+        every GPU shows the free MiB the plan says the wave needs."""
+        waves = [list(wave) for _, wave in groupby(steps, key=lambda s: s.wave)]
+        for n, wave in enumerate(waves):
             todo: list[Step] = []
             for step in wave:
                 blocker = self._blocked_by(step, failed)
@@ -105,6 +101,14 @@ class PodExecutor:
                     self._record(run, StepOutcome(step, "skipped", f"depends on {blocker}, which failed"))
                 else:
                     todo.append(step)
+            if todo and plan is not None:
+                try:
+                    await self._wait_vram(plan.need_before(wave[0].wave), todo, releasing=_releasing(run))
+                except GpumodError as err:
+                    run.error = err.detail if isinstance(err, PodError) else str(err)
+                    for step in todo + [s for later in waves[n + 1 :] for s in later]:
+                        self._record(run, StepOutcome(step, "skipped", "VRAM was not released"))
+                    return
             outcomes = await asyncio.gather(*(self._run_step(s) for s in todo))
             for outcome in outcomes:
                 if outcome.status != "ok":
@@ -176,12 +180,18 @@ class PodExecutor:
         spec = _pin_vllm_share(desired, self.desired, step.gpus)
         driver = driver_for(spec.driver)
         # the record keeps the hash of the spec as written, whatever the launch derived from it,
-        # and a digest per field (so that a later change can be named by its fields)
+        # a digest per field (so that a later change can be named by its fields), and what the
+        # service waits for: phase free stops dependents first, even once the service has left
+        # the mode or the specs (or on `down`)
         launch = driver.launch(spec, step.gpus, self.ctx)
         launch = replace(
             launch,
             spec_hash=desired.spec_hash,
-            meta=(*launch.meta, ("spec_fields", desired.spec.field_digests())),
+            meta=(
+                *launch.meta,
+                ("spec_fields", desired.spec.field_digests()),
+                ("depends_on", list(spec.depends_on)),
+            ),
         )
         if self.sim_env:
             sim = (
@@ -191,9 +201,10 @@ class PodExecutor:
             launch = _with_env(launch, sim)
         await self._launch(launch)
         try:
-            calls = driver.after_start(spec)
-            # a llama.cpp router is healthy (and "asleep") before its model is loaded
-            await self._await_ready(spec, awake=not calls, timeout=spec.startup_timeout_s)
+            # a llama.cpp router is healthy (and "asleep") before its model is loaded; the plan
+            # says when to leave it so (start_asleep)
+            calls = [] if step.start_asleep else driver.after_start(spec)
+            await self._await_ready(spec, awake=not calls and not step.start_asleep, timeout=spec.startup_timeout_s)
             if calls:
                 await self._http(spec, calls)
                 await self._await_ready(spec, awake=True, timeout=spec.startup_timeout_s)
@@ -203,6 +214,8 @@ class PodExecutor:
         await self.agent.update_meta(spec.name, failures=0, last_failure_at=None, last_error=None, last_log_line=None)
         if step.sleep_after:
             await self._sleep(spec.name, step.level or spec.sleep)
+        elif step.start_asleep:
+            await self.agent.update_meta(spec.name, sleep_level=step.level or spec.sleep)
 
     async def _launch(self, launch: Launch) -> None:
         secret_env = self.secrets.get(launch.name, {})
@@ -311,52 +324,43 @@ class PodExecutor:
                 )
             await self.clock.sleep(POLL_S)
 
-    async def _wait_vram(self, plan: PodPlan, fill: list[Step]) -> None:
-        """Poll nvidia-smi until every GPU has the room the fill phase will take (fatal timeout)."""
-        need = _fill_need(self.desired, fill)
+    async def _wait_vram(self, need: dict[int, int], wave: list[Step], *, releasing: bool) -> None:
+        """Poll nvidia-smi until every GPU shows the free MiB ``need`` (the plan's, for this fill
+        wave); VramReleaseTimeoutError after ``vram_release_timeout_s``. ``releasing``: something
+        this run stopped or put to sleep may still be giving VRAM back."""
         if not need:
             return
         deadline = self.clock.now() + self.vram_release_timeout_s
         while True:
             raw = await self.agent.gpus()
             gpus = {g.index: g for g in parse_gpus(raw.get("stdout", ""))} if raw.get("ok") else {}
-            short = {
-                idx: mb - (gpus[idx].total_mb - gpus[idx].used_mb)
-                for idx, mb in need.items()
-                if idx in gpus and gpus[idx].total_mb - gpus[idx].used_mb < mb
-            }
+            free = {idx: gpus[idx].total_mb - gpus[idx].used_mb for idx in need if idx in gpus}
+            short = sorted(idx for idx, mb in need.items() if idx in free and free[idx] < mb)
             if not short:
                 return
             if self.clock.now() >= deadline:
-                gpu, missing = sorted(short.items())[0]
+                gpu = short[0]
+                names = ", ".join(s.service for s in wave if gpu in s.gpus)
+                waited = f"{self.vram_release_timeout_s:g} s"
+                if releasing:
+                    why = f"waited {waited} for stopped/sleeping services to release VRAM"
+                    hint = "check `nvidia-smi` on the pod for processes that did not exit"
+                else:
+                    why = f"nothing was stopped or put to sleep to make room (waited {waited})"
+                    hint = "check `nvidia-smi` on the pod for processes gpumod does not manage"
                 raise VramReleaseTimeoutError(
-                    plan.pod,
-                    "-",
-                    f"GPU {gpu} still lacks {missing} MiB after {self.vram_release_timeout_s:g} s of waiting "
-                    "for stopped/sleeping services to release VRAM",
-                    hint="check `nvidia-smi` on the pod for processes that did not exit",
+                    self.desired.name,
+                    f"GPU {gpu} has {free[gpu]} MiB free but needs {need[gpu]} MiB for {names}; {why}: {hint}",
                 )
             await self.clock.sleep(POLL_S)
 
 
-def _fill_need(desired: DesiredPod, fill: list[Step]) -> dict[int, int]:
-    """MiB per GPU the fill phase allocates at its peak (serialised start-then-sleep counted once)."""
-    steady: dict[int, int] = {}
-    transient: dict[int, int] = {}
-    for step in fill:
-        svc = desired.service(step.service)
-        if svc is None:
-            continue
-        fp = svc.footprint
-        add = fp.wake_delta_mb if step.action == "wake" else fp.awake_mb
-        for gpu in step.gpus:
-            if step.sleep_after:
-                transient[gpu] = max(transient.get(gpu, 0), fp.awake_mb)
-                steady[gpu] = steady.get(gpu, 0) + fp.asleep_mb
-            else:
-                steady[gpu] = steady.get(gpu, 0) + add
-    gpus = set(steady) | set(transient)
-    return {g: steady.get(g, 0) + transient.get(g, 0) for g in gpus if steady.get(g, 0) + transient.get(g, 0) > 0}
+def _releasing(run: PodRun) -> bool:
+    """Whether an earlier step of this run gives VRAM back: a stop, a sleep, a start that went
+    to sleep after its health check, or a failed start (its process is killed)."""
+    return any(
+        o.step.action in ("stop", "sleep") or o.step.sleep_after or o.status == "failed" for o in run.outcomes
+    )
 
 
 def _this_start(tail: str) -> list[str]:

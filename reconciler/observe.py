@@ -109,7 +109,14 @@ def _service(name: str, entry: Mapping[str, Any], vram: dict[int, int]) -> Obser
         last_error=str(meta.get("last_error") or ""),
         last_log_line=str(meta.get("last_log_line") or ""),
         spec_fields=_spec_fields(meta),
+        depends_on=_recorded_deps(meta.get("extra")),
     )
+
+
+def _recorded_deps(extra: Any) -> tuple[str, ...]:
+    """The ``depends_on`` the service was started with (records from before it was kept: none)."""
+    deps = extra.get("depends_on") if isinstance(extra, Mapping) else None
+    return tuple(str(d) for d in deps) if isinstance(deps, list) else ()
 
 
 def service_status(entry: Mapping[str, Any]) -> tuple[Status, str | None, str]:

@@ -25,6 +25,7 @@ from gpumod.core.model import (
     DesiredPod,
     Deferred,
     GpuBudget,
+    FillNeed,
     ObservedPod,
     Plan,
     SYMBOLS,
@@ -260,6 +261,7 @@ def plan_from_json(data: dict[str, Any]) -> Plan:
                 gpus=tuple(s.get("gpus") or ()),
                 level=s.get("level"),
                 sleep_after=bool(s.get("sleep_after")),
+                start_asleep=bool(s.get("start_asleep")),
             )
             for s in p.get("steps", [])
         )
@@ -271,7 +273,12 @@ def plan_from_json(data: dict[str, Any]) -> Plan:
             for g in p.get("gpus", [])
         )
         deferred = tuple(Deferred(**d) for d in p.get("deferred", []))
+        # what the executor waits for before each fill wave: without it, it would not wait at all
+        needs = tuple(FillNeed(int(n["wave"]), int(n["gpu"]), int(n["free_mb"])) for n in p.get("fill_needs", []))
         pods.append(
-            PodPlan(name, bool(p.get("fits", True)), steps, gpus, deferred, tuple(p.get("warnings", [])))
+            PodPlan(
+                name, bool(p.get("fits", True)), steps, gpus, deferred, tuple(p.get("warnings", [])),
+                fill_needs=needs,
+            )
         )
     return Plan(tuple(pods), str(data.get("fingerprint", "")))

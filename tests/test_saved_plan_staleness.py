@@ -57,6 +57,8 @@ def test_a_saved_plan_reads_back_as_the_same_plan(tmp_path: Path) -> None:
     saved = load_saved_plan(path)
     assert saved.to_plan() == plan_from_json(p.to_json())
     assert saved.to_plan().pods[0].steps == p.pods[0].steps
+    # what apply waits for before each fill wave comes back too (without it nothing would wait)
+    assert p.pods[0].fill_needs and saved.to_plan().pods[0].fill_needs == p.pods[0].fill_needs
     assert saved.spec_dir == str(tmp_path.resolve()) and saved.pods is None
     assert saved.changes_since([POD], [d], [obs]) == []
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
 
-from gpumod.core.footprint import footprint
+from gpumod.core.footprint import footprint, sizing_gpu
 from gpumod.core.model import DesiredPod, DesiredService, GpuInfo, Target
 from gpumod.errors import GpumodError, Problem, SpecError
 from gpumod.spec.loader import SpecSet
@@ -173,7 +173,7 @@ def _desired_service(
 
 
 def _sizing_gpu(gpus: tuple[GpuInfo, ...], wanted: int | list[int] | None, source: str) -> GpuInfo:
-    """The GPU to size a service on: the pinned one, else the largest (the lowest index on a tie)."""
+    """The GPU to size a service on (``sizing_gpu``); a pin on a GPU the pod lacks is a SpecError."""
     if isinstance(wanted, list) and wanted:
         by_index = {g.index: g for g in gpus}
         missing = [i for i in wanted if i not in by_index]
@@ -183,5 +183,4 @@ def _sizing_gpu(gpus: tuple[GpuInfo, ...], wanted: int | list[int] | None, sourc
             raise SpecError(
                 [Problem(path, line, f"pins GPU {missing[0]}, but the pod has GPUs {have}; pin GPUs it has")]
             )
-        return by_index[wanted[0]]
-    return max(gpus, key=lambda g: (g.total_mb, -g.index))
+    return sizing_gpu(gpus, wanted if isinstance(wanted, list) else None)

@@ -13,6 +13,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from gpumod.core.footprint import STARTS_ASLEEP
 from gpumod.core.model import Action, Deferred, DesiredPod, DesiredService, ObservedService, Target
 from gpumod.core.ordering import waves
 
@@ -34,6 +35,7 @@ class Fate:
     measured: bool = False  # kept running: its measured VRAM may count
     stuck: bool = False  # awake and the plan cannot put it to sleep (starting / unhealthy)
     deferred: Deferred | None = None
+    wake_after: tuple[str, ...] = ()  # slept to make room: its wake waits for these starts
 
     @property
     def name(self) -> str:
@@ -41,6 +43,16 @@ class Fate:
 
     @property
     def sleep_after(self) -> bool:
+        """Started awake, then put to sleep after its health check (a brief awake peak)."""
+        return self._starts_to_sleep and self.svc.spec.sleep not in STARTS_ASLEEP
+
+    @property
+    def starts_asleep(self) -> bool:
+        """Started with nothing loaded and left so (a llama.cpp router): no awake peak."""
+        return self._starts_to_sleep and self.svc.spec.sleep in STARTS_ASLEEP
+
+    @property
+    def _starts_to_sleep(self) -> bool:
         return self.fill is not None and self.fill[0] in ("start", "restart") and not self.end_awake
 
 

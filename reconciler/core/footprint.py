@@ -12,6 +12,7 @@ llama.cpp router).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 from gpumod.core.model import Footprint, GpuInfo
 from gpumod.errors import Problem, SpecError
@@ -20,6 +21,10 @@ from gpumod.spec.resolved import ResolvedService
 
 ESTIMATE_OVERHEAD_MB = 512  # CUDA context + activations + allocator slack, on top of weights and KV
 SLEEP_RESIDUAL_MB: dict[str, int] = {"l1": 600, "l2": 400, "router": 300}
+# sleep kinds whose server starts with nothing loaded (a llama.cpp router loads its model on
+# request): a member that must end asleep starts asleep, with no brief awake peak (vLLM, by
+# contrast, allocates its whole footprint before it can sleep)
+STARTS_ASLEEP = frozenset({"router"})
 
 
 def kv_cache_mb(kv_mb_per_1k: float, context: int) -> int:
@@ -56,10 +61,10 @@ def footprint(svc: ResolvedService, gpu: GpuInfo) -> Footprint:
     return Footprint(awake_mb=awake, asleep_mb=asleep_mb(svc, awake))
 
 
-def context_savings(svc: ResolvedService, new_context: int) -> int:
-    """MiB per GPU a smaller context would save (0 when unknown, or when vLLM reserves a fixed share)."""
-    if svc.vram_mb is None and svc.gpu_memory_utilization is not None:
-        return 0  # vLLM takes util × total whatever the context
-    if svc.kv_mb_per_1k is None or svc.context is None or new_context >= svc.context:
-        return 0
-    return kv_cache_mb(svc.kv_mb_per_1k, svc.context) - kv_cache_mb(svc.kv_mb_per_1k, new_context)
+def sizing_gpu(gpus: Sequence[GpuInfo], pinned: Sequence[int] | None) -> GpuInfo:
+    """The GPU a service's footprint is computed on: its first pinned GPU (when the pod has it),
+    else the largest (the lowest index on a tie)."""
+    by_index = {g.index: g for g in gpus}
+    if pinned and pinned[0] in by_index:
+        return by_index[pinned[0]]
+    return max(gpus, key=lambda g: (g.total_mb, -g.index))

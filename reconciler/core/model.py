@@ -64,6 +64,7 @@ class DesiredPod:
     reserve_mb: int
     max_awake: int
     services: tuple[DesiredService, ...]
+    down: bool = False  # `gpumod down`: nothing is desired, whatever the mode says
 
     def service(self, name: str) -> DesiredService | None:
         return next((s for s in self.services if s.name == name), None)
@@ -88,6 +89,7 @@ class ObservedService:
     last_error: str = ""  # why the last failed start failed ("not healthy after 6 s (...)")
     last_log_line: str = ""  # the last line that start printed
     spec_fields: tuple[tuple[str, str], ...] = ()  # (field, digest) of the spec it was started from
+    depends_on: tuple[str, ...] = ()  # as recorded when it was started (the old dependency graph)
 
     @property
     def alive(self) -> bool:
@@ -126,6 +128,7 @@ class Step:
     gpus: tuple[int, ...] = ()
     level: str | None = None  # sleep level for "sleep"; level to sleep at right after a start
     sleep_after: bool = False  # start awake, wait healthy, then sleep at `level`
+    start_asleep: bool = False  # start with nothing loaded and leave it so (asleep at `level`)
 
     @property
     def symbol(self) -> str:
@@ -133,6 +136,7 @@ class Step:
 
     def render(self) -> str:
         extra = f" (then sleep {self.level})" if self.sleep_after else ""
+        extra = f" (asleep: {self.level})" if self.start_asleep else extra
         level = f" {self.level}" if self.action == "sleep" and self.level else ""
         return f"{self.symbol} {self.action}{level} {self.service}{extra}: {self.reason}"
 
@@ -158,6 +162,16 @@ class Deferred:
 
 
 @dataclass(frozen=True)
+class FillNeed:
+    """Free MiB one GPU must show before a fill wave runs: what the wave's starts and wakes
+    allocate there, as the plan priced it (the executor waits for exactly this)."""
+
+    wave: int
+    gpu: int
+    free_mb: int
+
+
+@dataclass(frozen=True)
 class PodPlan:
     pod: str
     fits: bool
@@ -167,9 +181,14 @@ class PodPlan:
     warnings: tuple[str, ...] = ()
     infeasible: Infeasibility | None = None
     placement: tuple[tuple[str, tuple[int, ...]], ...] = ()  # service -> GPUs in the end state
+    fill_needs: tuple[FillNeed, ...] = ()  # per fill wave and GPU, the free MiB it needs
 
     def gpus_of(self, service: str) -> tuple[int, ...]:
         return next((g for s, g in self.placement if s == service), ())
+
+    def need_before(self, wave: int) -> dict[int, int]:
+        """GPU -> free MiB that fill wave ``wave`` needs (GPUs it allocates nothing on are absent)."""
+        return {n.gpu: n.free_mb for n in self.fill_needs if n.wave == wave}
 
 
 @dataclass(frozen=True)
@@ -203,6 +222,7 @@ class Plan:
                             "gpus": list(s.gpus),
                             "level": s.level,
                             "sleep_after": s.sleep_after,
+                            "start_asleep": s.start_asleep,
                         }
                         for s in p.steps
                     ],
@@ -216,6 +236,7 @@ class Plan:
                         }
                         for g in p.gpus
                     ],
+                    "fill_needs": [asdict(n) for n in p.fill_needs],
                     "deferred": [asdict(d) for d in p.deferred],
                     "warnings": list(p.warnings),
                     "infeasible": _infeasible_json(p.infeasible),

@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from gpumod.core.footprint import context_savings, footprint
+from gpumod.core.footprint import footprint, sizing_gpu
 from gpumod.core.model import Footprint, GpuInfo
 from gpumod.errors import SpecError
 from gpumod.spec.resolved import ResolvedService
@@ -60,11 +60,19 @@ def test_declared_residual_wins_and_never_exceeds_awake() -> None:
     assert footprint(svc(vram_mb=7000, sleep="l2", sleep_vram_mb=0), RTX).wake_delta_mb == 7000
 
 
-def test_context_savings() -> None:
-    dev = svc(driver="llamacpp", vram_mb=19100, kv_mb_per_1k=170, context=32768)
-    assert context_savings(dev, 16384) == 5571 - 2786
-    assert context_savings(dev, 32768) == 0 and context_savings(dev, 65536) == 0
-    assert context_savings(svc(vram_mb=1000, context=4096), 1024) == 0  # KV per token unknown
-    assert context_savings(svc(kv_mb_per_1k=100), 1024) == 0  # context unknown
-    # vLLM with a utilization share keeps util x total whatever the context
-    assert context_savings(svc(gpu_memory_utilization=0.5, kv_mb_per_1k=100, context=8192), 1024) == 0
+def test_a_smaller_context_changes_only_an_estimate() -> None:
+    """What the context alternative relies on: it is re-priced through footprint()."""
+    estimated = svc(weights_mb=4000, kv_mb_per_1k=170, context=32768)
+    halved = dataclasses.replace(estimated, context=16384)
+    assert footprint(estimated, RTX).awake_mb - footprint(halved, RTX).awake_mb == 5571 - 2786
+    fixed = svc(vram_mb=19100, kv_mb_per_1k=170, context=32768)  # a preset config fixes vram_mb
+    assert footprint(dataclasses.replace(fixed, context=8192), RTX) == footprint(fixed, RTX)
+    share = svc(gpu_memory_utilization=0.5, kv_mb_per_1k=100, context=8192)  # vLLM keeps util x total
+    assert footprint(dataclasses.replace(share, context=2048), RTX) == footprint(share, RTX)
+
+
+def test_sizing_gpu_is_the_first_pinned_else_the_largest() -> None:
+    small, big, big2 = RTX, dataclasses.replace(H100, index=1), dataclasses.replace(H100, index=2)
+    assert sizing_gpu((small, big, big2), None) == big
+    assert sizing_gpu((small, big, big2), (0, 1)) == small
+    assert sizing_gpu((small, big), (7,)) == big  # a pin the pod lacks: the desired state reports it

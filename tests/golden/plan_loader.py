@@ -4,6 +4,7 @@ Pure: text in, frozen values out. desired.yaml::
 
     pod: box                      # or `pods: [ {...}, {...} ]` for several pods
     mode: code
+    down: false                   # true: `gpumod down` (services then lists none)
     reserve_mb: 512               # default 512
     max_awake: 1                  # default 1
     gpus: [24564]                 # total MiB per GPU, or [{name: ..., total_mb: ...}]
@@ -11,6 +12,10 @@ Pure: text in, frozen values out. desired.yaml::
       glm-code: {awake: 19100, asleep: 300, sleep: router, target: active,
                  depends_on: [embedding-code], gpus: 1 | [0], drift: correct,
                  context: 32768, kv_mb_per_1k: 166, version: 1}
+      tiny: {weights_mb: 13000, context: 32768, kv_mb_per_1k: 166}   # no `awake`: estimated
+
+``awake`` is the spec's fixed ``vram_mb`` (default 1000); with ``weights_mb`` instead, the
+footprint is the estimate (weights + KV cache for the context + overhead).
 
 observed.yaml::
 
@@ -22,7 +27,8 @@ observed.yaml::
     foreign: {0: 1500}            # MiB per GPU used by processes gpumod does not manage
     services:
       glm-code: {status: running, gpus: [0], version: 1, sleep_level: l1,
-                 vram: {0: 21000}, failures: 2, last_failure_at: 990, message: ""}
+                 vram: {0: 21000}, failures: 2, last_failure_at: 990, message: "",
+                 depends_on: [embedding-code]}     # as recorded on the pod when it started
 
 An observed service's spec hash is the desired spec's hash at ``version`` (default: the desired
 version, i.e. up to date); ``hash: abc`` sets it literally.
@@ -35,6 +41,7 @@ from typing import Any
 
 import yaml
 
+from gpumod.core.footprint import footprint
 from gpumod.core.model import DesiredPod, DesiredService, Footprint, GpuInfo, ObservedPod, ObservedService
 from gpumod.spec.resolved import ResolvedService
 
@@ -65,7 +72,8 @@ def _spec(name: str, raw: dict, port: int, version: Any) -> ResolvedService:
         name=name,
         driver=raw.get("driver", "vllm"),
         port=port,
-        vram_mb=raw.get("awake"),
+        vram_mb=raw.get("awake", None if "weights_mb" in raw else 1000),
+        weights_mb=raw.get("weights_mb"),
         context=raw.get("context"),
         kv_mb_per_1k=raw.get("kv_mb_per_1k"),
         sleep=raw.get("sleep", "none"),
@@ -78,21 +86,23 @@ def _spec(name: str, raw: dict, port: int, version: Any) -> ResolvedService:
 
 
 def _desired_pod(raw: dict) -> DesiredPod:
+    gpus = _gpus(raw.get("gpus", [24564]))
     services = []
     for i, (name, s) in enumerate(sorted((raw.get("services") or {}).items())):
         s = s or {}
         sleep = s.get("sleep", "none")
-        awake = int(s.get("awake", 1000))
-        asleep = int(s.get("asleep", awake if sleep == "none" else 500))
         spec = _spec(name, s, 8000 + i, s.get("version", 1))
+        awake = footprint(spec, gpus[0]).awake_mb
+        asleep = int(s.get("asleep", awake if sleep == "none" else 500))
         services.append(DesiredService(name, s.get("target", "active"), spec, Footprint(awake, asleep)))
     return DesiredPod(
         name=raw["pod"],
         mode=raw.get("mode", "default"),
-        gpus=_gpus(raw.get("gpus", [24564])),
+        gpus=gpus,
         reserve_mb=int(raw.get("reserve_mb", 512)),
         max_awake=int(raw.get("max_awake", 1)),
         services=tuple(services),
+        down=bool(raw.get("down", False)),
     )
 
 
@@ -119,6 +129,7 @@ def _observed_pod(raw: dict, desired: DesiredPod | None) -> ObservedPod:
                 failures=int(s.get("failures", 0)),
                 last_failure_at=s.get("last_failure_at"),
                 message=s.get("message", ""),
+                depends_on=tuple(s.get("depends_on", ())),
             )
         )
     return ObservedPod(

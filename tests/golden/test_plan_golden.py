@@ -39,6 +39,8 @@ def test_every_listed_scenario_exists() -> None:
         "prune_unknown_service", "standby_members_start_then_sleep_serialised", "standby_max_awake_sleeps_extra",
         "crash_loop_is_deferred", "foreign_vram_counts", "multi_gpu_first_fit_decreasing",
         "tensor_parallel_takes_n_gpus", "pinned_gpu_honoured", "measured_vram_wins", "drift_warn_reports_only",
-        "unreachable_pod_skipped", "wake_sleeping_member",
+        "unreachable_pod_skipped", "wake_sleeping_member", "leaving_mode_stops_dependents_first",
+        "down_stops_dependents_first", "warm_start_then_sleep_borrows_room_from_an_awake_member",
+        "router_member_starts_asleep",
     }
     assert wanted <= set(SCENARIOS)

@@ -2,7 +2,8 @@
 phase and after every fill wave, and the ObservedPod a pod would report after all the steps.
 
 It models the pod, not the planner: a service uses its declared awake footprint when awake
-(or what was measured, while it keeps running untouched) and its residual when asleep.
+(or what was measured, while it keeps running untouched) and its residual when asleep (from the
+start, for a start_asleep step).
 """
 
 from __future__ import annotations
@@ -36,6 +37,16 @@ def _usage(pod: DesiredPod, live: dict[str, _Live]) -> dict[int, int]:
 
 def peaks(pod: DesiredPod, observed: ObservedPod, pod_plan: PodPlan) -> list[dict[int, int]]:
     """MiB used per GPU after phase free, then after each fill wave (start-then-sleep counted awake)."""
+    return _walk(pod, observed, pod_plan)[0]
+
+
+def allocations(pod: DesiredPod, observed: ObservedPod, pod_plan: PodPlan) -> list[dict[int, int]]:
+    """Per fill wave, the MiB its steps allocate on each GPU (GPUs with none left out): what
+    must be free on the pod before the wave runs."""
+    return _walk(pod, observed, pod_plan)[1]
+
+
+def _walk(pod: DesiredPod, observed: ObservedPod, pod_plan: PodPlan) -> tuple[list[dict[int, int]], list[dict[int, int]]]:
     live: dict[str, _Live] = {}
     for s in observed.services:
         if s.alive:
@@ -49,16 +60,19 @@ def peaks(pod: DesiredPod, observed: ObservedPod, pod_plan: PodPlan) -> list[dic
         elif step.action == "sleep" and step.service in live:
             live[step.service] = _Live(live[step.service].gpus, False, {})
     out = [_usage(pod, live)]
+    grown: list[dict[int, int]] = []
     for _, wave in groupby(fill, key=lambda s: s.wave):
         wave = list(wave)
+        before = _usage(pod, live)
         for step in wave:
             gpus = step.gpus if step.action != "wake" else live[step.service].gpus
-            live[step.service] = _Live(tuple(gpus), True, {})
+            live[step.service] = _Live(tuple(gpus), not step.start_asleep, {})
         out.append(_usage(pod, live))
+        grown.append({g: mb - before.get(g, 0) for g, mb in sorted(out[-1].items()) if mb > before.get(g, 0)})
         for step in wave:
             if step.sleep_after:
                 live[step.service].awake = False
-    return out
+    return out, grown
 
 
 def apply(pod: DesiredPod, observed: ObservedPod, pod_plan: PodPlan) -> ObservedPod:
@@ -77,9 +91,9 @@ def apply(pod: DesiredPod, observed: ObservedPod, pod_plan: PodPlan) -> Observed
             assert svc is not None
             services[step.service] = ObservedService(
                 name=step.service,
-                status="sleeping" if step.sleep_after else "running",
+                status="sleeping" if step.sleep_after or step.start_asleep else "running",
                 spec_hash=svc.spec_hash,
                 gpus=step.gpus,
-                sleep_level=step.level if step.sleep_after else None,
+                sleep_level=step.level if step.sleep_after or step.start_asleep else None,
             )
     return replace(observed, services=tuple(services[n] for n in sorted(services)))
