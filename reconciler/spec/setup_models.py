@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 from typing import Any, Union
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -28,6 +27,8 @@ PACKAGE_RE = re.compile(
 REPO_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,94}[A-Za-z0-9])?(/[A-Za-z0-9]([A-Za-z0-9._-]{0,94}[A-Za-z0-9])?)?$")
 REVISION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# http(s)://[userinfo@]host[:port][/path]: the userinfo group is refused (credentials in argv)
+_URL_RE = re.compile(r"^(https?)://(?:([^@/?#]*)@)?([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?([/?#][^\s]*)?$")
 
 
 def _no_control(value: str, what: str) -> str:
@@ -130,10 +131,10 @@ class PodSetup(BaseModel):
         if value is None:
             return None
         _no_control(value, "index_url")
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
+        found = _URL_RE.match(value)
+        if found is None:
             raise ValueError(f"index_url is an http(s) URL, not {value!r}")
-        if parts.username or parts.password:
+        if found.group(2) is not None:
             raise ValueError("index_url must not hold credentials (they would end up in argv on the pod)")
         return value
 
