@@ -133,7 +133,9 @@ def probe_script() -> str:
     return body + "\nsys.stdout.write(json.dumps(setup_facts(json.loads(sys.argv[1]))) + '\\n')\n"
 
 
-def probe_args(venv: str, models_path: str | None, *, uv_paths: Sequence[str] = (), scan_cache: bool = True) -> dict:
+def probe_args(
+    venv: str, models_path: str | None, *, uv_paths: Sequence[str] = (), scan_cache: bool = True
+) -> dict[str, Any]:
     return {"venv": venv, "models_path": models_path, "uv_paths": list(uv_paths), "scan_cache": scan_cache}
 
 

@@ -26,6 +26,8 @@ from __future__ import annotations
 import re
 import shlex
 from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
 
 from gpumod.drivers.provision.facts import SetupFacts, normalize_name, probe_args
 from gpumod.errors import GpumodError
@@ -151,7 +153,7 @@ def uv_location(facts: SetupFacts) -> str:
     return f"{facts.home.rstrip('/')}/{TOOLS_DIR}/bin/uv"
 
 
-def setup_probe_args(setup: PodSetup, *, scan_cache: bool = True) -> dict:
+def setup_probe_args(setup: PodSetup, *, scan_cache: bool = True) -> dict[str, Any]:
     """The probe's arguments for a pod with this ``setup:`` (uv is also looked for where gpumod puts it)."""
     return probe_args(setup.venv, setup.models_path, uv_paths=[f"~/{TOOLS_DIR}/bin/uv"], scan_cache=scan_cache)
 
@@ -243,9 +245,13 @@ def setup_steps(setup: PodSetup, facts: SetupFacts, *, python: str = "python3", 
 def _install_uv(setup: PodSetup, facts: SetupFacts, python: str) -> SetupStep:
     tools = f"{facts.home.rstrip('/')}/{TOOLS_DIR}"
     if setup.index_url:  # a mirror (or no internet): uv's own wheel from the index, in a tool venv
+        parts = urlsplit(setup.index_url)
+        # pip ignores a plain-http index on any host but localhost unless it is named trusted
+        trusted = ("--trusted-host", parts.netloc) if parts.scheme == "http" else ()
         commands: tuple[tuple[str, ...], ...] = (
             (python, "-m", "venv", tools),
-            (f"{tools}/bin/python", "-m", "pip", "install", "--quiet", "--index-url", setup.index_url, "uv"),
+            (f"{tools}/bin/python", "-m", "pip", "install", "--quiet", "--index-url", setup.index_url, *trusted,
+             "uv"),
         )
         env: tuple[tuple[str, str], ...] = ()
     else:  # astral's installer, told not to touch any shell rc file

@@ -139,7 +139,8 @@ def test_a_bare_pod_gets_every_step_in_order_with_quoted_argv() -> None:
     assert uv_location(f) == uv
     venv = "/tmp/provt/rec/bare/.gpumod/venv"
     by = {s.action: s for s in steps}
-    assert by["install-uv"].env == (("UV_INSTALL_DIR", "/tmp/provt/rec/bare/.gpumod/tools/bin"), ("UV_NO_MODIFY_PATH", "1"))
+    assert by["install-uv"].env == (
+        ("UV_INSTALL_DIR", "/tmp/provt/rec/bare/.gpumod/tools/bin"), ("UV_NO_MODIFY_PATH", "1"))
     assert by["create-venv"].commands == ((uv, "venv", "--python", "3.11", venv),)
     assert by["install-vllm"].title == "install vllm==0.10.1"
     assert by["install-vllm"].commands == (
@@ -178,7 +179,7 @@ def test_an_index_url_installs_uv_from_it_and_every_install_uses_it() -> None:
     assert uv_step.commands == (
         ("/usr/bin/python3", "-m", "venv", "/tmp/provt/rec/bare/.gpumod/tools"),
         ("/tmp/provt/rec/bare/.gpumod/tools/bin/python", "-m", "pip", "install", "--quiet", "--index-url",
-         "http://10.200.0.1:8080/simple", "uv"),
+         "http://10.200.0.1:8080/simple", "--trusted-host", "10.200.0.1:8080", "uv"),
     )
     for step in steps:
         if step.action.startswith("install-") and step.action != "install-uv":
@@ -344,3 +345,89 @@ def test_model_source_forms() -> None:
             parse_model_source(bad)
     with pytest.raises(ValidationError):
         parse_model_source("org/name@..")
+
+
+# ---------------------------------------------------------------- on a real pod
+
+
+def _pod_env(home: Path, bindir: Path, sim_dir: Path | None) -> dict[str, str]:
+    """The environment every remote command gets: a private HOME (netns pods share the host's
+    filesystem), the sim nvidia-smi first on PATH, uv kept offline and away from host config."""
+    env = {
+        "HOME": str(home), "PATH": f"{bindir}:/usr/bin:/bin",
+        "UV_PYTHON_DOWNLOADS": "never", "UV_NO_CONFIG": "1", "UV_CACHE_DIR": str(home / "uv-cache"),
+        "PIP_CONFIG_FILE": "/dev/null", "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+    }
+    if sim_dir is not None:
+        env["GPUMOD_SIM_DIR"] = str(sim_dir)
+    return env
+
+
+def _remote(net, pod, argv, env: dict[str, str], extra_env=()) -> subprocess.CompletedProcess:
+    import shlex
+
+    from infra.netns import ssh_run
+
+    words = ["env", *(f"{k}={v}" for k, v in {**env, **dict(extra_env)}.items()), *argv]
+    return ssh_run(net.keys, pod.ip, shlex.join(words), timeout=300)
+
+
+def _probe(net, pod, setup: PodSetup, env: dict[str, str]) -> SetupFacts:
+    result = _remote(net, pod, probe_argv(sys.executable, setup_probe_args(setup)), env)
+    assert result.returncode == 0, result.stderr
+    return parse_facts(result.stdout)
+
+
+@pytest.mark.slow
+def test_setup_steps_take_a_bare_netns_pod_to_ready_then_none(netns_pods, tmp_path: Path) -> None:
+    from gpumod.sim.pod import ensure_sim_pod
+    from infra.pkgindex import standard_index
+
+    net = netns_pods(1)
+    pod = net.pods[0]
+    index = standard_index(tmp_path / "index")
+    url = index.serve(host=net.host_ip)
+    try:
+        home = tmp_path / "home"
+        home.mkdir()
+        sim_dir = tmp_path / "sim"
+        bindir = ensure_sim_pod(sim_dir, [("NVIDIA H100 80GB HBM3", 81559)])
+        env = _pod_env(home, bindir, sim_dir)
+        python = f"{sys.version_info[0]}.{sys.version_info[1]}"
+        setup = PodSetup(vllm="0.10.1", python=python, models_path=str(tmp_path / "models"), hf_transfer=True,
+                         index_url=url)
+
+        steps = setup_steps(setup, _probe(net, pod, setup, env), python=sys.executable, pod=pod.name)
+        assert actions(steps) == [
+            "install-uv", "create-models-dir", "create-venv", "install-vllm", "install-packages", "enable-hf-transfer",
+        ]
+        for step in steps:
+            for argv in step.commands:
+                result = _remote(net, pod, argv, env, step.env)
+                assert result.returncode == 0, f"{step.title}: {result.stderr[-2000:]}"
+
+        after = _probe(net, pod, setup, env)
+        assert setup_steps(setup, after, python=sys.executable) == []
+        assert (after.vllm_version, after.uv_path) == ("0.10.1", f"{home}/.gpumod/tools/bin/uv")
+        version = _remote(net, pod, [f"{after.venv_path}/bin/vllm", "--version"], env)
+        assert version.stdout.strip() == "0.10.1"
+    finally:
+        index.stop()
+
+
+def test_a_driver_too_old_is_refused_on_a_netns_pod_before_anything_runs(netns_pods, tmp_path: Path) -> None:
+    net = netns_pods(1)
+    pod = net.pods[0]
+    home, bindir = tmp_path / "home", tmp_path / "bin"
+    home.mkdir()
+    bindir.mkdir()
+    banner = json.loads((DATA / "probe_old_driver.json").read_text())["nvidia_smi"][1]
+    (bindir / "banner").write_text(banner)
+    (bindir / "nvidia-smi").write_text(f"#!/bin/sh\ncat {bindir}/banner\n")
+    (bindir / "nvidia-smi").chmod(0o755)
+    setup = PodSetup(vllm="0.10.1", python="3.11")
+
+    f = _probe(net, pod, setup, _pod_env(home, bindir, None))
+    with pytest.raises(SetupRefusedError, match="470.182.03 .* too old for vllm==0.10.1.*525.60.13"):
+        setup_steps(setup, f, pod=pod.name)
+    assert sorted(p.name for p in home.iterdir()) == []

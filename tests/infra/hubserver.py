@@ -74,7 +74,8 @@ class HubFile:
     def git_oid(self) -> str:
         """The git blob id: of the LFS pointer for LFS files, of the content otherwise."""
         if self.lfs:
-            return _git_oid(f"version https://git-lfs.github.com/spec/v1\noid sha256:{self.sha256}\nsize {self.size}\n".encode())
+            pointer = f"version https://git-lfs.github.com/spec/v1\noid sha256:{self.sha256}\nsize {self.size}\n"
+            return _git_oid(pointer.encode())
         return _git_oid(self.data)
 
 
@@ -243,15 +244,6 @@ class HubServer:
         return None
 
 
-def _split_repo(rest: str) -> tuple[str, str] | None:
-    """``org/name/<tail>`` → (repo id, tail) for the repos we serve (ids have 1 or 2 parts)."""
-    parts = rest.split("/")
-    for n in (2, 1):
-        if len(parts) > n:
-            return "/".join(parts[:n]), "/".join(parts[n:])
-    return None
-
-
 def _parse_range(header: str | None, size: int) -> tuple[int, int] | None | bool:
     """(start, end inclusive) of ``bytes=a-b`` / ``bytes=a-``; None = whole file; False = unsatisfiable."""
     if not header:
@@ -288,15 +280,18 @@ def _make_handler(hub: HubServer) -> type[BaseHTTPRequestHandler]:
             self.send_header("Content-Length", str(length))
             self.end_headers()
 
-        def _json(self, record: AccessRecord, status: int, payload: object, headers: Mapping[str, str] | None = None) -> None:
+        def _json(self, record: AccessRecord, status: int, payload: object,
+                  headers: Mapping[str, str] | None = None) -> None:
             body = json.dumps(payload).encode()
             self._headers(status, {"Content-Type": "application/json", **(headers or {})}, len(body))
             if self.command != "HEAD":
                 self.wfile.write(body)
             hub._update(record, status=status, done=True)
 
-        def _error(self, record: AccessRecord, status: int, code: str, message: str, headers: Mapping[str, str] | None = None) -> None:
-            self._json(record, status, {"error": message}, {"X-Error-Code": code, "X-Error-Message": message, **(headers or {})})
+        def _error(self, record: AccessRecord, status: int, code: str, message: str,
+                   headers: Mapping[str, str] | None = None) -> None:
+            errors = {"X-Error-Code": code, "X-Error-Message": message}
+            self._json(record, status, {"error": message}, {**errors, **(headers or {})})
 
         def do_HEAD(self) -> None:
             self._route()
@@ -388,7 +383,8 @@ def _make_handler(hub: HubServer) -> type[BaseHTTPRequestHandler]:
             repo, hub_file = found
             self._send_file(record, repo, hub_file, {"ETag": f'"{hub_file.sha256}"', "Accept-Ranges": "bytes"})
 
-        def _send_file(self, record: AccessRecord, repo: HubRepo, hub_file: HubFile, headers: Mapping[str, str]) -> None:
+        def _send_file(self, record: AccessRecord, repo: HubRepo, hub_file: HubFile,
+                       headers: Mapping[str, str]) -> None:
             key = f"{repo.repo_id}/{hub_file.path}"
             hub._update(record, file=key)
             wanted = _parse_range(self.headers.get("Range"), hub_file.size)

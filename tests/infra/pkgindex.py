@@ -135,7 +135,6 @@ def repack_installed(dest: Path, dist_name: str) -> Path:
     name, version = dist.metadata["Name"], dist.version
     prefix = f"{_wheel_name(name)}-{version}"
     entry_scripts = {ep.name for ep in dist.entry_points if ep.group in ("console_scripts", "gui_scripts")}
-    site = Path(str(dist.locate_file("")))
     files: dict[str, bytes] = {}
     wheel_text = ""
     for item in dist.files or ():
@@ -158,12 +157,12 @@ def repack_installed(dest: Path, dist_name: str) -> Path:
         files[rel] = full.read_bytes()
     tags = re.findall(r"^Tag:\s*(\S+)$", wheel_text, re.M) or ["py3-none-any"]
     tag = tags[0]
-    del site
     # make_wheel writes its own METADATA/WHEEL/RECORD: hand it the original METADATA text
     meta = files.pop(f"{prefix}.dist-info/METADATA", b"").decode()
-    extra = "".join(ln + "\n" for ln in meta.splitlines()[1:] if ln and not ln.startswith(("Name:", "Version:", "Metadata-Version:")))
-    wheel = make_wheel(dest, name, version, files, tag=tag, metadata_extra=extra)
-    return wheel
+    own = ("Name:", "Version:", "Metadata-Version:")
+    headers = meta.split("\n\n", 1)[0]  # the header block only: the long description is left out
+    extra = "".join(ln + "\n" for ln in headers.splitlines() if ln and not ln.startswith(own))
+    return make_wheel(dest, name, version, files, tag=tag, metadata_extra=extra)
 
 
 def requirement_closure(names: Iterable[str]) -> list[str]:
