@@ -24,7 +24,8 @@ PACKAGE_RE = re.compile(
     r"((==|>=|<=|~=|!=|<|>)[A-Za-z0-9.*+!-]+)?(,(==|>=|<=|~=|!=|<|>)[A-Za-z0-9.*+!-]+)*$"
 )
 # Hugging Face repo ids: "name" or "org/name"; letters, digits, '.', '_', '-' (no '--' or '..')
-REPO_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,94}[A-Za-z0-9])?(/[A-Za-z0-9]([A-Za-z0-9._-]{0,94}[A-Za-z0-9])?)?$")
+_REPO_PART = r"[A-Za-z0-9]([A-Za-z0-9._-]{0,94}[A-Za-z0-9])?"
+REPO_RE = re.compile(rf"^{_REPO_PART}(/{_REPO_PART})?$")
 REVISION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # http(s)://[userinfo@]host[:port][/path]: the userinfo group is refused (credentials in argv)
