@@ -3,9 +3,9 @@
 ``download_need`` compares what a repo's file list (from the hub: ``HfApi().model_info(...,
 files_metadata=True)`` siblings, or the tree listing) still needs against the free space on the
 pod's ``models_path``. Files already complete in the cached snapshot of that revision are not
-counted. Partial ``.incomplete`` blobs are counted in full: huggingface_hub 2.x downloads each file
-to a process-unique temporary name and does not reuse a killed process's partial file (it only
-resumes with HTTP Range within one process, after a dropped connection).
+counted. Partial ``.incomplete`` blobs are counted in full (conservative: gpumod's own fetcher,
+``podside_download.py``, resumes them, but huggingface_hub 2.x never reuses a killed process's
+partial file, and a partial file already holds its disk space anyway).
 """
 
 from __future__ import annotations

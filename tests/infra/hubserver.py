@@ -119,6 +119,7 @@ class AccessRecord:
     bytes_sent: int = 0
     done: bool = False
     file: str | None = None  # "repo/path" of the file whose bytes this request carried
+    auth: bool = False  # an Authorization header came with it
 
 
 @dataclass
@@ -302,7 +303,8 @@ def _make_handler(hub: HubServer) -> type[BaseHTTPRequestHandler]:
         def _route(self) -> None:
             url = urlsplit(self.path)
             path = unquote(url.path)
-            record = hub._record(AccessRecord(self.command, self.path, self.headers.get("Range")))
+            record = hub._record(AccessRecord(self.command, self.path, self.headers.get("Range"),
+                                              auth=self.headers.get("Authorization") is not None))
             try:
                 if path.startswith("/api/models/"):
                     self._api(record, path[len("/api/models/"):], parse_qs(url.query))
