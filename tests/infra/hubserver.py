@@ -46,7 +46,9 @@ _CHUNK = 64 * 1024
 
 def generated_bytes(name: str, size: int) -> bytes:
     """SIZE deterministic pseudo-random bytes named NAME (the same on every run)."""
-    return random.Random(name).randbytes(size)
+    rng = random.Random(name)
+    block = 1 << 20  # randbytes(n) overflows past 256 MiB: build big files block by block
+    return b"".join(rng.randbytes(min(block, size - at)) for at in range(0, size, block))
 
 
 def _git_oid(data: bytes) -> str:
