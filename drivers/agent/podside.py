@@ -2,9 +2,10 @@
 
 Why one script: gpumod must work on a bare rented pod with nothing installed but Python, over SSH
 as well as locally, without putting secrets in argv. So ``gpumod.drivers.agent.PodAgent`` sends
-the agent plus a JSON payload on the STDIN of ``python3 -c BOOT``; BOOT execs it with
+the agent plus a JSON payload on the STDIN of ``python3 -S -c BOOT`` (``boot.py``); BOOT execs it with
 ``__name__ == "__gpumod_agent__"`` and ``PAYLOAD`` set. The script does one operation and prints
 ONE JSON document on stdout (``{"error": ...}`` with exit status 2 for a refused operation).
+The compiled script is cached on the pod (``boot.py``), so most calls send only the payload.
 
 The agent is several parts, concatenated in this order by ``agent_script()`` (each part imports
 the earlier ones normally when it is imported as a module, e.g. by tests):
@@ -298,10 +299,35 @@ OPS = {
 }
 
 
+def sim_ready(sim: dict):
+    """A pod whose GPUs are simulated: when ``<dir>/gpus.json`` lists ``sim["gpus"]`` and the
+    nvidia-smi stand-in is there, put it on PATH for this call and its children and say where it
+    is; None when the full set-up (``python -m gpumod.sim.pod``) is needed first. Folded into
+    the call so that a pod costs one round trip."""
+    d = os.path.expanduser(sim["dir"])
+    b = os.path.join(d, "bin")
+    try:
+        with open(os.path.join(d, "gpus.json")) as f:
+            have = [[g["name"], g["memory_mb"]] for g in json.load(f)["gpus"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if have != [list(g) for g in sim.get("gpus") or []] or not os.access(os.path.join(b, "nvidia-smi"), os.X_OK):
+        return None
+    path = os.environ.get("PATH", "")
+    os.environ["PATH"] = b + os.pathsep + path
+    os.environ["GPUMOD_SIM_DIR"] = d
+    return {"bin": b, "dir": d, "path": path, "python": sys.executable}
+
+
 def main(payload: dict) -> int:
     for key, value in (payload.get("env") or {}).items():
         os.environ[str(key)] = str(value)
+    sim = payload.get("sim")
     try:
+        info = sim_ready(sim) if sim else None
+        if sim and info is None:
+            sys.stdout.write(json.dumps({"sim_setup": "needed"}) + "\n")
+            return 4
         op = OPS.get(payload.get("op"))
         if op is None:
             raise Refused("unknown operation %r" % payload.get("op"))
@@ -309,7 +335,7 @@ def main(payload: dict) -> int:
     except (Refused, SystemdError) as err:
         sys.stdout.write(json.dumps({"error": str(err)}) + "\n")
         return 2
-    sys.stdout.write(json.dumps(result) + "\n")
+    sys.stdout.write(json.dumps({"sim": info, "result": result} if sim else result) + "\n")
     return 0
 
 

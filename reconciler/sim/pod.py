@@ -83,3 +83,15 @@ def ensure_sim_pod(
     _write_if_changed(sim_dir / "gpus.json", json.dumps(listing, indent=2) + "\n")
     _write_if_changed(bindir / "nvidia-smi", nvidia_smi_script(python, sim_dir), 0o755)
     return bindir
+
+
+def main(argv: list[str]) -> int:
+    """``python -m gpumod.sim.pod DIR GPUS_JSON``: set up a pod's simulated GPUs over SSH (what
+    the pod agent asks for when its quick check, ``podside.sim_ready``, fails)."""
+    directory = Path(argv[0]).expanduser()
+    ensure_sim_pod(directory, [(str(n), int(mb)) for n, mb in json.loads(argv[1])], sys.executable)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -145,8 +145,8 @@ def test_the_marker_never_occurs_in_the_script_and_requests_round_trip():
     assert MARKER not in agent_script()
     payload = {"op": "gpus", "secret": "line1\n#--gpumod-payload--\nline2"}
     script, back = split_request(build_request(payload))
-    assert back == payload and script.strip() == agent_script().strip()
-    assert len(BOOT) < 300 and "\n" not in BOOT
+    assert back == payload and script == agent_script()
+    assert split_request(build_request(payload, with_script=False)) == (b"", payload)
 
 
 def test_parse_stat_handles_spaces_and_parentheses_in_the_command_name():
