@@ -41,9 +41,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 if __name__ != "__gpumod_agent__":  # imported as a module: in the agent script these are defined above
     from gpumod.drivers.agent.podside_base import (  # noqa: F401 - parse_stat, read_stat: tests read them here
-        APPS_QUERY, GPU_QUERY, POLL_S, PROBE_TIMEOUT_S, PROTECTED_FIELDS, PodState, Refused, _rotate, boot_id,
+        GPU_QUERY, POLL_S, PROBE_TIMEOUT_S, PROTECTED_FIELDS, PodState, Refused, _rotate, boot_id,
         check_name, expand_home, http_call, leader_state, parse_stat, port_in_use, read_stat, run_smi,
-        scan_proc, service_record, session_members,
+        scan_proc, service_record, session_members, smi_xml, SMI_FORMAT,
     )
     from gpumod.drivers.agent.podside_systemd import SystemdError, init_info
     from gpumod.drivers.agent.podside_units import forget_unit, start_unit, stop_unit, unit_entries
@@ -92,9 +92,8 @@ def op_observe(state: PodState, args: dict) -> dict:
                     todo.append((name, p["key"], int(record["port"]), p["path"], p.get("grep") or ""))
     init = init_info() if args.get("init", True) else None
     smi = args.get("gpus", True)  # health polls of one service skip nvidia-smi
-    with ThreadPoolExecutor(max_workers=max(2, min(16, len(todo) + 2))) as pool:
-        gpus = pool.submit(run_smi, GPU_QUERY) if smi else None
-        apps = pool.submit(run_smi, APPS_QUERY) if smi else None
+    with ThreadPoolExecutor(max_workers=max(1, min(16, len(todo) + 1))) as pool:
+        xml = pool.submit(smi_xml) if smi else None
         answers = [
             (name, key, pool.submit(http_call, port, "GET", path, None, PROBE_TIMEOUT_S, grep))
             for name, key, port, path, grep in todo
@@ -105,8 +104,7 @@ def op_observe(state: PodState, args: dict) -> dict:
             "now": time.time(),
             "hostname": socket.gethostname(),
             "boot_id": boot_id(),
-            "gpus": gpus.result() if gpus else None,
-            "apps": apps.result() if apps else None,
+            "smi": xml.result() if xml else None,  # nvidia-smi -q -x
             "services": entries,
             "init": init,
         }
@@ -237,7 +235,7 @@ def op_http(state: PodState, args: dict) -> dict:
 
 
 def op_gpus(state: PodState, args: dict) -> dict:
-    return run_smi(GPU_QUERY)
+    return run_smi(GPU_QUERY, SMI_FORMAT)
 
 
 def op_update_meta(state: PodState, args: dict) -> dict:

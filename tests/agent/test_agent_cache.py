@@ -111,8 +111,8 @@ async def test_the_sim_check_rides_on_the_first_call(tmp_path):
     raw = await agent.observe()
     assert len(t.sent) == 1 and agent.sim is None
     assert seen and seen[0]["dir"] == str(directory) and seen[0]["bin"] == str(directory / "bin")
-    assert raw["gpus"]["ok"], raw["gpus"]  # the stand-in nvidia-smi was on PATH in that call
-    assert "24564" in raw["gpus"]["stdout"]
+    assert raw["smi"]["ok"], raw["smi"]  # the stand-in nvidia-smi was on PATH in that call
+    assert "<total>24564 MiB</total>" in raw["smi"]["stdout"]
     await agent.observe()
     assert "sim" not in split_request(t.sent[-1][1])[1]  # checked once per run
 
@@ -128,7 +128,7 @@ async def test_a_sim_pod_not_set_up_is_set_up_once_then_the_call_is_sent_again(t
 
     agent = agent_on(tmp_path / "state", t, sim={"dir": str(directory), "gpus": gpus}, setup_sim=setup)
     raw = await agent.observe()
-    assert setups == [1] and raw["gpus"]["ok"]
+    assert setups == [1] and raw["smi"]["ok"]
 
     other = agent_on(tmp_path / "state2", Recording(), sim={"dir": str(tmp_path / "none"), "gpus": gpus})
     with pytest.raises(PodError, match="simulated GPUs are not set up"):
