@@ -11,9 +11,7 @@ import asyncio
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
-
-import structlog
+from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 
 from gpumod.core.desired import build_desired
 from gpumod.core.footprint import footprint
@@ -21,6 +19,7 @@ from gpumod.core.model import DesiredPod, ObservedPod, Plan, PodPlan, Step
 from gpumod.core.plan import plan as make_plan
 from gpumod.errors import GpumodError, InfeasibleError, Problem, SpecError
 from gpumod.execute import PodExecutor, PodRun, StepOutcome
+from gpumod.logconfig import get_logger
 from gpumod.observe import observe_pod
 from gpumod.ports import Clock, SystemClock
 from gpumod.secrets import load_secret_values
@@ -28,7 +27,10 @@ from gpumod.spec import PresetCatalog, SpecSet, load_specs, resolve_service
 from gpumod.spec.models import PodSpec, ServiceSpec
 from gpumod.wiring import Fleet, PodHandle, unlock_pod
 
-log = structlog.get_logger("gpumod.controller")
+if TYPE_CHECKING:
+    import structlog
+
+log = get_logger("gpumod.controller")
 
 MAX_PASSES = 6
 

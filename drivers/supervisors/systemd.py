@@ -15,7 +15,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import jinja2
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # imported when a unit is rendered: most commands never do
+    import jinja2
 
 from gpumod.drivers.base import Launch
 from gpumod.drivers.supervisors.systemd_syntax import (
@@ -68,6 +71,8 @@ def _environment(env: tuple[tuple[str, str], ...]) -> list[str]:
 
 
 def _environment_for(template_dir: str | Path | None) -> jinja2.Environment:
+    import jinja2
+
     search = [str(BUILTIN_TEMPLATES)]
     if template_dir is not None and (Path(template_dir) / TEMPLATE).is_file():
         search.insert(0, str(template_dir))
@@ -123,6 +128,8 @@ def render_unit(
         "stop_timeout": seconds(launch.stop_timeout_s),
         "wanted_by": "multi-user.target" if scope == "system" else "default.target",
     }
+    import jinja2
+
     env = _environment_for(template_dir)
     try:
         template = env.get_template(TEMPLATE)
