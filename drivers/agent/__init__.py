@@ -3,7 +3,8 @@
 Each method runs ``<python> -S -c BOOT`` (``boot.py``) with the key of the stdlib-only agent
 script (the sha256 of its source) and a JSON payload on STDIN. The pod keeps the compiled agent
 under ``<state_dir>/agent/``, so a call sends only the key and the payload; on a cache miss the
-pod answers ``{"agent_cache": "miss"}`` (exit 3) and the call is sent again with the source. The
+pod answers ``{"agent_cache": "miss"}`` (exit 3) and the call is sent again with the source,
+under ``BOOT_SEND`` (``boot_send.py``), which caches it. The
 script is several files (``AGENT_PARTS``, see ``podside.py``) concatenated by ``agent_script()``.
 Nothing has to be installed on the pod but Python >= 3.8, the same code runs locally and over
 SSH, and secrets travel only in the payload (never in argv, never in a record file).
@@ -30,13 +31,14 @@ from gpumod.errors import PodError
 from gpumod.ports import CommandResult, Transport
 
 __all__ = [
-    "AGENT_PARTS", "BOOT", "CACHE_MISS_RETURNCODE", "MARKER", "PodAgent", "agent_key", "agent_script",
+    "AGENT_PARTS", "BOOT", "BOOT_SEND", "CACHE_MISS_RETURNCODE", "MARKER", "PodAgent", "agent_key", "agent_script",
     "build_request", "split_request",
 ]
 
 MARKER = b"\n#--gpumod-payload--\n"  # the lock holder's framing (lock.py)
 _HERE = Path(__file__).parent
-BOOT = (_HERE / "boot.py").read_text().partition("# --boot--\n")[2]
+BOOT = (_HERE / "boot.py").read_text().partition("# --boot--\n")[2]  # runs the agent cached on the pod
+BOOT_SEND = (_HERE / "boot_send.py").read_text().partition("# --boot--\n")[2]  # ... sent along: check, cache, run
 CACHE_MISS_RETURNCODE = 3  # BOOT: {"agent_cache": "miss"}
 SIM_SETUP_RETURNCODE = 4  # podside.main: {"sim_setup": "needed"}
 AGENT_PARTS = (  # in order: each part uses only the ones before it
@@ -144,12 +146,17 @@ class PodAgent:
 
     async def _run(self, payload: Mapping[str, Any], timeout: float) -> tuple[CommandResult, Any]:
         """One round trip; on a cache miss, a second one with the script."""
-        argv = [self.python, "-S", "-c", BOOT]  # -S: the agent is stdlib-only, skip site-packages
-        result = await self.transport.run(argv, stdin=build_request(payload, with_script=self._uncached), timeout=timeout)
+        # -S: the agent is stdlib-only, skip site-packages
+        boot = BOOT_SEND if self._uncached else BOOT
+        result = await self.transport.run(
+            [self.python, "-S", "-c", boot], stdin=build_request(payload, with_script=self._uncached), timeout=timeout
+        )
         answer = _answer(result.stdout)
         if result.returncode == CACHE_MISS_RETURNCODE and answer == {"agent_cache": "miss"}:
             self._uncached, self._resent = self._resent, True
-            result = await self.transport.run(argv, stdin=build_request(payload), timeout=timeout)
+            result = await self.transport.run(
+                [self.python, "-S", "-c", BOOT_SEND], stdin=build_request(payload), timeout=timeout
+            )
             answer = _answer(result.stdout)
         elif not self._uncached:
             self._resent = False  # a hit: the pod keeps the agent

@@ -1,77 +1,40 @@
-"""The pod agent's boot program, sent as ``python3 -S -c BOOT``: runs the agent from a cache on the pod.
+"""The pod agent's boot program, sent as ``python3 -S -c BOOT``: runs the agent cached on the pod.
 
 Why: the agent is ~56 KB; sending and compiling it on every call cost most of an observation
-(issue 7, P1). So the pod keeps the compiled agent, keyed by the sha256 of its source, in
-``<state_dir>/agent/`` (directory 0700, files 0600, written by atomic rename), and gpumod sends
-only the key and the payload. On a miss (first contact, another gpumod version, a damaged or
-foreign file) the boot program prints ``{"agent_cache": "miss"}`` and exits 3; gpumod then sends
-the source along, which is checked against the key, compiled, cached and run.
-
-A cached file is ``<sha256 of the marshalled code>\\n<marshalled code>`` and is used only when
-that digest matches and the directory is ours and closed to others (0700); anything else is a
-miss. Standard library only, Python 3.8 syntax. stdin: ``<key> <source length>\\n<source><payload JSON>``.
+(issue 7, P1). So the pod keeps the compiled agent in ``<state_dir>/agent/<key>.<cache tag>``,
+``key`` being the sha256 of its source, and a call sends only ``<key> 0\\n`` and the JSON payload
+on stdin, under this ~600-byte program. The file holds ``<sha256 of the code>\\n<marshalled
+code>`` and is run only when that digest matches and the directory is ours and closed to others
+(0700); anything else (first contact, another gpumod version, a damaged or foreign file) prints
+``{"agent_cache": "miss"}`` and exits 3, and gpumod sends the call again with the source under
+``boot_send.py``, which checks, compiles, caches and runs it. Standard library only, Python 3.8.
 Everything above the ``# --boot--`` line is left out of what is sent.
 """
 # --boot--
-import json, marshal, os, sys, time
-def _sha(b):
+import json, marshal, os, sys
+try:
+    from _sha2 import sha256
+except ImportError:
     try:
-        from _sha2 import sha256
+        from _sha256 import sha256
     except ImportError:
-        try:
-            from _sha256 import sha256
-        except ImportError:
-            from hashlib import sha256
-    return sha256(b).hexdigest().encode()
-def _ours(d):
-    try:
-        st = os.stat(d)
-    except OSError:
-        return False
-    return st.st_uid == os.geteuid() and not st.st_mode & 0o077
-def main():
-    d = sys.stdin.buffer.read()
-    h, _, d = d.partition(b"\n")
-    k, n = h.split()
-    n = int(n)
-    s, p = d[:n], json.loads(d[n:])
-    c = os.path.join(os.path.expanduser(p["state_dir"]), "agent")
-    f = os.path.join(c, "%s.%s" % (k.decode(), sys.implementation.cache_tag))
-    if s:
-        if _sha(s) != k:
-            sys.stdout.write('{"error": "the agent source does not match its key"}\n')
-            sys.exit(2)
-        code = compile(s, "gpumod-podside", "exec")
-        try:
-            os.makedirs(os.path.dirname(c), 0o700, exist_ok=True)
-            os.makedirs(c, 0o700, exist_ok=True)
-            if _ours(c):
-                m = marshal.dumps(code)
-                t = "%s.tmp.%d" % (f, os.getpid())
-                fd = os.open(t, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-                with os.fdopen(fd, "wb") as w:
-                    w.write(_sha(m) + b"\n" + m)
-                os.replace(t, f)
-                for old in os.listdir(c):  # other versions, written over a week ago
-                    o = os.path.join(c, old)
-                    if o != f and os.stat(o).st_mtime < time.time() - 7 * 86400:
-                        os.unlink(o)
-        except OSError:
-            pass  # a read-only pod still runs the agent, just uncached
-    else:
-        code = None
-        if _ours(c):
-            try:
-                with open(f, "rb") as r:
-                    g, _, m = r.read().partition(b"\n")
-                if g == _sha(m):
-                    code = marshal.loads(m)
-            except (OSError, ValueError, EOFError, TypeError):
-                code = None
-        if code is None:
-            sys.stdout.write('{"agent_cache": "miss"}\n')
-            sys.exit(3)
-    del d, s
-    exec(code, {"__name__": "__gpumod_agent__", "PAYLOAD": p})
-if __name__ == "__main__":
-    main()
+        from hashlib import sha256
+d = sys.stdin.buffer.read()
+h, _, d = d.partition(b"\n")
+p = json.loads(d)
+c = os.path.join(os.path.expanduser(p["state_dir"]), "agent")
+x = None
+try:
+    s = os.stat(c)
+    if s.st_uid == os.geteuid() and not s.st_mode & 0o077:
+        with open(os.path.join(c, "%s.%s" % (h.split()[0].decode(), sys.implementation.cache_tag)), "rb") as r:
+            g, _, m = r.read().partition(b"\n")
+        if g == sha256(m).hexdigest().encode():
+            x = marshal.loads(m)
+except (OSError, ValueError, EOFError, TypeError):
+    pass
+if x is None:
+    sys.stdout.write('{"agent_cache": "miss"}\n')
+    sys.exit(3)
+del d, m
+exec(x, {"__name__": "__gpumod_agent__", "PAYLOAD": p})

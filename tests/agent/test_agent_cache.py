@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from gpumod.drivers.agent import BOOT, PodAgent, agent_key, agent_script, split_request
+from gpumod.drivers.agent import BOOT, BOOT_SEND, PodAgent, agent_key, agent_script, split_request
 from gpumod.drivers.transports.local import LocalTransport
 from gpumod.errors import PodError
 from gpumod.ports import CommandResult
@@ -45,6 +45,7 @@ async def test_first_call_misses_then_calls_send_only_the_payload(tmp_path):
     agent = agent_on(state, t)
     await agent.logs("web")  # first contact: key only, miss, sent again with the script
     assert [len(split_request(stdin)[0]) for _, stdin in t.sent] == [0, len(agent_script())]
+    assert [argv[-1] for argv, _ in t.sent] == [BOOT, BOOT_SEND]
     await agent.logs("web")
     await agent_on(state, t).logs("web")  # another run (new PodAgent) finds the cache too
     assert [len(split_request(stdin)[0]) for _, stdin in t.sent[2:]] == [0, 0]
@@ -90,7 +91,7 @@ async def test_a_script_that_does_not_match_its_key_is_refused(tmp_path):
     payload = {"op": "logs", "pod": "box", "state_dir": str(tmp_path), "env": {}, "args": {"name": "web"}}
     script = agent_script() + b"\nprint('extra')\n"
     stdin = b"%s %d\n" % (agent_key(), len(script)) + script + json.dumps(payload).encode()
-    result = await LocalTransport().run([sys.executable, "-S", "-c", BOOT], stdin=stdin, timeout=30)
+    result = await LocalTransport().run([sys.executable, "-S", "-c", BOOT_SEND], stdin=stdin, timeout=30)
     assert result.returncode == 2 and b"does not match" in result.stdout
     assert not (tmp_path / "agent").exists()
 
@@ -135,8 +136,9 @@ async def test_a_sim_pod_not_set_up_is_set_up_once_then_the_call_is_sent_again(t
         await other.observe()
 
 
-def test_boot_is_small_python_3_8_and_carries_no_payload():
+def test_the_boot_programs_are_python_3_8_and_the_common_one_is_small():
     import ast
 
-    ast.parse(BOOT, feature_version=(3, 8))
-    assert len(BOOT) < 4096 and "PAYLOAD" in BOOT
+    for program in (BOOT, BOOT_SEND):
+        ast.parse(program, feature_version=(3, 8))
+    assert len(BOOT) < 1024  # sent in argv with every call
