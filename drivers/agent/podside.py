@@ -36,8 +36,8 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 if __name__ != "__gpumod_agent__":  # imported as a module: in the agent script these are defined above
     from gpumod.drivers.agent.podside_base import (  # noqa: F401 - parse_stat, read_stat: tests read them here
@@ -92,22 +92,45 @@ def op_observe(state: PodState, args: dict) -> dict:
                     todo.append((name, p["key"], int(record["port"]), p["path"], p.get("grep") or ""))
     init = init_info() if args.get("init", True) else None
     smi = args.get("gpus", True)  # health polls of one service skip nvidia-smi
-    with ThreadPoolExecutor(max_workers=max(1, min(16, len(todo) + 1))) as pool:
-        xml = pool.submit(smi_xml) if smi else None
-        answers = [
-            (name, key, pool.submit(http_call, port, "GET", path, None, PROBE_TIMEOUT_S, grep))
-            for name, key, port, path, grep in todo
-        ]
-        for name, key, fut in answers:
-            entries[name]["probes"][key] = fut.result()
-        return {
-            "now": time.time(),
-            "hostname": socket.gethostname(),
-            "boot_id": boot_id(),
-            "smi": xml.result() if xml else None,  # nvidia-smi -q -x
-            "services": entries,
-            "init": init,
-        }
+    calls = [smi_xml] if smi else []
+    calls += [
+        (lambda port=port, path=path, grep=grep: http_call(port, "GET", path, None, PROBE_TIMEOUT_S, grep))
+        for _, _, port, path, grep in todo
+    ]
+    results = at_once(calls)
+    for (name, key, _, _, _), answer in zip(todo, results[1:] if smi else results):
+        entries[name]["probes"][key] = answer
+    return {
+        "now": time.time(),
+        "hostname": socket.gethostname(),
+        "boot_id": boot_id(),
+        "smi": results[0] if smi else None,  # nvidia-smi -q -x
+        "services": entries,
+        "init": init,
+    }
+
+
+def at_once(calls: list, limit: int = 16) -> list:
+    """The results of ``calls`` run in threads, at most ``limit`` at a time (plain threads:
+    concurrent.futures would import logging and more on every agent start)."""
+    results = [None] * len(calls)
+    errors = []
+
+    def run(i):
+        try:
+            results[i] = calls[i]()
+        except BaseException as err:  # re-raised below, in the caller's thread
+            errors.append(err)
+
+    for start in range(0, len(calls), limit):
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(start, min(len(calls), start + limit))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    if errors:
+        raise errors[0]
+    return results
 
 
 def op_start(state: PodState, args: dict) -> dict:
