@@ -6,8 +6,6 @@ atomic rename; a directory that is not ours or is open to others is not written 
 Cache files of other versions written over a week ago are removed. Standard library only,
 Python 3.8 syntax. Everything above the ``# --boot--`` line is left out of what is sent.
 """
-# --boot--`` line is left out of what is sent.
-"""
 # --boot--
 import json, marshal, os, sys, time
 def _sha(b):
