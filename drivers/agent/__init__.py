@@ -31,8 +31,8 @@ from gpumod.errors import PodError
 from gpumod.ports import CommandResult, Transport
 
 __all__ = [
-    "AGENT_PARTS", "BOOT", "BOOT_SEND", "CACHE_MISS_RETURNCODE", "MARKER", "PodAgent", "agent_key", "agent_script",
-    "build_request", "split_request",
+    "AGENT_PARTS", "BOOT", "BOOT_SEND", "CACHE_MISS_RETURNCODE", "MARKER", "SIM_SETUP_RETURNCODE", "PodAgent",
+    "agent_key", "agent_script", "build_request", "split_request",
 ]
 
 MARKER = b"\n#--gpumod-payload--\n"  # the lock holder's framing (lock.py)
