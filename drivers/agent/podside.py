@@ -113,6 +113,8 @@ def op_observe(state: PodState, args: dict) -> dict:
 def at_once(calls: list, limit: int = 16) -> list:
     """The results of ``calls`` run in threads, at most ``limit`` at a time (plain threads:
     concurrent.futures would import logging and more on every agent start)."""
+    if len(calls) <= 1:
+        return [call() for call in calls]
     results = [None] * len(calls)
     errors = []
 
