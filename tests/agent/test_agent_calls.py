@@ -175,3 +175,10 @@ def test_a_leading_tilde_in_argv_is_the_pod_users_home() -> None:
 
     home = os.path.expanduser("~")
     assert expand_home(["~/bin/x", "~", "--dir=~/y", "a~b"]) == [f"{home}/bin/x", home, "--dir=~/y", "a~b"]
+
+
+def test_at_once_keeps_the_order_past_the_thread_limit_and_reraises():
+    assert podside.at_once([lambda i=i: i for i in range(40)], limit=16) == list(range(40))
+    assert podside.at_once([]) == [] and podside.at_once([lambda: 7]) == [7]
+    with pytest.raises(ZeroDivisionError):
+        podside.at_once([lambda: 1, lambda: 1 / 0])
