@@ -15,7 +15,6 @@ from enum import Enum
 from pathlib import Path
 from typing import Callable, List, Optional
 
-import structlog
 import typer
 from rich.console import Console
 from rich.text import Text
@@ -23,7 +22,7 @@ from rich.text import Text
 from gpumod import controller, whatif
 from gpumod.core.model import Plan
 from gpumod.errors import GpumodError, InfeasibleError, SpecError, StalePlanError
-from gpumod.logconfig import configure_logging
+from gpumod.logconfig import configure_logging, get_logger
 from gpumod.views import (
     ConsoleReporter,
     apply_json,
@@ -90,7 +89,7 @@ def _run(fn: Callable[[], int], *, error_code: int = 2) -> None:
         raise typer.Exit(2 if isinstance(e, (SpecError, InfeasibleError, StalePlanError)) else error_code)
     except KeyboardInterrupt:
         if _log_format is LogFormat.json:
-            structlog.get_logger("gpumod.cli").warning("cli.interrupted")
+            get_logger("gpumod.cli").warning("cli.interrupted")
         else:
             err.print("interrupted")
         raise typer.Exit(130)
@@ -109,7 +108,7 @@ def _report(e: GpumodError) -> None:
     else:
         details = []
     if _log_format is LogFormat.json:
-        structlog.get_logger("gpumod.cli").error(
+        get_logger("gpumod.cli").error(
             "cli.error", error=e.message, hint=e.hint, details=[d.strip() for d in details]
         )
         return
@@ -188,7 +187,7 @@ def plan(
 def _error_line(text: str, **fields: str) -> None:
     """One error line on stderr that is not an exception: red text, or a JSON log line."""
     if _log_format is LogFormat.json:
-        structlog.get_logger("gpumod.cli").error("cli.error", error=text, **fields)
+        get_logger("gpumod.cli").error("cli.error", error=text, **fields)
     else:
         err.print(Text.assemble(("error:", "red"), " ", text))
 
@@ -203,7 +202,7 @@ def _save_plan(path: Path, directory: Path, pods: Optional[List[str]], snap: con
         )
     except OSError as e:
         raise GpumodError(f"cannot write the plan to {path}: {e.strerror or e}", hint="pick a writable path") from None
-    structlog.get_logger("gpumod.cli").info("plan.saved", path=str(path), fingerprint=snap.plan.fingerprint)
+    get_logger("gpumod.cli").info("plan.saved", path=str(path), fingerprint=snap.plan.fingerprint)
     if note:
         out.print(f"Saved the plan to {path}; `gpumod apply {path}` runs exactly this plan.", markup=False)
 

@@ -13,8 +13,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, AsyncContextManager, Callable, Iterable, Sequence
 
-import structlog
-
 from gpumod.core.desired import build_desired
 from gpumod.core.footprint import footprint
 from gpumod.core.model import DesiredPod, ObservedPod, Plan, PodPlan, Step
@@ -23,6 +21,7 @@ from gpumod.drivers.agent import PodAgent
 from gpumod.drivers.agent.follow import follow_log
 from gpumod.errors import GpumodError, InfeasibleError, Problem, SpecError, StalePlanError
 from gpumod.execute import PodExecutor, PodRun, StepOutcome
+from gpumod.logconfig import bound_reconcile_id, get_logger
 from gpumod.observe import observe_pod
 from gpumod.ports import Clock, SystemClock
 from gpumod.secrets import load_secret_values
@@ -31,9 +30,11 @@ from gpumod.spec.models import PodSpec, ServiceSpec
 from gpumod.wiring import Fleet, PodHandle, unlock_pod
 
 if TYPE_CHECKING:
+    import structlog
+
     from gpumod.saved_plan import SavedPlan  # only `apply FILE` reads saved plans
 
-log = structlog.get_logger("gpumod.controller")
+log = get_logger("gpumod.controller")
 
 MAX_PASSES = 6
 
@@ -224,7 +225,7 @@ async def apply(
     failed_once: set[tuple[str, str]] = set()
     specs = load_specs(spec_dir)
     pods = select_pods(specs, pod_names)
-    with structlog.contextvars.bound_contextvars(reconcile_id=new_reconcile_id()):
+    with bound_reconcile_id(new_reconcile_id()):
         async with _locked_run(fleet, pods, spec_dir) as fleet:  # one connection and one lock per pod for the run
             for pass_no in range(1, max_passes + 1):
                 result.passes = pass_no
@@ -349,7 +350,7 @@ async def apply_saved(
     result = ApplyResult(converged=False, passes=1)
     specs = load_specs(saved.spec_dir)
     pods = select_pods(specs, saved.pods)
-    with structlog.contextvars.bound_contextvars(reconcile_id=new_reconcile_id()):
+    with bound_reconcile_id(new_reconcile_id()):
         async with Fleet(pods, lock=True) as fleet:
             fleet.check_locks()
             snap = await observe_and_plan(fleet, specs, pods)

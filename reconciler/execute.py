@@ -16,8 +16,6 @@ from itertools import groupby
 from pathlib import Path
 from typing import Callable
 
-import structlog
-
 from gpumod.core.model import DesiredPod, DesiredService, PodPlan, Step
 from gpumod.drivers.agent import PodAgent
 from gpumod.drivers.base import HttpAnswer, HttpCall, Launch, PodContext
@@ -25,10 +23,11 @@ from gpumod.drivers.probes.nvidia_smi import parse_gpus
 from gpumod.drivers.registry import driver_for
 from gpumod.drivers.supervisors import env_file_path, log_path, render_unit
 from gpumod.errors import GpumodError, HealthTimeoutError, PodError, StepError, VramReleaseTimeoutError
+from gpumod.logconfig import get_logger
 from gpumod.ports import Clock
 from gpumod.spec.resolved import ResolvedService
 
-log = structlog.get_logger("gpumod.execute")
+log = get_logger("gpumod.execute")
 
 POLL_S = 0.2
 

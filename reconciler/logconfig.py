@@ -6,6 +6,11 @@ Two formats. ``text`` (default): key=value lines, quiet by default; ``-v`` shows
 JSON object per line for a log pipeline, at info level at least so that every step event
 (``step.started``, ``step.done``, ``step.failed``, ``step.skipped``) is there; warnings of the
 libraries underneath (asyncssh) come out as JSON lines too.
+
+structlog (and the rich tracebacks it loads) costs ~30 ms of start-up that a ``plan`` never uses:
+modules take their logger from ``get_logger``, and structlog is imported and configured on the
+first call of a logger method (at once with ``json``, whose standard-library handler must be in
+place before any library logs).
 """
 
 from __future__ import annotations
@@ -13,26 +18,45 @@ from __future__ import annotations
 import logging
 import os
 import sys
-
-import structlog
+from typing import Any
 
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 FORMATS = ("text", "json")
 
+_settings: dict[str, Any] = {"verbosity": 0, "fmt": "text"}
+_configured = False
+
 
 def configure_logging(verbosity: int = 0, fmt: str = "text") -> None:
+    """Remember the settings; applied when something first logs (now, with ``json``, or if
+    something already logged)."""
+    global _configured
+    _settings.update(verbosity=verbosity, fmt=fmt)
+    if _configured or fmt == "json":
+        _configured = False
+        _configure()
+
+
+def _configure() -> None:
+    global _configured
+    if _configured:
+        return
+    _configured = True
+    import structlog
+
+    verbosity, fmt = _settings["verbosity"], _settings["fmt"]
     level = {0: logging.WARNING, 1: logging.INFO}.get(verbosity, logging.DEBUG)
     env = os.environ.get("GPUMOD_LOG", "").lower()
     if env in LEVELS:
         level = min(level, LEVELS[env])
-    shared: list[structlog.typing.Processor] = [
+    shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
     ]
     if fmt == "json":
         level = min(level, logging.INFO)
         shared.append(structlog.processors.TimeStamper(fmt="iso", utc=True))
-        renderer: structlog.typing.Processor = structlog.processors.JSONRenderer(default=str)
+        renderer: Any = structlog.processors.JSONRenderer(default=str)
         _stdlib_as_json(shared, renderer)
     else:
         shared.append(structlog.processors.TimeStamper(fmt="%H:%M:%S"))
@@ -45,8 +69,10 @@ def configure_logging(verbosity: int = 0, fmt: str = "text") -> None:
     )
 
 
-def _stdlib_as_json(shared: list[structlog.typing.Processor], renderer: structlog.typing.Processor) -> None:
+def _stdlib_as_json(shared: list[Any], renderer: Any) -> None:
     """Records of the standard ``logging`` module (warnings and up) as the same JSON lines."""
+    import structlog
+
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
@@ -56,3 +82,27 @@ def _stdlib_as_json(shared: list[structlog.typing.Processor], renderer: structlo
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(logging.WARNING)
+
+
+class _Logger:
+    """A structlog logger imported and configured on first use (``log.info(...)``, ``log.bind``)."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attr: str) -> Any:
+        import structlog
+
+        _configure()
+        return getattr(structlog.get_logger(self._name), attr)
+
+
+def get_logger(name: str) -> Any:
+    return _Logger(name)
+
+
+def bound_reconcile_id(reconcile_id: str) -> Any:
+    """A context manager binding the reconcile id to every log line of one apply run."""
+    import structlog
+
+    return structlog.contextvars.bound_contextvars(reconcile_id=reconcile_id)

@@ -1,7 +1,7 @@
 """Observe: turn what a pod agent printed into an ``ObservedPod``.
 
 ``observe_pod`` makes ONE round trip (the agent's ``observe``); ``parse_observation`` is pure
-and does the reading: nvidia-smi CSV into GPUs, each service record + liveness + probe answers
+and does the reading: nvidia-smi's XML into GPUs, each service record + liveness + probe answers
 into a status (through its driver's ``parse``), and compute-app VRAM split into what gpumod's
 services use (by session pids) and what foreign processes use.
 
@@ -21,7 +21,7 @@ from gpumod.core.model import ObservedPod, ObservedService, Status
 from gpumod.drivers.agent import PodAgent
 from gpumod.drivers.base import HttpAnswer, ProbedState
 from gpumod.drivers.command import CommandDriver
-from gpumod.drivers.probes.nvidia_smi import parse_apps, parse_gpus, uuid_to_index
+from gpumod.drivers.probes.nvidia_smi import parse_xml, uuid_to_index
 from gpumod.drivers.registry import driver_for
 from gpumod.errors import GpumodError, PodError
 
@@ -44,11 +44,9 @@ async def observe_pod(agent: PodAgent) -> ObservedPod:
 
 
 def parse_observation(pod: str, raw: Mapping[str, Any]) -> ObservedPod:
-    gpus_raw = raw.get("gpus") or {}
-    gpus = parse_gpus(gpus_raw.get("stdout", "")) if gpus_raw.get("ok") else ()
-    error = "" if gpus_raw.get("ok") else f"nvidia-smi failed: {(gpus_raw.get('stderr') or '').strip()[:300]}"
-    apps_raw = raw.get("apps") or {}
-    apps = parse_apps(apps_raw.get("stdout", "")) if apps_raw.get("ok") else []
+    smi = raw.get("smi") or {}
+    gpus, apps = parse_xml(smi.get("stdout", "")) if smi.get("ok") else ((), [])
+    error = "" if smi.get("ok") else f"nvidia-smi failed: {(smi.get('stderr') or '').strip()[:300]}"
     index_of = uuid_to_index(gpus)
 
     services_raw: Mapping[str, Any] = raw.get("services") or {}

@@ -15,13 +15,12 @@ import stat
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-import structlog
-
 from gpumod.errors import Problem, SpecError
+from gpumod.logconfig import get_logger
 from gpumod.spec.presets import split_source
 from gpumod.spec.resolved import ResolvedService
 
-log = structlog.get_logger("gpumod.secrets")
+log = get_logger("gpumod.secrets")
 MAX_SECRET_BYTES = 64 * 1024
 Warn = Callable[[str], None]
 

@@ -11,7 +11,6 @@ import time
 from typing import Any
 
 from rich.console import Console
-from rich.table import Table
 from rich.text import Text
 
 from gpumod.controller import ApplyResult, Reporter, Snapshot
@@ -216,6 +215,8 @@ def status_json(snap: Snapshot) -> dict[str, Any]:
 
 
 def status_table(snap: Snapshot, *, visual: bool = False) -> list[Any]:
+    from rich.table import Table  # only `status` draws tables
+
     now = max((o.observed_at for o in snap.observed), default=time.time()) or time.time()
     out: list[Any] = []
     rows = status_rows(snap)

@@ -20,36 +20,13 @@ from gpumod.drivers.agent.lock import PodLock, acquire_pod_lock, break_pod_lock,
 from gpumod.drivers.base import PodContext
 from gpumod.drivers.supervisors import choose_scope, choose_supervisor
 from gpumod.drivers.transports.local import LocalTransport
-from gpumod.errors import GpumodError
+from gpumod.errors import GpumodError, PodError
 from gpumod.ports import Transport
 from gpumod.spec import parse_host
 from gpumod.spec.models import PodSpec
 
 SIM_SERVER = ("-m", "gpumod.sim.server", "--flavour")
 REMOTE_STATE_DIR = "~/.gpumod"
-
-# Runs on an SSH pod that simulates its GPUs (gpumod installed for the pod's python): sets up the
-# simulated GPUs and prints where the nvidia-smi stand-in is and the pod's PATH.
-_REMOTE_SIM = (
-    "import json, os, sys; from pathlib import Path; from gpumod.sim.pod import ensure_sim_pod; "
-    "d = Path(sys.argv[1]).expanduser(); "
-    "b = ensure_sim_pod(d, [tuple(g) for g in json.loads(sys.argv[2])], sys.executable); "
-    "print(json.dumps({'bin': str(b), 'dir': str(d), 'path': os.environ.get('PATH', ''), "
-    "'python': sys.executable}))"
-)
-
-
-# The same, stdlib only (python -S: fast), when the simulated GPUs are already set up as wanted;
-# exits 3 when the full set-up above is needed.
-_REMOTE_SIM_QUICK = (
-    "import json, os, sys; d = os.path.expanduser(sys.argv[1]); "
-    "b = os.path.join(d, 'bin'); want = [list(g) for g in json.loads(sys.argv[2])]\n"
-    "try: have = [[g['name'], g['memory_mb']] for g in json.load(open(os.path.join(d, 'gpus.json')))['gpus']]\n"
-    "except Exception: sys.exit(3)\n"
-    "if have != want or not os.access(os.path.join(b, 'nvidia-smi'), os.X_OK): sys.exit(3)\n"
-    "print(json.dumps({'bin': b, 'dir': d, 'path': os.environ.get('PATH', ''), 'python': sys.executable}))"
-)
-
 
 def gpumod_home() -> Path:
     return Path(os.environ.get("GPUMOD_HOME") or Path.home() / ".gpumod").expanduser()
@@ -81,15 +58,19 @@ def sim_dir(pod: PodSpec) -> Path:
     return gpumod_home() / "sim" / pod.name
 
 
+def sim_timings(pod: PodSpec) -> dict[str, str]:
+    """The sim servers' load/sleep/wake seconds from the pod's ``sim:``, as their env."""
+    if pod.sim is None:
+        return {}
+    return {
+        "GPUMOD_SIM_LOAD_S": str(pod.sim.load_s),
+        "GPUMOD_SIM_SLEEP_S": str(pod.sim.sleep_s),
+        "GPUMOD_SIM_WAKE_S": str(pod.sim.wake_s),
+    }
+
+
 def sim_env(sim_directory: str, bindir: str, path: str, pod: PodSpec) -> dict[str, str]:
-    env = {"PATH": f"{bindir}{os.pathsep}{path}", "GPUMOD_SIM_DIR": sim_directory}
-    if pod.sim is not None:
-        env.update(
-            GPUMOD_SIM_LOAD_S=str(pod.sim.load_s),
-            GPUMOD_SIM_SLEEP_S=str(pod.sim.sleep_s),
-            GPUMOD_SIM_WAKE_S=str(pod.sim.wake_s),
-        )
-    return env
+    return {"PATH": f"{bindir}{os.pathsep}{path}", "GPUMOD_SIM_DIR": sim_directory, **sim_timings(pod)}
 
 
 def sim_binaries(python: str) -> list[tuple[str, tuple[str, ...]]]:
@@ -155,35 +136,31 @@ def _open_ssh_pod(pod: PodSpec, host) -> PodHandle:
         binaries=_with_user_binaries(sim_binaries(pod.python) if pod.sim else [], pod),
         state_dir=state_dir,
     )
-    return PodHandle(pod, transport, agent, ctx, sim=pod.sim is not None)
+    handle = PodHandle(pod, transport, agent, ctx, sim=pod.sim is not None)
+    if pod.sim is not None:  # checked on the pod with the first agent call (one round trip)
+        agent.sim = {"dir": f"{state_dir}/sim/{pod.name}", "gpus": [[g.name, g.memory_mb] for g in pod.gpus or []]}
+        agent.env.update(sim_timings(pod))  # PATH and the sim dir come from the pod's answer
+        agent.on_sim = lambda info: _sim_ready(handle, info)
+        agent.setup_sim = lambda: _setup_sim(handle)
+    return handle
 
 
-async def prepare_pod(handle: PodHandle) -> None:
-    """Pod set-up that needs a round trip: simulated GPUs on an SSH pod. Errors are kept on the
-    handle (the pod is then reported unreachable), never raised."""
-    pod = handle.spec
-    if pod.sim is None or parse_host(pod.host).kind != "ssh":
-        return
-    state_dir = pod.state_dir or REMOTE_STATE_DIR
-    gpus = json.dumps([[g.name, g.memory_mb] for g in pod.gpus or []])
-    where = f"{state_dir}/sim/{pod.name}"
-    try:
-        result = await handle.transport.run([pod.python, "-S", "-c", _REMOTE_SIM_QUICK, where, gpus], timeout=60)
-        if result.returncode == 3:
-            result = await handle.transport.run([pod.python, "-c", _REMOTE_SIM, where, gpus], timeout=60)
-        if not result.ok:
-            tail = result.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
-            raise GpumodError(f"setting up the simulated GPUs failed: {tail[0]}")
-        info = json.loads(result.stdout.decode().strip().splitlines()[-1])
-    except (GpumodError, ValueError, IndexError) as err:
-        handle.error = str(err)
-        return
+def _sim_ready(handle: PodHandle, info: Mapping[str, str]) -> None:
+    """The pod answered where its simulated GPUs are: services started from now on get them."""
     python = info["python"]
-    handle.unit_env = sim_env(info["dir"], info["bin"], info["path"], pod)
+    handle.unit_env = sim_env(info["dir"], info["bin"], info["path"], handle.spec)
     handle.agent.env.update(handle.unit_env)
-    handle.ctx = replace(
-        handle.ctx, python=python, binaries=_with_user_binaries(sim_binaries(python), pod)
-    )
+    handle.ctx = replace(handle.ctx, python=python, binaries=_with_user_binaries(sim_binaries(python), handle.spec))
+
+
+async def _setup_sim(handle: PodHandle) -> None:
+    """The full set-up of an SSH pod's simulated GPUs (gpumod installed for the pod's python)."""
+    assert handle.agent.sim is not None
+    where, gpus = handle.agent.sim["dir"], json.dumps(handle.agent.sim["gpus"])
+    result = await handle.transport.run([handle.spec.python, "-m", "gpumod.sim.pod", where, gpus], timeout=60)
+    if not result.ok:
+        tail = result.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
+        raise PodError(handle.name, f"setting up the simulated GPUs failed: {tail[0]}")
 
 
 async def lock_pod(handle: PodHandle, *, wait_s: float, specs: str = "") -> PodLock | None:
@@ -211,7 +188,6 @@ async def unlock_pod(pod: PodSpec, *, confirm: Callable[[dict], bool] = lambda o
     is broken only if ``confirm(owner)`` agrees; otherwise the answer has ``refused``."""
     handle = open_pod(pod)
     try:
-        await prepare_pod(handle)
         where = dict(pod=pod.name, state_dir=handle.agent.state_dir, python=handle.agent.python)
         seen = await peek_pod_lock(handle.transport, **where)
         if seen.get("locked") and not confirm(dict(seen.get("owner") or {})):
@@ -237,7 +213,6 @@ class Fleet:
         self.specs = specs  # the spec directory, for the `gpumod unlock` hint of a locked pod
         self.handles: dict[str, PodHandle] = {}
         self.locks: dict[str, PodLock] = {}
-        self._unprepared: set[str] = set()  # pods whose set-up failed: re-opened by the next follow
 
     async def __aenter__(self) -> "Fleet":
         try:
@@ -253,11 +228,11 @@ class Fleet:
         await self.close()
 
     async def follow(self, pods: list[PodSpec]) -> None:
-        """Make the handles match ``pods``: a pod whose spec is unchanged and whose last
-        preparation worked keeps its handle (and connection); the others are (re)opened and
-        prepared; pods no longer wanted are closed."""
+        """Make the handles match ``pods``: a pod whose spec is unchanged keeps its handle (and
+        connection; a simulated pod whose set-up failed retries it with its next agent call); the
+        others are (re)opened; pods no longer wanted are closed."""
         wanted = {p.name: p for p in pods}
-        stale = [h for n, h in self.handles.items() if wanted.get(n) != h.spec or n in self._unprepared]
+        stale = [h for n, h in self.handles.items() if wanted.get(n) != h.spec]
         for handle in stale:
             del self.handles[handle.name]
         await asyncio.gather(*(h.transport.close() for h in stale), return_exceptions=True)
@@ -267,8 +242,6 @@ class Fleet:
         self.handles.update((h.name, h) for h in fresh)
         self.handles = {p.name: self.handles[p.name] for p in pods}
         self.pods = list(pods)
-        await asyncio.gather(*(prepare_pod(h) for h in fresh))
-        self._unprepared = {h.name for h in fresh if h.error}
 
     async def take_locks(self) -> None:
         handles = [h for h in self.handles.values() if h.name not in self.locks]

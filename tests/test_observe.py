@@ -36,13 +36,25 @@ def alive(m: dict, pids: list[int], probes: dict) -> dict:
             "probes": {k: {"status": s, "body": b} for k, (s, b) in probes.items()}}
 
 
+def smi_xml(gpus: list[tuple[str, int, int]], apps: list[tuple[int, int, str]]) -> str:
+    """An ``nvidia-smi -q -x`` log: gpus as (uuid, total, used), apps as (pid, MiB, uuid)."""
+    out = ["<nvidia_smi_log>"]
+    for uuid, total, used in gpus:
+        out.append(f"<gpu><product_name>NVIDIA GeForce RTX 4090</product_name><uuid>{uuid}</uuid>"
+                   f"<fb_memory_usage><total>{total} MiB</total><used>{used} MiB</used></fb_memory_usage><processes>")
+        out += [f"<process_info><pid>{p}</pid><type>C</type><used_memory>{mb} MiB</used_memory></process_info>"
+                for p, mb, u in apps if u == uuid]
+        out.append("</processes></gpu>")
+    return "".join(out) + "</nvidia_smi_log>"
+
+
 RAW = {
     "now": 1795600000.5,
     "hostname": "box",
     "boot_id": "b",
-    "gpus": {"ok": True, "stdout": sample("nvidia_smi_gpus_2x4090.csv"), "stderr": "", "rc": 0},
-    "apps": {"ok": True, "rc": 0, "stderr": "",
-             "stdout": f"101, 18000, {G0}\n102, 900, {G0}\n103, 2100, {G1}\n104, 700, {G1}\n999, 512, {G0}\n"},
+    "smi": {"ok": True, "rc": 0, "stderr": "", "stdout": smi_xml(
+        [(G0, 24564, 19876), (G1, 24564, 4)],
+        [(101, 18000, G0), (102, 900, G0), (103, 2100, G1), (104, 700, G1), (999, 512, G0)])},
     "services": {
         "chat": alive(meta("chat", "vllm", "l1", pid=101, gpus=[0]), [101, 102],
                       {"health": (200, ""), "sleep": (200, '{"is_sleeping":false}'), "metrics": (200, sample("vllm_metrics_awake.txt"))}),
@@ -99,15 +111,14 @@ def test_fields_from_the_record():
 
 
 def test_nvidia_smi_failure_leaves_no_gpus_and_says_why():
-    raw = {**RAW, "gpus": {"ok": False, "stdout": "", "stderr": "nvidia-smi: command not found", "rc": 127},
-           "apps": {"ok": False, "stdout": "", "stderr": "", "rc": 127}}
+    raw = {**RAW, "smi": {"ok": False, "stdout": "", "stderr": "nvidia-smi: command not found", "rc": 127}}
     pod = parse_observation("box", raw)
     assert pod.gpus == () and pod.foreign_mb == () and "command not found" in pod.error
     assert pod.service("chat").vram_mb == () and pod.service("chat").status == "running"
 
 
 def test_without_probes_the_record_tells_running_or_sleeping():
-    raw = {"now": 1.0, "gpus": {}, "apps": {}, "services": {
+    raw = {"now": 1.0, "smi": {}, "services": {
         "a": {"meta": meta("a", "vllm"), "alive": True, "pids": [1]},
         "b": {"meta": meta("b", "vllm", "l1", sleep_level="l1"), "alive": True, "pids": [2]},
     }}

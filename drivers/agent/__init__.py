@@ -1,35 +1,46 @@
 """PodAgent: gpumod's hands on a pod, one transport round trip per call.
 
-Each method sends the stdlib-only agent script plus a JSON payload on the STDIN of
-``<python> -c BOOT`` and reads back the one JSON document it prints. The script is several files
-(``AGENT_PARTS``, see ``podside.py``) concatenated by ``agent_script()``. Nothing has to be installed
-on the pod but Python >= 3.8, the same code runs locally and over SSH, and secrets travel only
-in the payload (never in argv, never in a record file).
+Each method runs ``<python> -S -c BOOT`` (``boot.py``) with the key of the stdlib-only agent
+script (the sha256 of its source) and a JSON payload on STDIN. The pod keeps the compiled agent
+under ``<state_dir>/agent/``, so a call sends only the key and the payload; on a cache miss the
+pod answers ``{"agent_cache": "miss"}`` (exit 3) and the call is sent again with the source,
+under ``BOOT_SEND`` (``boot_send.py``), which caches it. The
+script is several files (``AGENT_PARTS``, see ``podside.py``) concatenated by ``agent_script()``.
+Nothing has to be installed on the pod but Python >= 3.8, the same code runs locally and over
+SSH, and secrets travel only in the payload (never in argv, never in a record file).
+
+A pod whose GPUs are simulated (``sim=``) checks its simulated GPUs in the same round trip as
+the first call (``podside.sim_ready``); when they need the full set-up (gpumod's sim modules on
+the pod), ``setup_sim`` runs it once and the call is sent again.
 
 A non-zero exit, non-JSON output or an ``{"error": ...}`` answer raises ``PodError``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict
+from functools import lru_cache
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Awaitable, Callable, Mapping, Sequence
 
 from gpumod.drivers.base import HttpAnswer, HttpCall, Launch
 from gpumod.drivers.supervisors.systemd_syntax import render_env_file, unit_name
 from gpumod.errors import PodError
-from gpumod.ports import Transport
+from gpumod.ports import CommandResult, Transport
 
-__all__ = ["AGENT_PARTS", "BOOT", "MARKER", "PodAgent", "agent_script", "build_request", "split_request"]
+__all__ = [
+    "AGENT_PARTS", "BOOT", "BOOT_SEND", "CACHE_MISS_RETURNCODE", "MARKER", "SIM_SETUP_RETURNCODE", "PodAgent",
+    "agent_key", "agent_script", "build_request", "split_request",
+]
 
-MARKER = b"\n#--gpumod-payload--\n"
-BOOT = (
-    "import sys,json;d=sys.stdin.buffer.read();"
-    f"s,_,p=d.partition({MARKER!r});"
-    "exec(compile(s,'gpumod-podside','exec'),{'__name__':'__gpumod_agent__','PAYLOAD':json.loads(p)})"
-)
+MARKER = b"\n#--gpumod-payload--\n"  # the lock holder's framing (lock.py)
 _HERE = Path(__file__).parent
+BOOT = (_HERE / "boot.py").read_text().partition("# --boot--\n")[2]  # runs the agent cached on the pod
+BOOT_SEND = (_HERE / "boot_send.py").read_text().partition("# --boot--\n")[2]  # ... sent along: check, cache, run
+CACHE_MISS_RETURNCODE = 3  # BOOT: {"agent_cache": "miss"}
+SIM_SETUP_RETURNCODE = 4  # podside.main: {"sim_setup": "needed"}
 AGENT_PARTS = (  # in order: each part uses only the ones before it
     _HERE.parent / "probes" / "systemd.py",
     _HERE.parent / "supervisors" / "systemd_syntax.py",
@@ -43,6 +54,7 @@ _DEFAULT_TIMEOUT_S = 60.0
 RECORD_STOP_BUDGET_S = 3600.0  # a stop whose timeout only the pod's record knows: the transport's patience
 
 
+@lru_cache(maxsize=1)
 def agent_script() -> bytes:
     """The pod-side script exactly as sent: the parts, each without its ``__future__`` import
     (allowed only at the top of a script: it is put there once)."""
@@ -54,15 +66,24 @@ def agent_script() -> bytes:
     return b"".join(chunks)
 
 
-def build_request(payload: Mapping[str, Any]) -> bytes:
-    """What goes on the agent's stdin: the script, the marker line, the JSON payload."""
-    return agent_script().rstrip(b"\n") + MARKER + json.dumps(payload).encode()
+@lru_cache(maxsize=1)
+def agent_key() -> bytes:
+    """The sha256 (hex) of ``agent_script()``: the name of the compiled agent cached on a pod."""
+    return hashlib.sha256(agent_script()).hexdigest().encode()
+
+
+def build_request(payload: Mapping[str, Any], *, with_script: bool = True) -> bytes:
+    """What goes on BOOT's stdin: ``<key> <length>\\n``, the script (or nothing, to run the one
+    cached on the pod), the JSON payload."""
+    script = agent_script() if with_script else b""
+    return b"%s %d\n" % (agent_key(), len(script)) + script + json.dumps(payload).encode()
 
 
 def split_request(stdin: bytes) -> tuple[bytes, dict]:
-    """Inverse of ``build_request`` (for fakes and tests)."""
-    script, _, payload = stdin.partition(MARKER)
-    return script, json.loads(payload)
+    """Inverse of ``build_request`` (for fakes and tests): (script or b"", payload)."""
+    head, _, rest = stdin.partition(b"\n")
+    size = int(head.split()[1])
+    return rest[:size], json.loads(rest[size:])
 
 
 def launch_payload(launch: Launch) -> dict:
@@ -87,8 +108,19 @@ def _tail(data: bytes, lines: int = 12) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
+def _answer(stdout: bytes) -> Any:
+    try:
+        return json.loads(stdout.decode("utf-8", "replace").strip() or "null")
+    except ValueError:
+        return None
+
+
 class PodAgent:
-    """Runs the pod agent on one pod through a transport."""
+    """Runs the pod agent on one pod through a transport.
+
+    ``sim``: ``{"dir", "gpus"}`` of a pod whose GPUs are simulated, checked on the pod with the
+    next call; ``on_sim(info)`` gets what the pod answered (``{"bin", "dir", "path", "python"}``)
+    and ``setup_sim()`` does the full set-up when the pod says it is needed."""
 
     def __init__(
         self,
@@ -98,23 +130,49 @@ class PodAgent:
         state_dir: str,
         python: str = "python3",
         env: Mapping[str, str] | None = None,
+        sim: Mapping[str, Any] | None = None,
+        on_sim: Callable[[dict], None] | None = None,
+        setup_sim: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.transport = transport
         self.pod = pod
         self.state_dir = state_dir
         self.python = python
         self.env = dict(env or {})
+        self.sim = dict(sim) if sim else None
+        self.on_sim = on_sim
+        self.setup_sim = setup_sim
+        self._resent = False  # the last call missed the cache and sent the script
+        self._uncached = False  # ...and the next one missed again: the pod cannot keep it, always send it
+
+    async def _run(self, payload: Mapping[str, Any], timeout: float) -> tuple[CommandResult, Any]:
+        """One round trip; on a cache miss, a second one with the script."""
+        # -S: the agent is stdlib-only, skip site-packages
+        boot = BOOT_SEND if self._uncached else BOOT
+        result = await self.transport.run(
+            [self.python, "-S", "-c", boot], stdin=build_request(payload, with_script=self._uncached), timeout=timeout
+        )
+        answer = _answer(result.stdout)
+        if result.returncode == CACHE_MISS_RETURNCODE and answer == {"agent_cache": "miss"}:
+            self._uncached, self._resent = self._resent, True
+            result = await self.transport.run(
+                [self.python, "-S", "-c", BOOT_SEND], stdin=build_request(payload), timeout=timeout
+            )
+            answer = _answer(result.stdout)
+        elif not self._uncached:
+            self._resent = False  # a hit: the pod keeps the agent
+        return result, answer
 
     async def _call(self, op: str, args: Mapping[str, Any], timeout: float = _DEFAULT_TIMEOUT_S) -> Any:
         payload = {"op": op, "pod": self.pod, "state_dir": self.state_dir, "env": self.env, "args": dict(args)}
-        # -S: the agent is stdlib-only, so skip site-packages (saves most of the start-up)
-        result = await self.transport.run(
-            [self.python, "-S", "-c", BOOT], stdin=build_request(payload), timeout=timeout
-        )
-        try:
-            answer = json.loads(result.stdout.decode("utf-8", "replace").strip() or "null")
-        except ValueError:
-            answer = None
+        if self.sim is not None:
+            payload["sim"] = self.sim
+        result, answer = await self._run(payload, timeout)
+        if self.sim is not None and result.returncode == SIM_SETUP_RETURNCODE and answer == {"sim_setup": "needed"}:
+            if self.setup_sim is None:
+                raise PodError(self.pod, "its simulated GPUs are not set up")
+            await self.setup_sim()
+            result, answer = await self._run(payload, timeout)
         if isinstance(answer, dict) and "error" in answer and len(answer) == 1:
             raise PodError(self.pod, f"{op}: {answer['error']}")
         if result.returncode != 0 or answer is None:
@@ -123,6 +181,11 @@ class PodAgent:
             if result.returncode == 127:
                 hint = f"is {self.python} (Python >= 3.8) installed on the pod?"
             raise PodError(self.pod, f"the pod agent failed ({op}, exit {result.returncode}): {detail}", hint=hint)
+        if "sim" in payload and isinstance(answer, dict) and set(answer) == {"sim", "result"}:
+            self.sim = None
+            if self.on_sim is not None:
+                self.on_sim(answer["sim"])
+            answer = answer["result"]
         return answer
 
     async def observe(

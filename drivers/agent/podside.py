@@ -2,9 +2,10 @@
 
 Why one script: gpumod must work on a bare rented pod with nothing installed but Python, over SSH
 as well as locally, without putting secrets in argv. So ``gpumod.drivers.agent.PodAgent`` sends
-the agent plus a JSON payload on the STDIN of ``python3 -c BOOT``; BOOT execs it with
+the agent plus a JSON payload on the STDIN of ``python3 -S -c BOOT`` (``boot.py``); BOOT execs it with
 ``__name__ == "__gpumod_agent__"`` and ``PAYLOAD`` set. The script does one operation and prints
 ONE JSON document on stdout (``{"error": ...}`` with exit status 2 for a refused operation).
+The compiled script is cached on the pod (``boot.py``), so most calls send only the payload.
 
 The agent is several parts, concatenated in this order by ``agent_script()`` (each part imports
 the earlier ones normally when it is imported as a module, e.g. by tests):
@@ -35,14 +36,14 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 if __name__ != "__gpumod_agent__":  # imported as a module: in the agent script these are defined above
     from gpumod.drivers.agent.podside_base import (  # noqa: F401 - parse_stat, read_stat: tests read them here
-        APPS_QUERY, GPU_QUERY, POLL_S, PROBE_TIMEOUT_S, PROTECTED_FIELDS, PodState, Refused, _rotate, boot_id,
+        GPU_QUERY, POLL_S, PROBE_TIMEOUT_S, PROTECTED_FIELDS, PodState, Refused, _rotate, boot_id,
         check_name, expand_home, http_call, leader_state, parse_stat, port_in_use, read_stat, run_smi,
-        scan_proc, service_record, session_members,
+        scan_proc, service_record, session_members, smi_xml, SMI_FORMAT,
     )
     from gpumod.drivers.agent.podside_systemd import SystemdError, init_info
     from gpumod.drivers.agent.podside_units import forget_unit, start_unit, stop_unit, unit_entries
@@ -91,24 +92,47 @@ def op_observe(state: PodState, args: dict) -> dict:
                     todo.append((name, p["key"], int(record["port"]), p["path"], p.get("grep") or ""))
     init = init_info() if args.get("init", True) else None
     smi = args.get("gpus", True)  # health polls of one service skip nvidia-smi
-    with ThreadPoolExecutor(max_workers=max(2, min(16, len(todo) + 2))) as pool:
-        gpus = pool.submit(run_smi, GPU_QUERY) if smi else None
-        apps = pool.submit(run_smi, APPS_QUERY) if smi else None
-        answers = [
-            (name, key, pool.submit(http_call, port, "GET", path, None, PROBE_TIMEOUT_S, grep))
-            for name, key, port, path, grep in todo
-        ]
-        for name, key, fut in answers:
-            entries[name]["probes"][key] = fut.result()
-        return {
-            "now": time.time(),
-            "hostname": socket.gethostname(),
-            "boot_id": boot_id(),
-            "gpus": gpus.result() if gpus else None,
-            "apps": apps.result() if apps else None,
-            "services": entries,
-            "init": init,
-        }
+    calls = [smi_xml] if smi else []
+    calls += [
+        (lambda port=port, path=path, grep=grep: http_call(port, "GET", path, None, PROBE_TIMEOUT_S, grep))
+        for _, _, port, path, grep in todo
+    ]
+    results = at_once(calls)
+    for (name, key, _, _, _), answer in zip(todo, results[1:] if smi else results):
+        entries[name]["probes"][key] = answer
+    return {
+        "now": time.time(),
+        "hostname": socket.gethostname(),
+        "boot_id": boot_id(),
+        "smi": results[0] if smi else None,  # nvidia-smi -q -x
+        "services": entries,
+        "init": init,
+    }
+
+
+def at_once(calls: list, limit: int = 16) -> list:
+    """The results of ``calls`` run in threads, at most ``limit`` at a time (plain threads:
+    concurrent.futures would import logging and more on every agent start)."""
+    if len(calls) <= 1:
+        return [call() for call in calls]
+    results = [None] * len(calls)
+    errors = []
+
+    def run(i):
+        try:
+            results[i] = calls[i]()
+        except BaseException as err:  # re-raised below, in the caller's thread
+            errors.append(err)
+
+    for start in range(0, len(calls), limit):
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(start, min(len(calls), start + limit))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    if errors:
+        raise errors[0]
+    return results
 
 
 DEFAULT_STOP_TIMEOUT_S = 30.0  # for a record that holds no stop_timeout_s
@@ -252,7 +276,7 @@ def op_http(state: PodState, args: dict) -> dict:
 
 
 def op_gpus(state: PodState, args: dict) -> dict:
-    return run_smi(GPU_QUERY)
+    return run_smi(GPU_QUERY, SMI_FORMAT)
 
 
 def op_update_meta(state: PodState, args: dict) -> dict:
@@ -314,10 +338,35 @@ OPS = {
 }
 
 
+def sim_ready(sim: dict):
+    """A pod whose GPUs are simulated: when ``<dir>/gpus.json`` lists ``sim["gpus"]`` and the
+    nvidia-smi stand-in is there, put it on PATH for this call and its children and say where it
+    is; None when the full set-up (``python -m gpumod.sim.pod``) is needed first. Folded into
+    the call so that a pod costs one round trip."""
+    d = os.path.expanduser(sim["dir"])
+    b = os.path.join(d, "bin")
+    try:
+        with open(os.path.join(d, "gpus.json")) as f:
+            have = [[g["name"], g["memory_mb"]] for g in json.load(f)["gpus"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if have != [list(g) for g in sim.get("gpus") or []] or not os.access(os.path.join(b, "nvidia-smi"), os.X_OK):
+        return None
+    path = os.environ.get("PATH", "")
+    os.environ["PATH"] = b + os.pathsep + path
+    os.environ["GPUMOD_SIM_DIR"] = d
+    return {"bin": b, "dir": d, "path": path, "python": sys.executable}
+
+
 def main(payload: dict) -> int:
     for key, value in (payload.get("env") or {}).items():
         os.environ[str(key)] = str(value)
+    sim = payload.get("sim")
     try:
+        info = sim_ready(sim) if sim else None
+        if sim and info is None:
+            sys.stdout.write(json.dumps({"sim_setup": "needed"}) + "\n")
+            return 4
         op = OPS.get(payload.get("op"))
         if op is None:
             raise Refused("unknown operation %r" % payload.get("op"))
@@ -325,7 +374,7 @@ def main(payload: dict) -> int:
     except (Refused, SystemdError) as err:
         sys.stdout.write(json.dumps({"error": str(err)}) + "\n")
         return 2
-    sys.stdout.write(json.dumps(result) + "\n")
+    sys.stdout.write(json.dumps({"sim": info, "result": result} if sim else result) + "\n")
     return 0
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import pwd
-import shutil
 import subprocess
 import time
 
@@ -129,7 +128,7 @@ def resolve_exec(unit_text: str, argv: list) -> str:
     program = str(argv[0])
     if "/" in program:
         return unit_text
-    found = shutil.which(program)
+    found = which(program)
     if not found:
         raise SystemdError("%s is not on the pod's PATH (%s)" % (program, os.environ.get("PATH", "")))
     try:
@@ -229,6 +228,15 @@ def manager_answers(scope: str) -> bool:
     return rc == 0 and bool(blocks) and manager_usable(blocks[0])
 
 
+def which(program: str):
+    """``shutil.which`` for a bare name (shutil would cost the agent ~4 ms of imports per call)."""
+    for directory in os.environ.get("PATH", os.defpath).split(os.pathsep):
+        path = os.path.join(directory or ".", program)
+        if os.path.isfile(path) and os.access(path, os.X_OK):
+            return path
+    return None
+
+
 def init_info() -> dict:
     """{"pid1", "uid", "systemd", "user_systemd"}: can this pod run systemd units, system or user?"""
     try:
@@ -237,7 +245,7 @@ def init_info() -> dict:
     except OSError:
         pid1 = ""
     info = {"pid1": pid1, "uid": os.geteuid(), "systemd": False, "user_systemd": False}
-    if shutil.which("systemctl") is None:
+    if which("systemctl") is None:
         return info
     if pid1 == "systemd":
         info["systemd"] = manager_answers("system")

@@ -20,7 +20,10 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import jinja2
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # imported when a unit is rendered: most commands never do
+    import jinja2
 
 from gpumod.drivers.base import Launch
 from gpumod.drivers.supervisors.systemd_syntax import (
@@ -84,6 +87,8 @@ def _environment(env: tuple[tuple[str, str], ...]) -> list[str]:
 
 
 def _environment_for(template_dir: str | Path | None) -> jinja2.Environment:
+    import jinja2
+
     search = [str(BUILTIN_TEMPLATES)]
     if template_dir is not None and (Path(template_dir) / TEMPLATE).is_file():
         search.insert(0, str(template_dir))
@@ -116,6 +121,8 @@ def render_unit(
     ``log_path``/``env_file`` are paths on the pod (a leading ``~`` becomes ``%h``: the unit's
     home); ``env_file=None`` leaves out ``EnvironmentFile=``. ``scope`` picks ``WantedBy=``.
     """
+    import jinja2
+
     try:
         variables = _variables(launch, pod, state_dir, log_path, env_file, scope, restart_sec)
         template = _environment_for(template_dir).get_template(TEMPLATE)

@@ -33,13 +33,58 @@ import re
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
-
-import asyncssh
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from gpumod.errors import PodError, PodUnreachableError
 from gpumod.ports import CommandResult
 from gpumod.spec import HostSpec, parse_host
+
+
+def _import_asyncssh() -> Any:
+    """``import asyncssh``, without the ~80 ms it spends looking for liboqs on every start.
+
+    asyncssh's post-quantum module asks ``ctypes.util.find_library`` for ``oqs`` and ``liboqs``,
+    which on Linux runs ``ldconfig -p`` and then gcc and ld to search again. During the import,
+    a name that is neither in the dynamic linker's cache (``/etc/ld.so.cache``) nor in a
+    ``LD_LIBRARY_PATH`` directory is answered ``None`` at once (``dlopen`` could not load it
+    either); any other name still goes to the real ``find_library``."""
+    import ctypes.util
+
+    real = ctypes.util.find_library
+
+    def find_library(name: str) -> str | None:
+        return real(name) if _linkable(name) else None
+
+    ctypes.util.find_library = find_library
+    try:
+        import asyncssh
+    finally:
+        ctypes.util.find_library = real
+    return asyncssh
+
+
+def _linkable(name: str) -> bool:
+    """Whether ``lib<name>.so`` may be found by the dynamic linker (True when unsure)."""
+    soname = f"lib{name}.so".encode()
+    try:
+        with open("/etc/ld.so.cache", "rb") as f:
+            if soname in f.read():
+                return True
+    except OSError:
+        return True
+    for directory in filter(None, os.environ.get("LD_LIBRARY_PATH", "").split(os.pathsep)):
+        try:
+            if any(entry.encode().startswith(soname) for entry in os.listdir(directory)):
+                return True
+        except OSError:
+            continue
+    return False
+
+
+if TYPE_CHECKING:
+    import asyncssh
+else:
+    asyncssh = _import_asyncssh()
 
 __all__ = ["SshProcess", "SshTransport", "remote_command", "parse_jump", "TIMEOUT_RETURNCODE"]
 

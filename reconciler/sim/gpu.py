@@ -17,7 +17,6 @@ process dies. Standard library only: the sim server and the stand-in must start 
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import os
 from collections.abc import Iterator, Mapping
@@ -67,6 +66,8 @@ class Allocation:
 
 def gpu_uuid(seed: str, index: int) -> str:
     """A stable, real-looking GPU UUID derived from the pod directory and the GPU index."""
+    import hashlib  # only the set-up names GPUs: the nvidia-smi stand-in starts without it
+
     h = hashlib.sha1(f"{seed}#{index}".encode()).hexdigest()
     return f"GPU-{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:32]}"
 

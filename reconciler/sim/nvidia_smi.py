@@ -3,8 +3,9 @@
 gpumod observes every pod by running ``nvidia-smi`` and parsing its CSV. On a sim pod the same
 command must work and print the same bytes a real driver would, computed from the allocations
 in ``$GPUMOD_SIM_DIR`` (see ``gpumod.sim.gpu``). Supported: ``--query-gpu=...``,
-``--query-compute-apps=...`` with ``--format=csv[,noheader][,nounits]``, ``-i/--id``,
-``-L/--list-gpus`` and a bare call (a short table). Without a sim directory it fails like a
+``--query-compute-apps=...`` with ``--format=csv[,noheader][,nounits]``, ``-q -x`` (the XML
+log, with the elements gpumod reads: names, UUIDs, framebuffer memory and processes, laid out
+and indented as the real one), ``-i/--id``, ``-L/--list-gpus`` and a bare call (a short table). Without a sim directory it fails like a
 machine without a driver (exit 9).
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -86,6 +88,8 @@ class Args:
     fmt: str | None = None
     ids: str | None = None
     list_gpus: bool = False
+    query: bool = False
+    xml: bool = False
 
 
 class UsageError(Exception):
@@ -112,6 +116,10 @@ def parse_args(argv: Sequence[str]) -> Args:
             setattr(args, valued[name], value)
         elif token in ("-L", "--list-gpus"):
             args.list_gpus = True
+        elif token in ("-q", "--query"):
+            args.query = True
+        elif token in ("-x", "--xml-format"):
+            args.xml = True
         else:
             raise UsageError
     return args
@@ -174,6 +182,54 @@ def _table(rows: list[GpuRow], apps: list[AppRow]) -> list[str]:
     return out
 
 
+def _esc(text: object) -> str:
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _xml(rows: list[GpuRow], apps: list[AppRow]) -> str:
+    """``nvidia-smi -q -x``: the real document's layout (declaration, DOCTYPE, tab indents)."""
+    out = [
+        '<?xml version="1.0" ?>',
+        '<!DOCTYPE nvidia_smi_log SYSTEM "nvsmi_device_v12.dtd">',
+        "<nvidia_smi_log>",
+        f"\t<timestamp>{time.strftime('%a %b %d %H:%M:%S %Y')}</timestamp>",
+        f"\t<driver_version>{DRIVER_VERSION}</driver_version>",
+        f"\t<cuda_version>{CUDA_VERSION}</cuda_version>",
+        f"\t<attached_gpus>{len(rows)}</attached_gpus>",
+    ]
+    for r in rows:
+        g = r.gpu
+        out += [
+            f'\t<gpu id="{_bus_id(g.index)}">',
+            f"\t\t<product_name>{_esc(g.name)}</product_name>",
+            f"\t\t<uuid>{g.uuid}</uuid>",
+            f"\t\t<minor_number>{g.index}</minor_number>",
+            "\t\t<fb_memory_usage>",
+            f"\t\t\t<total>{g.memory_mb} MiB</total>",
+            f"\t\t\t<reserved>{g.reserved_mb} MiB</reserved>",
+            f"\t\t\t<used>{r.used_mb} MiB</used>",
+            f"\t\t\t<free>{r.free_mb} MiB</free>",
+            "\t\t</fb_memory_usage>",
+            "\t\t<processes>",
+        ]
+        for alloc, gpu in apps:
+            if gpu.index != g.index:
+                continue
+            out += [
+                "\t\t\t<process_info>",
+                "\t\t\t\t<gpu_instance_id>N/A</gpu_instance_id>",
+                "\t\t\t\t<compute_instance_id>N/A</compute_instance_id>",
+                f"\t\t\t\t<pid>{alloc.pid}</pid>",
+                "\t\t\t\t<type>C</type>",
+                f"\t\t\t\t<process_name>{_esc(alloc.process_name)}</process_name>",
+                f"\t\t\t\t<used_memory>{alloc.gpus[g.index]} MiB</used_memory>",
+                "\t\t\t</process_info>",
+            ]
+        out += ["\t\t</processes>", "\t</gpu>"]
+    out.append("</nvidia_smi_log>")
+    return "\n".join(out) + "\n"
+
+
 def run(argv: Sequence[str], env: dict[str, str] | os._Environ[str]) -> tuple[int, str, str]:
     """(exit code, stdout, stderr) of ``nvidia-smi argv`` against ``$GPUMOD_SIM_DIR``."""
     directory = env.get("GPUMOD_SIM_DIR")
@@ -195,6 +251,10 @@ def run(argv: Sequence[str], env: dict[str, str] | os._Environ[str]) -> tuple[in
 
     if args.list_gpus:
         return 0, "".join(f"GPU {g.index}: {g.name} (UUID: {g.uuid})\n" for g in gpus), ""
+    if args.query or args.xml:
+        if not (args.query and args.xml) or args.query_gpu or args.query_apps:
+            return 2, "", "gpumod sim: of -q, only -q -x (the XML log) is simulated\n" + BAD_ARGS
+        return 0, _xml(rows, apps), ""
     query = args.query_gpu or args.query_apps
     if query is None:
         return 0, "\n".join(_table(rows, apps)) + "\n", ""

@@ -29,16 +29,17 @@ def nvidia_smi_script(python: str, sim_dir: Path) -> str:
     return (
         f"#!{python} -S\n"
         '"""nvidia-smi stand-in of a gpumod simulated pod (generated; do not edit)."""\n'
-        "import importlib.util\n"
         "import os\n"
         "import sys\n"
-        "import types\n\n"
+        "import types\n"
+        "from importlib._bootstrap import module_from_spec  # importlib.util's own, without its imports\n"
+        "from importlib._bootstrap_external import spec_from_file_location\n\n"
         f"os.environ.setdefault('GPUMOD_SIM_DIR', {str(sim_dir)!r})\n"
         "for name in ('gpumod', 'gpumod.sim'):\n"
         "    sys.modules.setdefault(name, types.ModuleType(name))\n"
         "for name in ('gpu', 'nvidia_smi'):\n"
-        f"    spec = importlib.util.spec_from_file_location('gpumod.sim.' + name, {str(here)!r} + '/' + name + '.py')\n"
-        "    module = importlib.util.module_from_spec(spec)\n"
+        f"    spec = spec_from_file_location('gpumod.sim.' + name, {str(here)!r} + '/' + name + '.py')\n"
+        "    module = module_from_spec(spec)\n"
         "    sys.modules[spec.name] = module\n"
         "    spec.loader.exec_module(module)\n\n"
         "sys.exit(sys.modules['gpumod.sim.nvidia_smi'].main())\n"
@@ -83,3 +84,15 @@ def ensure_sim_pod(
     _write_if_changed(sim_dir / "gpus.json", json.dumps(listing, indent=2) + "\n")
     _write_if_changed(bindir / "nvidia-smi", nvidia_smi_script(python, sim_dir), 0o755)
     return bindir
+
+
+def main(argv: list[str]) -> int:
+    """``python -m gpumod.sim.pod DIR GPUS_JSON``: set up a pod's simulated GPUs over SSH (what
+    the pod agent asks for when its quick check, ``podside.sim_ready``, fails)."""
+    directory = Path(argv[0]).expanduser()
+    ensure_sim_pod(directory, [(str(n), int(mb)) for n, mb in json.loads(argv[1])], sys.executable)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

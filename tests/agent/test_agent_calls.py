@@ -22,19 +22,28 @@ from gpumod.observe import observe_pod
 PY38 = Path("/root/.pyenv/versions/3.8.18/bin/python3.8")
 
 GPU_CSV = "0, GPU-aaaa, NVIDIA GeForce RTX 4090, 24564, 1234\n"
-APPS_CSV = "4242, 1200, GPU-aaaa\n"
+SMI_XML = (
+    '<?xml version="1.0" ?>\n<nvidia_smi_log>\n\t<gpu id="00000000:01:00.0">\n'
+    "\t\t<product_name>NVIDIA GeForce RTX 4090</product_name>\n\t\t<uuid>GPU-aaaa</uuid>\n"
+    "\t\t<fb_memory_usage>\n\t\t\t<total>24564 MiB</total>\n\t\t\t<used>1234 MiB</used>\n\t\t</fb_memory_usage>\n"
+    "\t\t<processes>\n\t\t\t<process_info>\n\t\t\t\t<pid>4242</pid>\n\t\t\t\t<type>C</type>\n"
+    "\t\t\t\t<used_memory>1200 MiB</used_memory>\n\t\t\t</process_info>\n\t\t</processes>\n\t</gpu>\n</nvidia_smi_log>\n"
+)
 
 
 def fake_nvidia_smi(bindir: Path, *, rc: int = 0) -> Path:
-    """An executable ``nvidia-smi`` answering the two queries the agent makes."""
+    """An executable ``nvidia-smi`` answering the agent's two queries (-q -x; --query-gpu), and
+    counting its runs in ``runs``."""
     bindir.mkdir(parents=True, exist_ok=True)
     script = bindir / "nvidia-smi"
     script.write_text(
         "#!/bin/sh\n"
-        f'case "$1" in --query-gpu=*) printf "{GPU_CSV}" ;; --query-compute-apps=*) printf "{APPS_CSV}" ;; esac\n'
+        f'echo run >> "{bindir}/runs"\n'
+        f'case "$1" in --query-gpu=*) printf "{GPU_CSV}" ;; -q) cat "{bindir}/smi.xml" ;; esac\n'
         f"[ {rc} -ne 0 ] && echo 'NVIDIA-SMI has failed because it could not communicate with the NVIDIA driver' >&2\n"
         f"exit {rc}\n"
     )
+    (bindir / "smi.xml").write_text(SMI_XML)
     script.chmod(script.stat().st_mode | stat.S_IXUSR)
     return bindir
 
@@ -78,8 +87,8 @@ async def test_http_timeout_is_status_zero(agent, reaper):
 async def test_nvidia_smi_missing_is_reported_not_raised(state_dir, tmp_path):
     agent = PodAgent(LocalTransport(env={"PATH": str(tmp_path / "empty")}), pod="box", state_dir=str(state_dir), python=sys.executable)
     raw = await agent.observe()
-    assert raw["gpus"]["ok"] is False and raw["gpus"]["rc"] == 127
-    assert "nvidia-smi" in raw["gpus"]["stderr"]
+    assert raw["smi"]["ok"] is False and raw["smi"]["rc"] == 127
+    assert "nvidia-smi" in raw["smi"]["stderr"]
     assert (await agent.gpus())["ok"] is False
     observed = await observe_pod(agent)
     assert observed.reachable and observed.gpus == () and "nvidia-smi" in observed.error
@@ -90,8 +99,8 @@ async def test_nvidia_smi_answers_reach_the_observation(state_dir, tmp_path):
     env = {"PATH": f"{bindir}{os.pathsep}{os.environ['PATH']}"}
     agent = PodAgent(LocalTransport(), pod="box", state_dir=str(state_dir), python=sys.executable, env=env)
     raw = await agent.observe()
-    assert raw["gpus"] == {"ok": True, "stdout": GPU_CSV, "stderr": "", "rc": 0}
-    assert raw["apps"]["stdout"] == APPS_CSV
+    assert raw["smi"] == {"ok": True, "stdout": SMI_XML, "stderr": "", "rc": 0}
+    assert (bindir / "runs").read_text().count("run") == 1  # one nvidia-smi process per observation
     assert (await agent.gpus())["stdout"] == GPU_CSV
     observed = await observe_pod(agent)
     assert [(g.index, g.total_mb, g.used_mb) for g in observed.gpus] == [(0, 24564, 1234)]
@@ -145,8 +154,8 @@ def test_the_marker_never_occurs_in_the_script_and_requests_round_trip():
     assert MARKER not in agent_script()
     payload = {"op": "gpus", "secret": "line1\n#--gpumod-payload--\nline2"}
     script, back = split_request(build_request(payload))
-    assert back == payload and script.strip() == agent_script().strip()
-    assert len(BOOT) < 300 and "\n" not in BOOT
+    assert back == payload and script == agent_script()
+    assert split_request(build_request(payload, with_script=False)) == (b"", payload)
 
 
 def test_parse_stat_handles_spaces_and_parentheses_in_the_command_name():
@@ -166,3 +175,10 @@ def test_a_leading_tilde_in_argv_is_the_pod_users_home() -> None:
 
     home = os.path.expanduser("~")
     assert expand_home(["~/bin/x", "~", "--dir=~/y", "a~b"]) == [f"{home}/bin/x", home, "--dir=~/y", "a~b"]
+
+
+def test_at_once_keeps_the_order_past_the_thread_limit_and_reraises():
+    assert podside.at_once([lambda i=i: i for i in range(40)], limit=16) == list(range(40))
+    assert podside.at_once([]) == [] and podside.at_once([lambda: 7]) == [7]
+    with pytest.raises(ZeroDivisionError):
+        podside.at_once([lambda: 1, lambda: 1 / 0])

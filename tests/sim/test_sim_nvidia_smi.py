@@ -181,3 +181,23 @@ def test_the_bin_script_runs_as_a_real_command(busy) -> None:
         timeout=10,
     )
     assert missing.returncode == 9
+
+
+def test_q_x_is_the_xml_log_the_parser_reads_like_the_csv(busy) -> None:
+    from gpumod.drivers.probes.nvidia_smi import parse_gpus, parse_xml
+
+    pod, a, b, u0, u1 = busy
+    code, out, err = smi(pod, "-q", "-x")
+    assert code == 0 and err == ""
+    lines = out.splitlines()
+    assert lines[:3] == ['<?xml version="1.0" ?>', '<!DOCTYPE nvidia_smi_log SYSTEM "nvsmi_device_v12.dtd">', "<nvidia_smi_log>"]
+    assert "\t<attached_gpus>2</attached_gpus>" in lines and "\t\t\t<used>19600 MiB</used>" in lines
+    gpus, apps = parse_xml(out)
+    csv = smi(pod, "--query-gpu=index,uuid,name,memory.total,memory.used", "--format=csv,noheader,nounits")[1]
+    assert gpus == parse_gpus(csv)
+    assert sorted(apps) == sorted([(a, 19100, u0), (b, 500, u0), (b, 30000, u1)])
+    assert smi(pod, "-q", "-x", "-i", "1")[1].count("<gpu id=") == 1
+
+
+def test_q_without_x_is_refused(pod) -> None:
+    assert smi(pod, "-q")[0] == 2 and smi(pod, "-x")[0] == 2

@@ -1,0 +1,73 @@
+"""P7: a no-op `gpumod plan specs/` on the converged sim pod, whole process, against `python -c pass`.
+
+Both are run alternately, in the same run, with the same venv interpreter and environment; the
+medians and their ratio are printed with the targets (<= 250 ms and <= 10x). Then where the time
+goes: the import time of `gpumod.cli` (``-X importtime``, its largest top-level imports) and the
+rest (spec loading, the one agent round trip, planning, printing). Printed, never asserted.
+
+    .venv/bin/python benchmarks/plan_startup.py [--repeat 15]
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import statistics
+import subprocess
+import sys
+
+from simpod import gpumod_argv, median_wall, median_wall_cpu, sim_pod
+
+TARGET_MS, TARGET_RATIO = 250, 10.0
+
+
+def import_breakdown(env: dict[str, str], top: int) -> tuple[float, list[tuple[int, str]]]:
+    """(seconds to import gpumod.cli, its ``top`` largest imports as (µs cumulative, name))."""
+    res = subprocess.run([sys.executable, "-X", "importtime", "-c", "import gpumod.cli"], env=env,
+                         capture_output=True, text=True, check=True)
+    rows = []
+    for line in res.stderr.splitlines():
+        m = re.match(r"import time:\s+(\d+) \|\s+(\d+) \|( *)(\S+)", line)
+        if m:
+            rows.append((int(m.group(2)), len(m.group(3)), m.group(4)))
+    total = next((us for us, _, name in rows if name == "gpumod.cli"), 0)
+    shallow = sorted(((us, name) for us, depth, name in rows if depth <= 3 and name != "gpumod.cli"), reverse=True)
+    return total / 1e6, shallow[:top]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=15)
+    parser.add_argument("--top", type=int, default=12, help="largest imports to list")
+    args = parser.parse_args()
+    with sim_pod() as pod:
+        plan = [*gpumod_argv(), "plan", str(pod.specs)]
+        out = pod.gpumod("plan", str(pod.specs)).stdout  # warm-up: writes the bytecode caches
+        if "No changes" not in out:
+            raise SystemExit(f"the sim pod is not converged:\n{out}")
+        bare, full = [], []
+        for _ in range(args.repeat):  # alternate, so that both see the same machine load
+            bare.append(median_wall_cpu([sys.executable, "-c", "pass"], pod.env, 1))
+            full.append(median_wall_cpu(plan, pod.env, 1))
+        imports, largest = import_breakdown(pod.env, args.top)
+        imports_only, imports_cpu = median_wall_cpu([sys.executable, "-c", "import gpumod.cli"], pod.env, args.repeat)
+    bare_s, full_s = statistics.median(w for w, _ in bare), statistics.median(w for w, _ in full)
+    bare_cpu, full_cpu = statistics.median(c for _, c in bare), statistics.median(c for _, c in full)
+    ratio = full_s / bare_s
+    print(f"P7 no-op `gpumod plan specs/` on the converged sim pod (median of {args.repeat}, alternated)")
+    print(f"  baseline `python -c pass`  : {bare_s * 1000:7.1f} ms   (CPU {bare_cpu * 1000:.0f} ms)")
+    print(f"  `gpumod plan specs/`       : {full_s * 1000:7.1f} ms   ratio {ratio:.1f}x   (CPU {full_cpu * 1000:.0f} ms,"
+          f" its agent and nvidia-smi included)")
+    print(f"  target                     : <= {TARGET_MS} ms and <= {TARGET_RATIO:g}x  ->"
+          f" {'met' if full_s * 1000 <= TARGET_MS and ratio <= TARGET_RATIO else 'NOT met'}")
+    print("where the time goes:")
+    print(f"  `import gpumod.cli`        : {imports_only * 1000:7.1f} ms (wall, incl. interpreter start;"
+          f" CPU {imports_cpu * 1000:.0f} ms)")
+    print(f"  the rest (specs, observe round trip, plan, print): {(full_s - imports_only) * 1000:7.1f} ms")
+    print(f"  -X importtime of gpumod.cli: {imports * 1000:.0f} ms; largest imports (cumulative, ms):")
+    for us, name in largest:
+        print(f"    {us / 1000:7.1f}  {name}")
+
+
+if __name__ == "__main__":
+    main()
