@@ -1,0 +1,211 @@
+"""Faults as tests (issue 6 item 15): the real `gpumod` command on a sim pod, when things die or
+hang where a user cannot see them.
+
+- `gpumod apply` SIGKILLed at seeded random moments of mode switches: the next apply converges,
+  with no orphan, no duplicate, no stuck lock, nvidia-smi never above capacity
+  (tests/e2e/kill_trials.py; benchmarks/kill_random.py runs hundreds of these trials).
+- The wait for stopped services to release their VRAM: a service whose worker outlives it keeps
+  holding simulated VRAM; if it lets go within `vram_release_timeout_s` the fill phase proceeds,
+  otherwise apply exits 1 naming the GPU and the MiB, and starts nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from e2e_helpers import Gpumod, kill_recorded, use_free_ports, wait_for
+from kill_trials import POD, alive, orphans_and_duplicates, run_trials, sim_processes
+from testkit import free_port
+
+pytestmark = pytest.mark.e2e
+
+TRIALS = 4
+SEED = 20261129
+
+
+def test_killed_apply_leaves_nothing_the_next_apply_cannot_fix(gpumod: Gpumod) -> None:
+    results, watch = run_trials(gpumod, trials=TRIALS, seed=SEED, max_delay_s=2.5)
+    assert watch.readings > 0  # the stand-in was really polled
+    assert any(r.killed for r in results), "no apply was killed mid-run: the trials prove nothing"
+    bad = [r.describe() for r in results if not r.clean]
+    assert not bad, "\n".join(bad)
+
+
+def test_the_orphan_check_sees_a_sim_server_nobody_recorded(gpumod: Gpumod) -> None:
+    """The trial's checks can fail: a sim server of this pod with no record is an orphan."""
+    assert gpumod.run("apply", str(gpumod.specs), "--yes").returncode == 0
+    env = gpumod.env | {"GPUMOD_SIM_DIR": str(gpumod.home / "sim" / POD), "GPUMOD_SIM_LOAD_S": "0"}
+    stray = subprocess.Popen(
+        [sys.executable, "-m", "gpumod.sim.server", "--flavour", "plain", "--", "--port", str(free_port())],
+        env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        wait_for(lambda: any(p.pid == stray.pid for p in sim_processes(gpumod.home)), timeout=15)
+        orphans, duplicates = orphans_and_duplicates(gpumod)
+        assert any(f"pid {stray.pid} " in o for o in orphans), orphans
+        assert not duplicates
+    finally:
+        stray.kill()
+        stray.wait(timeout=10)
+
+
+# -- a stubborn service ---------------------------------------------------------------------------
+
+# A service that does not simply exit on SIGTERM. It writes `<script>.term` when the signal comes,
+# then, by its second argument:
+#   leak S   hands its simulated VRAM to a child that leaves the service's session (so `stop`
+#            neither waits for it nor kills it) and holds the memory S seconds, like a vLLM engine
+#            core orphaned by its API server; the service itself exits at once;
+#   linger S keeps serving until `<script>.go` exists (S seconds at most), then exits, like a
+#            server draining its requests.
+STUBBORN = textwrap.dedent(
+    """
+    import http.server, os, signal, sys, threading, time
+    from gpumod.sim.gpu import SimGpus
+
+    port, how, seconds = int(sys.argv[1]), sys.argv[2], float(sys.argv[3])
+    gpus = SimGpus(os.environ["GPUMOD_SIM_DIR"])
+    mib = {0: int(os.environ["GPUMOD_SIM_VRAM_MB"])}
+    gpus.allocate(os.getpid(), mib, "stubborn")
+
+    def on_term(*_):
+        open(sys.argv[0] + ".term", "w").close()
+        if how == "linger":
+            end = time.monotonic() + seconds
+            while time.monotonic() < end and not os.path.exists(sys.argv[0] + ".go"):
+                time.sleep(0.05)
+            os._exit(0)
+        gpus.release(os.getpid())
+        read, write = os.pipe()
+        if os.fork() == 0:
+            os.setsid()
+            gpus.allocate(os.getpid(), mib, "leaked-worker")
+            os.write(write, b"x")
+            time.sleep(seconds)
+            os._exit(0)
+        os.close(write)
+        os.read(read, 1)  # the worker holds the memory now (or died trying)
+        os._exit(0)
+
+    class Health(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.end_headers()
+
+    signal.signal(signal.SIGTERM, on_term)
+    server = http.server.HTTPServer(("127.0.0.1", port), Health)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    while True:
+        time.sleep(1)
+    """
+)
+
+
+def _stubborn_pod(tmp: Path, *, on_term: str, seconds: float, release_timeout_s: float = 60) -> Gpumod:
+    """One 10000 MiB sim GPU; mode `old` runs `stubborn` (6000 MiB), mode `new` runs `big`
+    (6000 MiB): `new` fits only once stubborn's VRAM is released."""
+    specs = tmp / "specs"
+    specs.mkdir()
+    (tmp / "stubborn.py").write_text(STUBBORN)
+    (specs / "pod.yaml").write_text(textwrap.dedent(f"""\
+        kind: Pod
+        name: {POD}
+        host: sim
+        mode: old
+        gpus:
+          - {{name: Sim GPU, memory_mb: 10000}}
+        reserve_mb: 0
+        vram_release_timeout_s: {release_timeout_s}
+        sim: {{load_s: 0.1, sleep_s: 0.1, wake_s: 0.1}}
+        """))
+    (specs / "services.yaml").write_text(textwrap.dedent(f"""\
+        kind: Service
+        name: stubborn
+        driver: command
+        command: ["{{python}}", "{tmp / 'stubborn.py'}", "{{port}}", {on_term}, "{seconds}"]
+        port: 7000
+        vram_mb: 6000
+        stop_timeout_s: 20
+        ---
+        kind: Service
+        name: big
+        driver: command
+        command: ["{{python}}", -m, gpumod.sim.server, --flavour, plain, --, --port, "{{port}}"]
+        port: 7001
+        vram_mb: 6000
+        """))
+    (specs / "modes.yaml").write_text(textwrap.dedent("""\
+        kind: Mode
+        name: old
+        services: [stubborn]
+        ---
+        kind: Mode
+        name: new
+        services: [big]
+        """))
+    use_free_ports(specs)
+    return Gpumod(home=tmp / "home", specs=specs)
+
+
+def _leaked_workers(g: Gpumod) -> list[int]:
+    """Live pids holding simulated VRAM as the leaked worker."""
+    alloc = g.home / "sim" / POD / "alloc"
+    return [int(p.stem) for p in alloc.glob("*.json") if '"leaked-worker"' in p.read_text() and alive(int(p.stem))]
+
+
+@pytest.fixture
+def stubborn_pod(tmp_path: Path):
+    """Makes the stubborn pod (once per test); stops its services and leaked worker by PID after."""
+    made: list[Gpumod] = []
+
+    def make(**kw: object) -> Gpumod:
+        made.append(_stubborn_pod(tmp_path, **kw))  # type: ignore[arg-type]
+        return made[-1]
+
+    yield make
+    for g in made:
+        g.run("down", str(g.specs), "--yes")
+        kill_recorded(g.home)
+        for pid in _leaked_workers(g):
+            os.kill(pid, signal.SIGKILL)
+
+
+# -- the VRAM-release wait ------------------------------------------------------------------------
+
+
+def test_vram_never_released_times_out_naming_gpu_and_mib(stubborn_pod) -> None:
+    g = stubborn_pod(on_term="leak", seconds=120, release_timeout_s=2)
+    assert g.run("apply", str(g.specs), "--yes").returncode == 0
+    g.set_mode("pod.yaml", "new")
+
+    res = g.run("apply", str(g.specs), "--yes")
+
+    text = res.stdout + res.stderr
+    assert res.returncode == 1, text
+    assert "Traceback" not in text
+    error = [line for line in text.splitlines() if "GPU 0" in line and "MiB" in line and "planned" not in line]
+    assert error, text  # the reason names the GPU and the MiB
+    assert _leaked_workers(g), "the leaked worker should still hold its VRAM"
+    big = g.services(POD).get("big")
+    assert big is None or big["state"] not in ("running", "sleeping"), big  # nothing was started
+    assert not [r for r in g.records() if r["name"] == "big"]
+
+
+def test_vram_released_late_lets_the_fill_phase_proceed(stubborn_pod) -> None:
+    g = stubborn_pod(on_term="leak", seconds=3)
+    assert g.run("apply", str(g.specs), "--yes").returncode == 0
+    g.set_mode("pod.yaml", "new")
+
+    res = g.run("apply", str(g.specs), "--yes")
+
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert g.services(POD)["big"]["state"] == "running"
+    assert not _leaked_workers(g)
