@@ -7,18 +7,28 @@ hang where a user cannot see them.
 - The wait for stopped services to release their VRAM: a service whose worker outlives it keeps
   holding simulated VRAM; if it lets go within `vram_release_timeout_s` the fill phase proceeds,
   otherwise apply exits 1 naming the GPU and the MiB, and starts nothing.
+- A run killed while a stop runs on the pod leaves that stop running: the next run's lock holder
+  waits for it (`ops.lock`) before the run plans, and gives up naming the pids if it never ends.
 """
 
 from __future__ import annotations
 
+import asyncio
+import fcntl
 import os
 import signal
 import subprocess
 import sys
 import textwrap
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+
+from gpumod.drivers.agent import lock as lock_module
+from gpumod.drivers.agent.lock import LOCK_BOOT, acquire_pod_lock, lock_request, owner_info
+from gpumod.drivers.transports.local import LocalTransport
+from gpumod.errors import PodError
 
 from e2e_helpers import Gpumod, kill_recorded, use_free_ports, wait_for
 from kill_trials import POD, alive, orphans_and_duplicates, run_trials, sim_processes
@@ -28,6 +38,7 @@ pytestmark = pytest.mark.e2e
 
 TRIALS = 4
 SEED = 20261129
+LINGER_S = 10  # how long a stop of the lingering service may take: longer than a gpumod start-up
 
 
 def test_killed_apply_leaves_nothing_the_next_apply_cannot_fix(gpumod: Gpumod) -> None:
@@ -209,3 +220,93 @@ def test_vram_released_late_lets_the_fill_phase_proceed(stubborn_pod) -> None:
     assert res.returncode == 0, res.stdout + res.stderr
     assert g.services(POD)["big"]["state"] == "running"
     assert not _leaked_workers(g)
+
+
+# -- the lock waits for the operations of a killed run ---------------------------------------------
+
+
+@contextmanager
+def operation_running(state_dir: Path, pod: str = "box"):
+    """Hold ops.lock shared, as a pod agent operation left running by a killed gpumod run does."""
+    root = state_dir / "pods" / pod
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / "ops.lock", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_SH)
+        yield
+
+
+async def test_the_lock_is_granted_once_running_operations_end(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    with operation_running(state):
+        waiter = asyncio.create_task(
+            acquire_pod_lock(LocalTransport(), pod="box", state_dir=str(state), python=sys.executable,
+                             owner=owner_info("gpumod apply"))
+        )
+        await asyncio.sleep(1.0)
+        assert not waiter.done()  # the holder has the lock but waits for the operation
+    held = await asyncio.wait_for(waiter, 30)
+    await held.release()
+
+
+async def test_operations_that_do_not_end_are_named(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(lock_module, "DRAIN_S", 0.5)
+    state = tmp_path / "state"
+    with operation_running(state), pytest.raises(PodError) as caught:
+        await acquire_pod_lock(LocalTransport(), pod="box", state_dir=str(state), python=sys.executable,
+                               owner=owner_info("gpumod apply"))
+    assert "still running" in str(caught.value) and str(os.getpid()) in str(caught.value)
+    assert not (state / "pods" / "box" / "lock.owner").exists()
+    held = await acquire_pod_lock(LocalTransport(), pod="box", state_dir=str(state), python=sys.executable,
+                                  owner=owner_info("gpumod apply"))  # the refusal released the lock
+    await held.release()
+
+
+def test_a_holder_waiting_for_operations_exits_when_its_gpumod_dies(tmp_path: Path) -> None:
+    """Else a run killed while it waits would leave the pod locked until the operations end."""
+    state = tmp_path / "state"
+    payload = {"op": "hold", "pod": "box", "state_dir": str(state), "owner": {}, "wait_s": 1, "drain_s": 120}
+    with operation_running(state):
+        holder = subprocess.Popen([sys.executable, "-c", LOCK_BOOT], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+        try:
+            holder.stdin.write(lock_request(payload))
+            holder.stdin.flush()
+            wait_for(lambda: (state / "pods" / "box" / "lock.owner").exists(), timeout=30, interval=0.05)
+            holder.stdin.close()  # gpumod is gone
+            assert holder.wait(timeout=20) == 0
+            assert holder.stdout.read() == b""  # it never said "locked"
+        finally:
+            if holder.poll() is None:
+                holder.kill()
+                holder.wait()
+    assert not (state / "pods" / "box" / "lock.owner").exists()
+
+
+# -- a kill during a slow stop ----------------------------------------------------------------------
+
+
+def test_apply_after_a_kill_waits_for_the_killed_runs_operations(stubborn_pod) -> None:
+    """Killed while a stop is under way on the pod, a run leaves that stop running (the agent
+    finishes what it started). The next run must wait for it: otherwise it plans on a service that
+    is about to vanish, says "Converged", and the pod is wrong a moment later."""
+    g = stubborn_pod(on_term="linger", seconds=LINGER_S)
+    assert g.run("apply", str(g.specs), "--yes").returncode == 0
+    [first] = [r for r in g.records() if r["name"] == "stubborn"]
+    g.set_mode("pod.yaml", "new")
+    killed = g.popen("apply", str(g.specs), "--yes")
+    script = g.specs.parent / "stubborn.py"
+    wait_for(lambda: Path(f"{script}.term").exists() or killed.poll() is not None, timeout=60, interval=0.02)
+    assert killed.poll() is None, killed.communicate()[0]
+    killed.kill()  # SIGKILL while `stop stubborn` runs on the pod
+    killed.communicate(timeout=30)
+    g.set_mode("pod.yaml", "old")
+
+    res = g.run("apply", str(g.specs), "--yes")
+    # only now may the old stop end: a next run that did not wait for it has planned already
+    Path(f"{script}.go").touch()
+
+    assert res.returncode == 0, res.stdout + res.stderr
+    wait_for(lambda: not alive(first["pid"], first["start_ticks"]), timeout=30)  # the old stop is over
+    planned = g.run("plan", str(g.specs))
+    assert planned.returncode == 0, "apply said converged, but:\n" + planned.stdout + planned.stderr
+    assert g.services(POD)["stubborn"]["state"] == "running"
