@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -25,7 +26,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "tests" / "e2e"))
 
 from e2e_helpers import Gpumod, kill_recorded, use_free_ports  # noqa: E402
-from kill_trials import MODES, TrialResult, orphans_and_duplicates, run_trials  # noqa: E402
+from kill_trials import MODES, GpuWatch, TrialResult, orphans_and_duplicates, run_trials  # noqa: E402
 
 
 def main() -> int:
@@ -43,13 +44,20 @@ def main() -> int:
     use_free_ports(specs)
     g = Gpumod(home=tmp / "home", specs=specs)
 
-    def report(result: TrialResult) -> None:
-        if args.verbose or not result.clean:
-            print(result.describe(), flush=True)
-
+    # Ctrl+C, or SIGTERM/SIGINT even when started in the background: stop the trials, clean up
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     started = time.monotonic()
+    results: list[TrialResult] = []
+    watch = GpuWatch(g)
     try:
-        results, watch = run_trials(g, trials=args.trials, seed=args.seed, max_delay_s=args.max_delay, report=report)
+        with watch:
+            for result in run_trials(g, watch, trials=args.trials, seed=args.seed, max_delay_s=args.max_delay):
+                results.append(result)
+                if args.verbose or not result.clean:
+                    print(result.describe(), flush=True)
+    except KeyboardInterrupt:
+        print("interrupted: cleaning up", flush=True)
     finally:
         g.run("down", str(specs), "--yes")
         left, _ = orphans_and_duplicates(g)

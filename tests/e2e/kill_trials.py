@@ -27,6 +27,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import yaml
 from e2e_helpers import Gpumod
@@ -176,6 +177,7 @@ class GpuWatch:
         self.over: list[str] = []
         self.readings = 0
         self.peak_mib = 0
+        self._lock = threading.Lock()  # the watch thread and the trial both read
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="gpu-watch", daemon=True)
 
@@ -189,7 +191,8 @@ class GpuWatch:
 
     def take(self) -> list[str]:
         """The over-capacity readings since the last call."""
-        over, self.over = self.over, []
+        with self._lock:
+            over, self.over = self.over, []
         return over
 
     def read(self) -> None:
@@ -202,10 +205,11 @@ class GpuWatch:
             return
         for line in res.stdout.strip().splitlines():
             index, used, total = (int(x) for x in line.split(","))
-            self.readings += 1
-            self.peak_mib = max(self.peak_mib, used)
-            if used > total:
-                self.over.append(f"GPU {index}: nvidia-smi showed {used} of {total} MiB")
+            with self._lock:
+                self.readings += 1
+                self.peak_mib = max(self.peak_mib, used)
+                if used > total:
+                    self.over.append(f"GPU {index}: nvidia-smi showed {used} of {total} MiB")
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval_s):
@@ -221,21 +225,26 @@ class GpuWatch:
 def kill_apply(g: Gpumod, delay_s: float) -> tuple[bool, dict]:
     """Run `gpumod apply --yes` and SIGKILL it after ``delay_s``; (killed?, its lock owner record)."""
     proc = g.popen("apply", str(g.specs), "--yes")
-    deadline = time.monotonic() + delay_s
-    owner: dict = {}
-    while time.monotonic() < deadline and proc.poll() is None:
-        current = lock_owner(g.home)
-        if current.get("pid") == proc.pid:
-            owner = current
-        time.sleep(0.02)
-    killed = proc.poll() is None
-    if killed:
-        current = lock_owner(g.home)
-        if current.get("pid") == proc.pid:
-            owner = current
-        proc.send_signal(signal.SIGKILL)  # that process only, as the OOM killer or `kill -9` would
-    proc.communicate(timeout=60)
-    return killed, owner
+    try:
+        deadline = time.monotonic() + delay_s
+        owner: dict = {}
+        while time.monotonic() < deadline and proc.poll() is None:
+            current = lock_owner(g.home)
+            if current.get("pid") == proc.pid:
+                owner = current
+            time.sleep(0.02)
+        killed = proc.poll() is None
+        if killed:
+            current = lock_owner(g.home)
+            if current.get("pid") == proc.pid:
+                owner = current
+            proc.send_signal(signal.SIGKILL)  # that process only, as the OOM killer or `kill -9` would
+        proc.communicate(timeout=60)
+        return killed, owner
+    except BaseException:  # interrupted: never leave an apply running behind the caller's clean-up
+        proc.kill()
+        proc.wait()
+        raise
 
 
 def stuck_lock(owner: dict) -> str:
@@ -276,21 +285,16 @@ def run_trial(g: Gpumod, watch: GpuWatch, rng: random.Random, trial: int, curren
     return result
 
 
-def run_trials(g: Gpumod, *, trials: int, seed: int, max_delay_s: float = 3.0,
-               report=None) -> tuple[list[TrialResult], GpuWatch]:
-    """A first converged apply of mode ``MODES[0]``, then ``trials`` kill trials."""
+def run_trials(g: Gpumod, watch: GpuWatch, *, trials: int, seed: int,
+               max_delay_s: float = 3.0) -> Iterator[TrialResult]:
+    """A first converged apply of mode ``MODES[0]``, then ``trials`` kill trials, one by one."""
     rng = random.Random(seed)
     g.set_mode("pod.yaml", MODES[0])
     first = g.run("apply", str(g.specs), "--yes")
     if first.returncode != 0:
         raise AssertionError("the first apply failed:\n" + first.stdout + first.stderr)
-    results = []
     current = MODES[0]
-    with GpuWatch(g) as watch:
-        for n in range(1, trials + 1):
-            result = run_trial(g, watch, rng, n, current, max_delay_s)
-            results.append(result)
-            if report:
-                report(result)
-            current = result.target
-    return results, watch
+    for n in range(1, trials + 1):
+        result = run_trial(g, watch, rng, n, current, max_delay_s)
+        current = result.target
+        yield result

@@ -31,7 +31,7 @@ from gpumod.drivers.transports.local import LocalTransport
 from gpumod.errors import PodError
 
 from e2e_helpers import Gpumod, kill_recorded, use_free_ports, wait_for
-from kill_trials import POD, alive, orphans_and_duplicates, run_trials, sim_processes
+from kill_trials import POD, GpuWatch, alive, orphans_and_duplicates, run_trials, sim_processes
 from testkit import free_port
 
 pytestmark = pytest.mark.e2e
@@ -42,7 +42,8 @@ LINGER_S = 10  # how long a stop of the lingering service may take: longer than 
 
 
 def test_killed_apply_leaves_nothing_the_next_apply_cannot_fix(gpumod: Gpumod) -> None:
-    results, watch = run_trials(gpumod, trials=TRIALS, seed=SEED, max_delay_s=2.5)
+    with GpuWatch(gpumod) as watch:
+        results = list(run_trials(gpumod, watch, trials=TRIALS, seed=SEED, max_delay_s=2.5))
     assert watch.readings > 0  # the stand-in was really polled
     assert any(r.killed for r in results), "no apply was killed mid-run: the trials prove nothing"
     bad = [r.describe() for r in results if not r.clean]
