@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import json
 import os
 import signal
 import subprocess
@@ -198,13 +199,13 @@ def test_vram_never_released_times_out_naming_gpu_and_mib(stubborn_pod) -> None:
     assert g.run("apply", str(g.specs), "--yes").returncode == 0
     g.set_mode("pod.yaml", "new")
 
-    res = g.run("apply", str(g.specs), "--yes")
+    res = g.run("apply", str(g.specs), "--yes", "-o", "json")
 
-    text = res.stdout + res.stderr
-    assert res.returncode == 1, text
-    assert "Traceback" not in text
-    error = [line for line in text.splitlines() if "GPU 0" in line and "MiB" in line and "planned" not in line]
-    assert error, text  # the reason names the GPU and the MiB
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert "Traceback" not in res.stderr
+    result = json.loads(res.stdout)
+    assert any("GPU 0" in p and "MiB" in p for p in result["problems"]), result["problems"]
+    assert not [s for s in result["steps"] if s["service"] == "big" and s["status"] == "ok"], result["steps"]
     assert _leaked_workers(g), "the leaked worker should still hold its VRAM"
     big = g.services(POD).get("big")
     assert big is None or big["state"] not in ("running", "sleeping"), big  # nothing was started
