@@ -39,7 +39,7 @@ pytestmark = pytest.mark.e2e
 
 TRIALS = 4
 SEED = 20261129
-LINGER_S = 10  # how long a stop of the lingering service may take: longer than a gpumod start-up
+LINGER_S = 10  # the lingering service exits by then at the latest: longer than a gpumod run takes to plan
 
 
 def test_killed_apply_leaves_nothing_the_next_apply_cannot_fix(gpumod: Gpumod) -> None:
