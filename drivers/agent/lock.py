@@ -5,7 +5,8 @@ The pod is the only place both can see, so the lock is an ``flock`` taken there 
 stdlib-only holder (``lockholder.py``) that stays alive on one long-running transport process
 (one SSH channel for the whole run). When gpumod releases the lock, exits or loses its
 connection, the holder sees EOF on stdin and exits, and the kernel frees the flock: a crashed run
-never leaves the pod locked. A holder left behind by a half-open connection is broken with
+never leaves the pod locked. The operation it had under way on the pod goes on without it, so a
+new holder first waits (up to ``DRAIN_S``) for the pod's running operations to end. A holder left behind by a half-open connection is broken with
 ``gpumod unlock POD`` (``break_pod_lock``), which only kills a pid whose start time matches.
 
 The request framing reuses the pod agent's (script + ``MARKER`` + JSON payload), preceded by
@@ -42,6 +43,7 @@ LOCK_BOOT = (
 )
 _SCRIPT_PATH = Path(__file__).with_name("lockholder.py")
 _START_GRACE_S = 30.0  # python start-up on the pod, on top of wait_s
+DRAIN_S = 60.0  # how long a new run waits for the operations a killed run left running on the pod
 
 
 
@@ -137,7 +139,8 @@ async def acquire_pod_lock(
 ) -> PodLock:
     """Take the pod's lock, waiting up to ``wait_s``; ``PodLockedError`` names the holder (and
     how to unlock the pod with the spec directory ``specs``)."""
-    payload = {"op": "hold", "pod": pod, "state_dir": state_dir, "owner": dict(owner), "wait_s": wait_s}
+    payload = {"op": "hold", "pod": pod, "state_dir": state_dir, "owner": dict(owner), "wait_s": wait_s,
+               "drain_s": DRAIN_S}
     process = await transport.open_process([python, "-c", LOCK_BOOT])
     try:
         try:
@@ -145,12 +148,21 @@ async def acquire_pod_lock(
         except (BrokenPipeError, ConnectionResetError):
             pass  # it exited already: its stderr says why
         try:
-            line = await asyncio.wait_for(process.readline(), wait_s + _START_GRACE_S)
+            line = await asyncio.wait_for(process.readline(), wait_s + DRAIN_S + _START_GRACE_S)
         except asyncio.TimeoutError:
-            raise PodError(pod, f"the lock holder did not answer within {wait_s + _START_GRACE_S:g} s") from None
+            raise PodError(
+                pod, f"the lock holder did not answer within {wait_s + DRAIN_S + _START_GRACE_S:g} s"
+            ) from None
         answer = _json(line)
         if isinstance(answer, dict) and answer.get("locked") is True:
             return PodLock(pod, str(answer.get("path", "")), dict(answer.get("owner") or {}), process)
+        if isinstance(answer, dict) and answer.get("busy") is not None:
+            pids = " ".join(str(p) for p in answer["busy"]) or "unknown"
+            raise PodError(
+                pod,
+                f"operations of an earlier gpumod run are still running on the pod after {DRAIN_S:g} s (pids {pids})",
+                hint="a killed run leaves its last stop or start running; run again once they end",
+            )
         if isinstance(answer, dict) and answer.get("locked") is False:
             raise PodLockedError(pod, answer.get("owner"), specs=specs)
         if isinstance(answer, dict) and "error" in answer:

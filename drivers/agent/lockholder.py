@@ -7,10 +7,13 @@ open afterwards) and execs it with ``__name__ == "__gpumod_agent__"`` and ``PAYL
 
 op "hold": take ``flock(LOCK_EX|LOCK_NB)`` on ``<state_dir>/pods/<pod>/lock`` (retrying for
 ``wait_s`` seconds), write ``lock.owner`` (0600: the gpumod run's host/user/pid/command/started_at
-plus this holder's pid, start time and boot id), print ``{"locked": true, "owner": ...}`` and
-block reading stdin. EOF (gpumod released the lock, exited, or its connection dropped) or
+plus this holder's pid, start time and boot id), wait up to ``drain_s`` for the pod operations
+still running to end (a killed gpumod run leaves its last ones running: planning before they end
+would plan on a pod about to change), print ``{"locked": true, "owner": ...}`` and block reading
+stdin. EOF (gpumod released the lock, exited, or its connection dropped) or
 SIGTERM/SIGHUP removes the owner file and exits; the kernel drops the flock with the process.
-If the lock stays busy: print ``{"locked": false, "owner": <the owner file>}`` and exit.
+If the lock stays busy: print ``{"locked": false, "owner": <the owner file>}`` and exit; if the
+operations do not end: ``{"locked": false, "busy": [pids]}``, release and exit.
 
 op "peek": say whether the lock is held right now (by a live process) and who recorded it, and
 change nothing.
@@ -26,12 +29,14 @@ import fcntl
 import json
 import os
 import re
+import select
 import signal
 import sys
 import time
 
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 RETRY_S = 0.05
+OPS_LOCK = "ops.lock"  # every pod agent operation that changes the pod holds it shared (podside_base.py)
 
 
 class Refused(Exception):
@@ -126,6 +131,15 @@ def op_hold(payload: dict) -> int:
     signal.signal(signal.SIGTERM, release)
     signal.signal(signal.SIGHUP, release)
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+
+    def pause(seconds):
+        if stdin_gone(seconds):  # gpumod went away while we waited: nothing to hold the lock for
+            release()
+
+    busy = drain(os.path.join(root, OPS_LOCK), float(payload.get("drain_s", 60.0)), pause)
+    if busy is not None:
+        say({"locked": False, "busy": busy, "path": lock_path})
+        release()
     say({"locked": True, "owner": owner, "path": lock_path})
     stdin = sys.stdin.buffer
     try:
@@ -135,6 +149,33 @@ def op_hold(payload: dict) -> int:
         pass
     release()
     return 0
+
+
+def drain(ops_path: str, wait_s: float, pause=time.sleep):
+    """Wait for the pod operations still running (those of a gpumod run that was killed go on
+    without it): None once there are none, else the pids still running them after ``wait_s``."""
+    fd = os.open(ops_path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        deadline = time.monotonic() + wait_s
+        while not try_lock(fd):
+            if time.monotonic() >= deadline:
+                return lockers(ops_path)
+            pause(RETRY_S)
+        return None
+    finally:
+        os.close(fd)  # drops the flock at once: this run's own operations take it shared
+
+
+def stdin_gone(timeout: float) -> bool:
+    """Wait up to ``timeout`` for input; True at EOF (gpumod exited or lost its connection)."""
+    stdin = sys.stdin.buffer
+    ready, _, _ = select.select([stdin.fileno()], [], [], timeout)
+    if not ready:
+        return False
+    try:
+        return not (stdin.read1(65536) if hasattr(stdin, "read1") else stdin.read(1))
+    except OSError:
+        return True
 
 
 def op_break(payload: dict) -> int:

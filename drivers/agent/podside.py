@@ -21,6 +21,7 @@ On the pod, under ``<state_dir>/pods/<pod>/``:
   logs/<name>.log        its stdout+stderr (appended)
   secrets/<name>.env     a systemd service's secrets, its EnvironmentFile (dir 0700, file 0600)
   .lock                  flock for read-modify-write of records
+  ops.lock               flock held shared by every operation that changes the pod (see lockholder.py)
 
 Two supervisors, chosen at start and written in the record. ``process``: the service is a detached
 session of its own (setsid); liveness and members from /proc. ``systemd``: the service is the unit
@@ -326,6 +327,8 @@ def op_forget(state: PodState, args: dict) -> dict:
         return {"forgot": state.remove(name)}
 
 
+CHANGING_OPS = ("start", "stop", "http", "update_meta", "forget")  # run under PodState.operation()
+
 OPS = {
     "observe": op_observe,
     "start": op_start,
@@ -370,7 +373,12 @@ def main(payload: dict) -> int:
         op = OPS.get(payload.get("op"))
         if op is None:
             raise Refused("unknown operation %r" % payload.get("op"))
-        result = op(PodState(payload["state_dir"], payload["pod"]), payload.get("args") or {})
+        state = PodState(payload["state_dir"], payload["pod"])
+        if payload.get("op") in CHANGING_OPS:
+            with state.operation():
+                result = op(state, payload.get("args") or {})
+        else:
+            result = op(state, payload.get("args") or {})
     except (Refused, SystemdError) as err:
         sys.stdout.write(json.dumps({"error": str(err)}) + "\n")
         return 2

@@ -28,6 +28,7 @@ PROBE_TIMEOUT_S = 1.0
 POLL_S = 0.05
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 PROTECTED_FIELDS = ("name", "pid", "start_ticks", "boot_id")
+OPS_LOCK = "ops.lock"  # the pod lock's holder waits on it for the operations of a killed run (lockholder.py)
 
 
 class Refused(Exception):
@@ -146,6 +147,15 @@ class PodState(object):
         self.ensure()
         fd = os.open(os.path.join(self.root, ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
         fcntl.flock(fd, fcntl.LOCK_EX)
+        return _Lock(fd)
+
+    def operation(self):
+        """A shared flock on ``ops.lock`` for as long as an operation that changes the pod runs:
+        a gpumod run killed mid-operation leaves it running, and the next run's lock holder takes
+        ``ops.lock`` exclusively once to wait for it before that run observes the pod."""
+        self.ensure()
+        fd = os.open(os.path.join(self.root, OPS_LOCK), os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_SH)
         return _Lock(fd)
 
     def read(self, name: str):
