@@ -16,6 +16,10 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field
 from pydantic_core import PydanticCustomError
 
 NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$")
+NAME_RULE = (
+    "use lower-case letters, digits, '.', '_' and '-' (at most 63 characters, starting and ending "
+    "with a letter or digit)"
+)
 ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # docker values go into argv: none may start with '-' (no option injection) or hold spaces
 IMAGE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@+-]*$")
