@@ -50,11 +50,9 @@ def local_argv(pod: PodSpec, command: Sequence[str] = ()) -> tuple[list[str], di
     """(argv, env) to run ``command`` (or a shell) on a local or simulated pod: this machine."""
     env = dict(os.environ)
     if parse_host(pod.host).kind == "sim":
-        from gpumod.wiring import sim_dir
+        from gpumod.wiring import open_pod
 
-        directory = sim_dir(pod)
-        env["GPUMOD_SIM_DIR"] = str(directory)
-        env["PATH"] = f"{directory / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+        env.update(open_pod(pod).unit_env)  # the sim pod's GPUs (set up if needed): its PATH and dir
     if command:  # a shell line, as ssh gives it to the pod's shell
         return ["/bin/sh", "-c", _line(command)], env
     return [env.get("SHELL") or "/bin/sh"], env
