@@ -158,8 +158,8 @@ class Toolbox:
         if not words:
             raise ToolError("rg needs a pattern")
         for word in words[1:]:
-            if not word.startswith("-") and (os.path.isabs(word) or ".." in Path(word).parts):
-                self.inside(word)  # a path argument must stay inside the folder
+            if not word.startswith("-"):
+                self.inside(word)  # a path argument (ripgrep follows a symlink given as one) must stay inside
         if any(w in ("--follow", "-L", "--pre") or w.startswith("--pre=") for w in words):
             raise ToolError("--follow and --pre are not allowed (they could leave the folder)")
         binary = shutil.which("rg")

@@ -75,3 +75,9 @@ def test_bad_arguments_come_back_as_errors(box: Toolbox) -> None:
     assert box.run("read", "{}")[1] is True  # path missing
     text, bad = box.run("rm", "{}")
     assert bad and "no tool named 'rm'" in text
+
+
+def test_rg_refuses_a_symlink_path_argument_that_leads_out(box: Toolbox, tmp_path: Path) -> None:
+    os.symlink(tmp_path, box.root / "up")  # ripgrep follows a symlink named on its command line
+    text, bad = call(box, "rg", args="SECRET up")
+    assert bad and "outside the working folder" in text and "TOP SECRET" not in text
