@@ -167,7 +167,7 @@ class Toolbox:
             return self._python_rg(words)
         proc = subprocess.run(
             [binary, "--color=never", "--no-heading", "-n", *words],
-            cwd=self.root, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=BASH_TIMEOUT_S,
+            cwd=self.root, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=BASH_TIMEOUT_S, check=False,
         )
         if proc.returncode == 1:
             return "No matches found"
@@ -206,7 +206,7 @@ class Toolbox:
         try:
             proc = subprocess.run(
                 ["bash", "-c", command], cwd=self.root, capture_output=True, text=True,
-                stdin=subprocess.DEVNULL, timeout=BASH_TIMEOUT_S,
+                stdin=subprocess.DEVNULL, timeout=BASH_TIMEOUT_S, check=False,
             )
         except subprocess.TimeoutExpired:
             raise ToolError(f"the command timed out after {BASH_TIMEOUT_S:g} s") from None

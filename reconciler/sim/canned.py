@@ -47,7 +47,7 @@ def _usage(prompt: int, completion: int) -> dict[str, int]:
     }
 
 
-_ASKS = re.compile(r"\b(?:use|using|call|with)\s+(?:the\s+)?`?([A-Za-z_][\w-]*)`?", re.I)
+_ASKS = re.compile(r"\b(?:use|using|call|with)\s+(?:the\s+)?`?([A-Za-z_][\w-]*)`?", re.IGNORECASE)
 _TICKED = re.compile(r"`([^`]+)`")
 
 
