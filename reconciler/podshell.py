@@ -14,20 +14,23 @@ import os
 import shlex
 from collections.abc import Sequence
 from pathlib import Path
-from typing import List, Optional
+from typing import TYPE_CHECKING, List, Optional
 
 import typer
 
 from gpumod.errors import GpumodError
-from gpumod.spec import HostSpec, load_specs, parse_host
-from gpumod.spec.models import PodSpec
+
+if TYPE_CHECKING:
+    from gpumod.spec.models import PodSpec
 
 __all__ = ["local_argv", "shell", "ssh", "ssh_argv"]
 
 
 def ssh_argv(pod: PodSpec, command: Sequence[str] = (), *, tty: bool = False) -> list[str]:
     """The system ``ssh`` command line that reaches ``pod`` like gpumod does."""
-    host: HostSpec = parse_host(pod.host)
+    from gpumod.spec import parse_host
+
+    host = parse_host(pod.host)
     if host.kind != "ssh" or not host.host:
         raise ValueError(f"pod {pod.name} is not an SSH pod")
     argv = ["ssh", "-p", str(host.port)]
@@ -49,6 +52,8 @@ def ssh_argv(pod: PodSpec, command: Sequence[str] = (), *, tty: bool = False) ->
 
 def local_argv(pod: PodSpec, command: Sequence[str] = ()) -> tuple[list[str], dict[str, str]]:
     """(argv, env) to run ``command`` (or a shell) on a local or simulated pod: this machine."""
+    from gpumod.spec import parse_host
+
     env = dict(os.environ)
     if parse_host(pod.host).kind == "sim":
         from gpumod.wiring import open_pod
@@ -65,6 +70,8 @@ def _line(command: Sequence[str]) -> str:
 
 
 def _pod(directory: Path, name: str) -> PodSpec:
+    from gpumod.spec import load_specs
+
     specs = load_specs(directory)
     pod = specs.pod(name)
     if pod is None:
@@ -74,6 +81,7 @@ def _pod(directory: Path, name: str) -> PodSpec:
 
 def _exec(directory: Path, pod_name: str, command: Sequence[str], tty: bool) -> None:
     from gpumod.chat.cli import fail
+    from gpumod.spec import parse_host
 
     try:
         pod = _pod(directory, pod_name)

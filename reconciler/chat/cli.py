@@ -6,7 +6,7 @@ prints events as they come (answer text plain, reasoning dimmed, tool calls and 
 their own lines; or one JSON object per line with ``--json``) and maps errors to one red line
 and exit 2. Nothing the model says is read as markup. The ``openai`` package is imported here
 only, when the command runs. The API key comes from the environment (``OPENAI_API_KEY`` or the
-variable ``--api-key-env`` names), never from argv.
+variable ``--api-key-env`` names) or from the service's own API-key secret, never from argv.
 """
 
 from __future__ import annotations
@@ -60,7 +60,8 @@ def prompt(
     as_json: bool = typer.Option(False, "--json", help="one JSON event per line on stdout"),
     allow_bash: bool = typer.Option(False, "--allow-bash", help="also give the model a bash tool (runs in this folder)"),
     api_key_env: str = typer.Option(
-        "OPENAI_API_KEY", "--api-key-env", help="environment variable holding the service's API key"
+        "OPENAI_API_KEY", "--api-key-env",
+        help="environment variable holding the service's API key (default: the secret of its VLLM_API_KEY/LLAMA_API_KEY env)",
     ),
     max_rounds: int = typer.Option(10, "--max-rounds", min=1, help="tool-call rounds per message"),
 ) -> None:
@@ -84,7 +85,7 @@ async def _chat(
     as_json: bool, allow_bash: bool, api_key_env: str, max_rounds: int,
 ) -> None:
     from gpumod.chat.client import chat_turn, openai_stream, system_prompt
-    from gpumod.chat.endpoint import find_target, open_endpoint
+    from gpumod.chat.endpoint import find_target, open_endpoint, service_api_key
     from gpumod.chat.session import Session, last_session
     from gpumod.chat.tools import Toolbox
 
@@ -99,7 +100,7 @@ async def _chat(
         if session is None:
             raise GpumodError(f"no earlier session with service {service} to continue", hint="drop -c to start one")
     target = find_target(directory, service, pod)
-    api_key = os.environ.get(api_key_env) or None
+    api_key = os.environ.get(api_key_env) or service_api_key(target)
     emit = _json_event if as_json else ConsolePrinter().event
     async with open_endpoint(target, api_key) as endpoint:
         if session is None:

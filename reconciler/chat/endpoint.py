@@ -4,14 +4,16 @@ A local or simulated pod's service listens on ``127.0.0.1:PORT``. An SSH pod's s
 127.0.0.1 on the pod, so it is reached through a local port forward over the pod's own SSH
 connection (the same host, key and known_hosts checks as every gpumod command), open for as
 long as the chat runs. The model id is what the server lists at ``/v1/models`` (the spec's
-model or ``served-model-name`` when listed, else the first one).
+model or ``served-model-name`` when listed, else the first one). When the service takes its API
+key from a secret in its ``env`` (``VLLM_API_KEY``, ``LLAMA_API_KEY``), the chat reads the same
+secret here.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import httpx
@@ -20,8 +22,11 @@ from gpumod.errors import GpumodError
 from gpumod.spec import PresetCatalog, load_specs, parse_host, resolve_service
 from gpumod.spec.loader import SpecSet
 from gpumod.spec.models import PodSpec
+from gpumod.spec.resolved import ResolvedService
 
-__all__ = ["Endpoint", "Target", "find_target", "open_endpoint"]
+__all__ = ["API_KEY_ENV", "Endpoint", "Target", "find_target", "open_endpoint", "service_api_key"]
+
+API_KEY_ENV = ("VLLM_API_KEY", "LLAMA_API_KEY")  # the servers read their API key from these
 
 
 @dataclass(frozen=True)
@@ -32,6 +37,7 @@ class Target:
     service: str
     port: int
     model: str | None  # served-model-name, else the spec's model
+    resolved: ResolvedService | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -93,7 +99,21 @@ def find_target(spec_dir: str | Path, service: str, pod: str | None = None) -> T
     )
     served = dict(resolved.args).get("served-model-name")
     model = str(served[0] if isinstance(served, list) and served else served or resolved.model or "") or None
-    return Target(pod=chosen, service=service, port=resolved.port, model=model)
+    return Target(pod=chosen, service=service, port=resolved.port, model=model, resolved=resolved)
+
+
+def service_api_key(target: Target) -> str | None:
+    """The API key the service was started with, when its ``env`` takes it from a secret."""
+    svc = target.resolved
+    if svc is None:
+        return None
+    refs = tuple((k, ref) for k, ref in svc.secrets if k in API_KEY_ENV)
+    if not refs:
+        return None
+    from gpumod.secrets import load_secret_values
+
+    values = load_secret_values(replace(svc, secrets=refs))
+    return next(iter(values.values()), None)
 
 
 def _not_answering(target: Target, where: str, why: str) -> GpumodError:
