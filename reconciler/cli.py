@@ -442,6 +442,11 @@ def schema() -> None:
     out.print_json(json.dumps(json_schema()))
 
 
+from gpumod.chat.cli import register as _register_chat  # noqa: E402  (prompt, ssh, shell)
+
+_register_chat(app)
+
+
 def main() -> None:
     app()
 
