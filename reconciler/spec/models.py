@@ -228,6 +228,12 @@ class ServiceFields(_Doc):
     )
     cwd: PodPath | None = Field(None, description="working directory on the pod, absolute or ~/")
     role: str | None = Field(None, description="chat | code | embedding | reranker | asr | vision ...")
+    expose: bool | None = Field(
+        None, description="listen on every interface (0.0.0.0) instead of 127.0.0.1; needs api_key"
+    )
+    api_key: SecretRef | None = Field(
+        None, description="the key clients must send (Authorization: Bearer), as {from_env: NAME} or {from_file: PATH}"
+    )
     stop_timeout_s: float | None = Field(None, gt=0)
     # driver docker (checked in gpumod.spec.checks: SEC-D7..D10)
     image: str | None = Field(
