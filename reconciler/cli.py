@@ -442,6 +442,12 @@ def schema() -> None:
     out.print_json(json.dumps(json_schema()))
 
 
+from gpumod.reach_cli import endpoints as _endpoints, tunnel as _tunnel  # noqa: E402 - commands of gpumod.reach
+
+app.command("endpoints")(_endpoints)
+app.command("tunnel")(_tunnel)
+
+
 def main() -> None:
     app()
 
