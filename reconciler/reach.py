@@ -12,9 +12,10 @@ prints them (``gpumod.reach_cli``).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from gpumod.controller import desired_for, observe_fleet, select_pods
 from gpumod.core.model import ObservedPod

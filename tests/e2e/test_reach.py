@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import secrets
 import signal
+import socket
 import sys
 import urllib.error
 import urllib.request
@@ -105,6 +106,9 @@ def test_tunnel_brings_a_pod_service_to_the_openai_sdk(pod) -> None:
     with pytest.raises(urllib.error.URLError):  # not exposed: only the pod's loopback has it
         urllib.request.urlopen(f"http://{ip}:8121/v1/models", timeout=5)
 
+    taken = socket.socket()  # chat's port is busy here: its forward takes another one
+    taken.bind(("127.0.0.1", 8121))
+    taken.listen()
     proc = g.popen("tunnel", str(g.specs))
     try:
         urls = {}
@@ -115,6 +119,7 @@ def test_tunnel_brings_a_pod_service_to_the_openai_sdk(pod) -> None:
                 service = line.split("# service ", 1)[1].split()[0]
                 urls[service] = line.split("=", 1)[1].split()[0]
         assert all(u.startswith("http://127.0.0.1:") and u.endswith("/v1") for u in urls.values()), urls
+        assert urls["pub"] == "http://127.0.0.1:8122/v1" and urls["chat"] != "http://127.0.0.1:8121/v1"
 
         client = openai.OpenAI(base_url=urls["chat"], api_key="unused", max_retries=0, timeout=10)
         assert [m.id for m in client.models.list()] == ["Qwen/Qwen3-8B"]
@@ -129,6 +134,7 @@ def test_tunnel_brings_a_pod_service_to_the_openai_sdk(pod) -> None:
         with pytest.raises(openai.AuthenticationError):
             without.models.list()
     finally:
+        taken.close()
         proc.send_signal(signal.SIGINT)
         rest, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0, rest
