@@ -152,9 +152,25 @@ async def tunnel(
                 transport = fleet.handles[ep.pod].transport
                 forwards.append(Forward(ep, await _forward(transport, ep), forwarded=True))
         ready(forwards, skipped)
-        if hold and any(f.forwarded for f in forwards):
-            await asyncio.Event().wait()  # until Ctrl+C cancels the run
+        remote = sorted({f.endpoint.pod for f in forwards if f.forwarded})
+        if hold and remote:  # until Ctrl+C cancels the run, or a pod's connection drops
+            await _first_closed({pod: fleet.handles[pod].transport for pod in remote})
         return forwards
+
+
+async def _first_closed(transports: dict[str, Any]) -> None:
+    """Wait until one pod's SSH connection closes, then say so (its forwards are gone)."""
+    waits = {asyncio.ensure_future(t.wait_closed()): pod for pod, t in transports.items()}
+    try:
+        done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in waits:
+            task.cancel()
+    pod = waits[next(iter(done))]
+    raise GpumodError(
+        f"pod {pod}: the SSH connection closed, so its forwards ended",
+        hint="is the pod still up? run `gpumod tunnel` again",
+    )
 
 
 async def _forward(transport: Any, ep: Endpoint) -> int:

@@ -280,6 +280,11 @@ class SshTransport:
             raise self._lost(f"a forward of port {remote_port}", exc, started=False) from None
         return int(listener.get_port())
 
+    async def wait_closed(self) -> None:
+        """Return when the pod's connection (and with it every forward) has closed."""
+        if self._conns:
+            await self._conns[-1].wait_closed()
+
     async def close(self) -> None:
         conns, self._conns = self._conns, []
         for conn in reversed(conns):

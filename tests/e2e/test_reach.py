@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 from e2e_helpers import Gpumod
 
-from infra.netns import ssh_run
+from infra.netns import kill_pod_sshd, ssh_run
 
 pytestmark = pytest.mark.e2e
 
@@ -186,3 +186,18 @@ def test_endpoints_of_an_ssh_pod(pod) -> None:
     text = g.run("endpoints", str(g.specs))
     assert text.returncode == 0
     assert "via gpumod tunnel" in text.stdout and "key in $GPUMOD_TEST_API_KEY" in text.stdout
+
+
+def test_tunnel_ends_with_an_error_when_the_pod_goes_away(pod) -> None:
+    g, net, _, _, _ = pod
+    proc = g.popen("tunnel", str(g.specs))
+    try:
+        assert proc.stdout.readline().startswith("export OPENAI_BASE_URL=")
+        kill_pod_sshd(net.pods[0])  # the pod's PID 1: the pod and its connection are gone
+        rest, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 2, rest
+    assert "pod pod-a: the SSH connection closed" in rest and "Traceback" not in rest
