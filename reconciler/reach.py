@@ -85,7 +85,7 @@ def endpoints_of(pods: Sequence[PodSpec], desired: Sequence[Any], observed: Sequ
             if not remote:
                 reach, url = "local", f"http://127.0.0.1:{port}/v1"
             elif svc.expose:
-                reach, url = "public", f"http://{_url_host(host.host or '')}:{port}/v1"
+                reach, url = "public", f"http://{_url_host(pod.public_host or host.host or '')}:{port}/v1"
             else:
                 reach, url = "tunnel", None
             found.append(Endpoint(pod.name, svc.name, served_model(svc), port, status, reach, url, _key_ref(svc)))

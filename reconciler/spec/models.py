@@ -174,6 +174,12 @@ class PodSpec(_Doc):
     )
     known_hosts: str | None = Field(None, description="SSH: known_hosts file (default ~/.ssh/known_hosts)")
     identity_file: str | None = Field(None, description="SSH: private key to log in with (default: agent, ~/.ssh/id_*)")
+    public_host: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9.:-]*$",
+        description="the address clients use for this pod's exposed services (default: the SSH host); "
+        "for pods behind a proxy or NAT",
+    )
     env: EnvMap | None = Field(
         None,
         description="environment of every service on this pod (a service's own env wins); "
