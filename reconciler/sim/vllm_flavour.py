@@ -49,6 +49,7 @@ NOT_FOUND = json_reply(404, {"detail": "Not Found"})
 class VllmServer(SimServer):
     flavour = "vllm"
     server_header = "uvicorn"
+    api_key_env = "VLLM_API_KEY"
 
     def __init__(self, argv: Sequence[str], settings: Settings) -> None:
         args = list(argv)
