@@ -19,10 +19,13 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+from collections import namedtuple
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 __all__ = [
     "Allocation",
@@ -47,21 +50,21 @@ class OutOfSimMemory(Exception):
         self.requested_mb = requested_mb
 
 
-@dataclass(frozen=True)
-class SimGpu:
-    index: int
-    name: str
-    memory_mb: int
-    uuid: str
-    reserved_mb: int = 0  # driver-reserved FB memory: total = reserved + used + free
+# Records as named tuples, not dataclasses: the nvidia-smi stand-in imports this module on every
+# call, and ``dataclasses`` (with ``inspect`` and ``ast``) or ``pathlib`` would double its start.
 
 
-@dataclass(frozen=True)
-class Allocation:
-    pid: int
-    process_name: str
-    gpus: Mapping[int, int] = field(default_factory=dict)  # gpu index -> MiB held
-    start_time: int = 0  # /proc/PID/stat field 22 when allocated
+class SimGpu(namedtuple("SimGpu", "index name memory_mb uuid reserved_mb", defaults=(0,))):
+    """A simulated GPU; ``reserved_mb`` is the driver-reserved FB memory (total = reserved + used + free)."""
+
+    __slots__ = ()
+
+
+class Allocation(namedtuple("Allocation", "pid process_name gpus start_time", defaults=({}, 0))):
+    """What one process holds: ``gpus`` maps a GPU index to MiB (never mutated); ``start_time``
+    is /proc/PID/stat field 22 when allocated."""
+
+    __slots__ = ()
 
 
 def gpu_uuid(seed: str, index: int) -> str:
@@ -75,7 +78,8 @@ def gpu_uuid(seed: str, index: int) -> str:
 def proc_start_time(pid: int) -> int | None:
     """The start time (clock ticks since boot) of a live process; None if gone or a zombie."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
     except (FileNotFoundError, ProcessLookupError, PermissionError):
         return None
     # comm (field 2) may hold spaces and parentheses: split after the last ')'.
@@ -90,16 +94,23 @@ class SimGpus:
     """The GPUs and allocations stored in one sim directory."""
 
     def __init__(self, directory: str | os.PathLike[str]) -> None:
-        self.dir = Path(directory)
-        self._alloc_dir = self.dir / "alloc"
+        self._dir = os.fspath(directory)
+        self._alloc_dir = os.path.join(self._dir, "alloc")
+
+    @property
+    def dir(self) -> Path:
+        from pathlib import Path  # only callers outside the stand-in's path ask for it
+
+        return Path(self._dir)
 
     # ---- capacities -------------------------------------------------------------------------
 
     def exists(self) -> bool:
-        return (self.dir / "gpus.json").is_file()
+        return os.path.isfile(os.path.join(self._dir, "gpus.json"))
 
     def gpus(self) -> list[SimGpu]:
-        raw = json.loads((self.dir / "gpus.json").read_text())
+        with open(os.path.join(self._dir, "gpus.json")) as f:
+            raw = json.loads(f.read())
         return [
             SimGpu(
                 index=int(g["index"]),
@@ -152,7 +163,7 @@ class SimGpus:
 
     def release(self, pid: int) -> None:
         with self._locked():
-            (self._alloc_dir / f"{pid}.json").unlink(missing_ok=True)
+            _unlink(os.path.join(self._alloc_dir, f"{pid}.json"))
 
     # ---- internals --------------------------------------------------------------------------
 
@@ -170,11 +181,13 @@ class SimGpus:
 
     def _live(self) -> list[Allocation]:
         out: list[Allocation] = []
-        if not self._alloc_dir.is_dir():
+        if not os.path.isdir(self._alloc_dir):
             return out
-        for path in sorted(self._alloc_dir.glob("*.json")):
+        for name in sorted(n for n in os.listdir(self._alloc_dir) if n.endswith(".json")):
+            path = os.path.join(self._alloc_dir, name)
             try:
-                raw = json.loads(path.read_text())
+                with open(path) as f:
+                    raw = json.loads(f.read())
                 alloc = Allocation(
                     pid=int(raw["pid"]),
                     process_name=str(raw.get("process_name", "")),
@@ -182,33 +195,41 @@ class SimGpus:
                     start_time=int(raw.get("start_time", 0)),
                 )
             except (OSError, ValueError, KeyError, TypeError):
-                path.unlink(missing_ok=True)  # unreadable: nobody can own it
+                _unlink(path)  # unreadable: nobody can own it
                 continue
             if proc_start_time(alloc.pid) != alloc.start_time:
-                path.unlink(missing_ok=True)
+                _unlink(path)
                 continue
             out.append(alloc)
         return sorted(out, key=lambda a: a.pid)
 
     def _write(self, alloc: Allocation) -> None:
-        self._alloc_dir.mkdir(parents=True, exist_ok=True)
+        os.makedirs(self._alloc_dir, exist_ok=True)
         data = {
             "pid": alloc.pid,
             "process_name": alloc.process_name,
             "gpus": {str(k): v for k, v in sorted(alloc.gpus.items())},
             "start_time": alloc.start_time,
         }
-        final = self._alloc_dir / f"{alloc.pid}.json"
-        tmp = final.with_name(f".{alloc.pid}.json.tmp")
-        tmp.write_text(json.dumps(data) + "\n")
+        final = os.path.join(self._alloc_dir, f"{alloc.pid}.json")
+        tmp = os.path.join(self._alloc_dir, f".{alloc.pid}.json.tmp")
+        with open(tmp, "w") as f:
+            f.write(json.dumps(data) + "\n")
         os.replace(tmp, final)
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.dir / "lock", os.O_RDWR | os.O_CREAT, 0o666)
+        os.makedirs(self._dir, exist_ok=True)
+        fd = os.open(os.path.join(self._dir, "lock"), os.O_RDWR | os.O_CREAT, 0o666)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
         finally:
             os.close(fd)  # closing drops the flock
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass

@@ -14,8 +14,8 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections import namedtuple
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 from gpumod.sim.gpu import Allocation, SimGpu, SimGpus
 
@@ -31,16 +31,12 @@ NO_DRIVER = (
 BAD_ARGS = "Invalid combination of input arguments. Please run 'nvidia-smi -h' for help.\n"
 
 
-@dataclass(frozen=True)
-class Field:
-    header: str  # canonical name, as printed in the csv header
-    unit: str  # "" | "MiB" | "%"
+# named tuples and a plain class, not dataclasses: this runs on every observation (see gpumod.sim.gpu)
+Field = namedtuple("Field", "header unit")  # canonical name as printed in the csv header; "" | "MiB" | "%"
 
 
-@dataclass(frozen=True)
-class GpuRow:
-    gpu: SimGpu
-    used_mb: int
+class GpuRow(namedtuple("GpuRow", "gpu used_mb")):  # a SimGpu and the MiB its processes use
+    __slots__ = ()
 
     @property
     def free_mb(self) -> int:
@@ -81,15 +77,15 @@ def _bus_id(index: int) -> str:
     return f"00000000:{index + 1:02X}:00.0"
 
 
-@dataclass
 class Args:
-    query_gpu: str | None = None
-    query_apps: str | None = None
-    fmt: str | None = None
-    ids: str | None = None
-    list_gpus: bool = False
-    query: bool = False
-    xml: bool = False
+    def __init__(self) -> None:
+        self.query_gpu: str | None = None
+        self.query_apps: str | None = None
+        self.fmt: str | None = None
+        self.ids: str | None = None
+        self.list_gpus = False
+        self.query = False
+        self.xml = False
 
 
 class UsageError(Exception):

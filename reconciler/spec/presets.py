@@ -49,8 +49,8 @@ class PresetCatalog:
 
     @classmethod
     def load(cls) -> PresetCatalog:
-        """The presets shipped with gpumod (read once per process)."""
-        return _packaged_catalog()
+        """The presets shipped with gpumod (each file read at most once per process, when needed)."""
+        return _packaged()
 
     @classmethod
     def from_texts(cls, files: Iterable[tuple[str, str]]) -> PresetCatalog:
@@ -99,20 +99,70 @@ class PresetCatalog:
         return difflib.get_close_matches(name, self.names(), n=3, cutoff=0.6)
 
 
+class _PackagedCatalog(PresetCatalog):
+    """The presets shipped in gpumod.presets, each file parsed when its preset is first asked for.
+
+    Why: a ``plan`` names a few presets; parsing and validating all of them cost more than the
+    rest of the spec loading (issue 7, P7). A packaged preset file is named after its preset
+    (``<name>.yaml``, checked by tests/spec/test_presets.py), so ``get(name)`` reads that one
+    file; a file whose preset has another name, a name two files share, or an unknown name reads
+    the whole tree (``from_texts``, with all its checks), as does everything that needs every
+    preset (``presets``, ``names()``, ``by_role`` ...). Answers are those of the full catalog.
+    """
+
+    _files: tuple[tuple[str, Traversable], ...]  # (path, file): the whole tree
+    _by_name: dict[str, tuple[str, Traversable]]  # preset name -> (path, file), for names of one file only
+    _one: dict[str, PresetCatalog]  # name -> the catalog of its file alone
+
+    def __init__(self, files: Sequence[tuple[str, Traversable]]) -> None:
+        # not the dataclass __init__: ``presets`` and ``sources`` are properties here
+        stems = [f.name.rsplit(".", 1)[0] for _, f in files]
+        by_name = {stem: pf for stem, pf in zip(stems, files) if stems.count(stem) == 1}
+        object.__setattr__(self, "_files", tuple(files))
+        object.__setattr__(self, "_by_name", by_name)
+        object.__setattr__(self, "_one", {})
+
+    @functools.cached_property
+    def _all(self) -> PresetCatalog:
+        return PresetCatalog.from_texts((path, f.read_text(encoding="utf-8")) for path, f in self._files)
+
+    @property  # type: ignore[override]
+    def presets(self) -> tuple[PresetSpec, ...]:
+        return self._all.presets
+
+    @property  # type: ignore[override]
+    def sources(self) -> Mapping[str, str]:
+        return self._all.sources
+
+    def get(self, name: str) -> PresetSpec | None:
+        if "_all" in self.__dict__ or name not in self._by_name:
+            return self._all.get(name)
+        one = self._one.get(name)
+        if one is None:
+            path, f = self._by_name[name]
+            one = self._one[name] = PresetCatalog.from_texts([(path, f.read_text(encoding="utf-8"))])
+        preset = one.get(name)
+        return preset if preset is not None else self._all.get(name)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self.get(name) is not None
+
+
 @functools.cache
-def _packaged_catalog() -> PresetCatalog:
-    return PresetCatalog.from_texts(_read_tree(resources.files(PRESET_PACKAGE), "presets"))
+def _packaged() -> PresetCatalog:
+    return _PackagedCatalog(_walk(resources.files(PRESET_PACKAGE), "presets"))
 
 
-def _read_tree(folder: Traversable, prefix: str) -> list[tuple[str, str]]:
-    out: list[tuple[str, str]] = []
+def _walk(folder: Traversable, prefix: str) -> list[tuple[str, Traversable]]:
+    """The preset files under ``folder``: (``prefix/...`` path, file), sorted."""
+    out: list[tuple[str, Traversable]] = []
     for entry in sorted(folder.iterdir(), key=lambda e: e.name):
         if entry.name.startswith((".", "__")):
             continue
         if entry.is_dir():
-            out.extend(_read_tree(entry, f"{prefix}/{entry.name}"))
+            out.extend(_walk(entry, f"{prefix}/{entry.name}"))
         elif entry.name.endswith((".yaml", ".yml")):
-            out.append((f"{prefix}/{entry.name}", entry.read_text(encoding="utf-8")))
+            out.append((f"{prefix}/{entry.name}", entry))
     return out
 
 

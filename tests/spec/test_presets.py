@@ -238,3 +238,46 @@ def test_catalog_from_texts_reports_bad_presets_with_lines() -> None:
         "p/c.yaml:4: configs[0].gpu_count: input should be greater than or equal to 1, got 0",
         "p/d.yaml:1: a preset file holds exactly one preset, found 2",
     ]
+
+
+def test_every_packaged_preset_file_is_named_after_its_preset() -> None:
+    """The packaged catalog reads one file for ``get(name)``: ``<name>.yaml`` (issue 7, P7)."""
+    for name, source in PresetCatalog.load().sources.items():
+        assert source.rsplit(":", 1)[0].rsplit("/", 1)[1] == f"{name}.yaml", source
+
+
+def test_the_packaged_catalog_reads_only_the_presets_asked_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gpumod.spec import presets as presets_module
+
+    presets_module._packaged.cache_clear()  # a fresh packaged catalog (cleared again at the end)
+    read: list[str] = []
+    real = PresetCatalog.from_texts.__func__  # type: ignore[attr-defined]
+
+    def spy(cls: type[PresetCatalog], files):  # type: ignore[no-untyped-def]
+        files = list(files)
+        read.extend(path for path, _ in files)
+        return real(cls, files)
+
+    monkeypatch.setattr(PresetCatalog, "from_texts", classmethod(spy))
+    lazy = PresetCatalog.load()
+    assert lazy.get("bge-m3") == CATALOG.get("bge-m3") and "qwen3-asr" in lazy
+    assert read == ["presets/embedding/bge-m3.yaml", "presets/speech/qwen3-asr.yaml"]
+    # what needs every preset, or a name no file has, reads the whole tree, with its checks
+    assert lazy.get("no-such-preset") is None and len(read) == 2 + len(CATALOG.presets)
+    assert lazy.names() == CATALOG.names() and lazy.sources == CATALOG.sources
+    assert lazy.by_role("embedding") == CATALOG.by_role("embedding") and lazy == CATALOG
+    presets_module._packaged.cache_clear()
+
+
+def test_a_packaged_preset_named_unlike_its_file_is_still_found(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pathlib import Path
+
+    from gpumod.spec.presets import _PackagedCatalog
+
+    (tmp_path / "llm").mkdir()
+    (tmp_path / "llm" / "a.yaml").write_text("name: b\ndriver: vllm\nmodel: m\nrole: chat\ndescription: d\n")
+    (tmp_path / "llm" / "b.yaml").write_text("name: a\ndriver: vllm\nmodel: m\nrole: chat\ndescription: d\n")
+    files = [(f"presets/llm/{p.name}", p) for p in sorted(Path(tmp_path / "llm").iterdir())]
+    lazy = _PackagedCatalog(files)
+    assert lazy.get("a") is not None and lazy.sources["a"] == "presets/llm/b.yaml:1"
+    assert lazy.get("b") == PresetCatalog.from_texts((p, f.read_text()) for p, f in files).get("b")
