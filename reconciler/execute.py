@@ -21,7 +21,7 @@ from gpumod.drivers.agent import PodAgent
 from gpumod.drivers.base import HttpAnswer, HttpCall, Launch, PodContext
 from gpumod.drivers.probes.nvidia_smi import parse_gpus
 from gpumod.drivers.registry import driver_for
-from gpumod.drivers.supervisors import env_file_path, log_path, render_unit
+from gpumod.drivers.supervisors import Supervisor, make_supervisor
 from gpumod.errors import GpumodError, HealthTimeoutError, PodError, StepError, VramReleaseTimeoutError
 from gpumod.logconfig import get_logger
 from gpumod.ports import Clock
@@ -70,11 +70,17 @@ class PodExecutor:
     vram_release_timeout_s: float = 60.0
     report: Reporter | None = None
     secrets: dict[str, dict[str, str]] = field(default_factory=dict)  # service -> secret env values
-    supervisor: str = "process"  # process | systemd, as chosen for this pod
+    # the pod's Supervisor (``PodHandle.supervisor_for``); a kind (process | systemd) is still
+    # accepted, with ``scope`` and ``template_dir``, and made into one here
+    supervisor: Supervisor | str = "process"
     unit_env: dict[str, str] = field(default_factory=dict)  # what every service gets too (a sim pod's PATH...)
     template_dir: Path | None = None  # the spec repo's templates/ (user unit template), if any
-
     scope: str = "system"  # systemd: system units, or --user units
+
+    def __post_init__(self) -> None:
+        if isinstance(self.supervisor, str):
+            self.supervisor = make_supervisor(self.agent, self.supervisor, self.scope, template_dir=self.template_dir)
+        self._supervisor: Supervisor = self.supervisor
 
     async def run(self, plan: PodPlan) -> PodRun:
         run = PodRun(plan.pod)
@@ -170,7 +176,7 @@ class PodExecutor:
     async def _stop(self, step: Step) -> None:
         # the pod's record holds the stop_timeout_s the process was started with (also for a
         # service no longer desired, which has no spec here): the agent uses it
-        await self.agent.stop(step.service)
+        await self._supervisor.stop(step.service)
 
     async def _start(self, step: Step) -> None:
         desired = self.desired.service(step.service)
@@ -217,28 +223,13 @@ class PodExecutor:
             await self.agent.update_meta(spec.name, sleep_level=step.level or spec.sleep)
 
     async def _launch(self, launch: Launch) -> None:
-        secret_env = self.secrets.get(launch.name, {})
         if self.unit_env:  # whatever the supervisor: a service inherits almost nothing
             launch = _with_env(launch, tuple(sorted(self.unit_env.items())))
-        if self.supervisor != "systemd":
-            await self.agent.start(launch, secret_env=secret_env)
-            return
-        scope = self.scope
-        state_dir, pod = self.ctx.state_dir, self.ctx.pod
-        text = render_unit(
-            launch,
-            pod=pod,
-            state_dir=state_dir,
-            log_path=log_path(state_dir, pod, launch.name),
-            env_file=env_file_path(state_dir, pod, launch.name),
-            template_dir=self.template_dir,
-            scope=scope,
-        )
-        answer = await self.agent.start(
-            launch, secret_env=secret_env, supervisor="systemd", unit_text=text, scope=scope
-        )
+        answer = await self._supervisor.start(launch, self.secrets.get(launch.name, {}))
         for warning in answer.get("warnings") or ():
-            log.warning("systemd.warning", pod=pod, service=launch.name, warning=str(warning))
+            log.warning(
+                f"{self._supervisor.kind}.warning", pod=self.ctx.pod, service=launch.name, warning=str(warning)
+            )
 
     async def _record_failure(self, spec: ResolvedService, err: GpumodError) -> None:
         """Kill what is left of a failed start and record on the pod the failure (count and time,
@@ -251,7 +242,7 @@ class PodExecutor:
         cause = err.detail if isinstance(err, StepError) else err.message
         last_line = next((ln.strip() for ln in reversed(lines) if ln.strip()), "")
         try:
-            await self.agent.stop(spec.name, spec.stop_timeout_s, forget=False)
+            await self._supervisor.stop(spec.name, spec.stop_timeout_s, forget=False)
             record = await self.agent.update_meta(
                 spec.name,
                 bump_failures=True,

@@ -18,7 +18,7 @@ from pathlib import Path
 from gpumod.drivers.agent import PodAgent
 from gpumod.drivers.agent.lock import PodLock, acquire_pod_lock, break_pod_lock, owner_info, peek_pod_lock
 from gpumod.drivers.base import PodContext
-from gpumod.drivers.supervisors import choose_scope, choose_supervisor
+from gpumod.drivers.supervisors import Supervisor, choose_scope, choose_supervisor, make_supervisor
 from gpumod.drivers.transports.local import LocalTransport
 from gpumod.errors import GpumodError, PodError
 from gpumod.ports import Transport
@@ -48,6 +48,11 @@ class PodHandle:
         if setting == "auto" and parse_host(self.spec.host).kind == "sim":
             return "process", "system"  # a simulated pod on a laptop: never the laptop's user units
         return choose_supervisor(setting, init), choose_scope(init)
+
+    def supervisor_for(self, init: Mapping[str, Any], *, template_dir: Path | None = None) -> Supervisor:
+        """The ``Supervisor`` that runs this pod's services (``init``: what the pod agent observed
+        about its PID 1); ``template_dir``: the spec repo's ``templates/`` (a unit template)."""
+        return make_supervisor(self.agent, *self.supervisor(init), template_dir=template_dir)
 
     @property
     def name(self) -> str:
