@@ -9,14 +9,13 @@ waiting goes through the injected ``Clock`` so tests run it in zero seconds.
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 from dataclasses import dataclass, field, replace
 from itertools import groupby
 from pathlib import Path
 from typing import Callable
 
-from gpumod.core.model import DesiredPod, DesiredService, PodPlan, Step
+from gpumod.core.model import DesiredPod, PodPlan, Step
 from gpumod.drivers.agent import PodAgent
 from gpumod.drivers.base import HttpAnswer, HttpCall, Launch, PodContext
 from gpumod.drivers.probes.nvidia_smi import parse_gpus
@@ -182,8 +181,9 @@ class PodExecutor:
         desired = self.desired.service(step.service)
         if desired is None:
             raise StepError(self.desired.name, step.service, "not in the desired state")
-        spec = _pin_vllm_share(desired, self.desired, step.gpus)
-        driver = driver_for(spec.driver)
+        driver = driver_for(desired.spec.driver)
+        totals = [g.total_mb for g in self.desired.gpus if g.index in step.gpus]
+        spec = driver.within_budget(desired.spec, desired.footprint.awake_mb, totals)
         # the record keeps the hash of the spec as written, whatever the launch derived from it,
         # a digest per field (so that a later change can be named by its fields), and what the
         # service waits for: phase free stops dependents first, even once the service has left
@@ -359,19 +359,6 @@ def _this_start(tail: str) -> list[str]:
     lines = tail.splitlines()
     starts = [i for i, ln in enumerate(lines) if ln.startswith("=== gpumod ") and ": starting " in ln]
     return lines[starts[-1] + 1 :] if starts else lines
-
-
-def _pin_vllm_share(svc: DesiredService, pod: DesiredPod, gpus: tuple[int, ...]) -> ResolvedService:
-    """vLLM takes `gpu_memory_utilization` x total (default 0.9) whatever `vram_mb` says: a service
-    budgeted by `vram_mb` is started with the share of its smallest GPU that matches its budget."""
-    spec = svc.spec
-    if spec.driver != "vllm" or spec.gpu_memory_utilization is not None:
-        return spec
-    totals = [g.total_mb for g in pod.gpus if g.index in gpus]
-    if not totals:
-        return spec
-    share = min(1.0, math.ceil(svc.footprint.awake_mb / min(totals) * 1000) / 1000)
-    return replace(spec, gpu_memory_utilization=share)
 
 
 def _with_env(launch: Launch, extra: tuple[tuple[str, str], ...]) -> Launch:

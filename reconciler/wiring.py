@@ -113,7 +113,6 @@ def open_pod(pod: PodSpec) -> PodHandle:
     agent = PodAgent(transport, pod=pod.name, state_dir=state_dir, python=python)
     ctx = PodContext(
         pod=pod.name,
-        sim=host.kind == "sim",
         python=python,
         binaries=_with_user_binaries(binaries, pod),
         state_dir=state_dir,
@@ -136,7 +135,6 @@ def _open_ssh_pod(pod: PodSpec, host) -> PodHandle:
     agent = PodAgent(transport, pod=pod.name, state_dir=state_dir, python=pod.python)
     ctx = PodContext(
         pod=pod.name,
-        sim=pod.sim is not None,
         python=pod.python,
         binaries=_with_user_binaries(sim_binaries(pod.python) if pod.sim else [], pod),
         state_dir=state_dir,
