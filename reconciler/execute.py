@@ -23,6 +23,7 @@ from gpumod.drivers.registry import driver_for
 from gpumod.drivers.supervisors import Supervisor, make_supervisor
 from gpumod.errors import GpumodError, HealthTimeoutError, PodError, StepError, VramReleaseTimeoutError
 from gpumod.logconfig import get_logger
+from gpumod.observe import service_status
 from gpumod.ports import Clock
 from gpumod.spec.resolved import ResolvedService
 
@@ -286,30 +287,23 @@ class PodExecutor:
         return answers
 
     async def _await_ready(self, spec: ResolvedService, *, awake: bool, timeout: float) -> None:
-        """Poll the service on the pod until it is ready (and awake), its process died, or timeout."""
+        """Poll the service on the pod until it is ready (and awake), its process died, or timeout.
+        The answers are read as ``gpumod status`` reads them (``observe.service_status``)."""
         deadline = self.clock.now() + timeout
-        detail = "no answer yet"
         while True:
             raw = await self.agent.observe(names=[spec.name], gpus=False, init=False)
-            entry = raw.get("services", {}).get(spec.name)
-            if not entry or not entry.get("alive"):
+            status, sleep_level, detail = service_status(raw.get("services", {}).get(spec.name) or {})
+            if status == "failed":
                 raise StepError(self.desired.name, spec.name, "the process exited while starting")
-            answers = {
-                key: HttpAnswer(int(a.get("status", 0)), a.get("body", ""))
-                for key, a in (entry.get("probes") or {}).items()
-            }
-            state = driver_for(spec.driver).parse(spec.sleep, answers)
-            if state.readiness == "ready" and (not awake or state.sleep_level is None):
+            if status == "unhealthy":
+                raise StepError(self.desired.name, spec.name, f"unhealthy: {detail or 'error'}")
+            if status in ("running", "sleeping") and (not awake or sleep_level is None):
                 return
-            if state.readiness == "error":
-                detail = state.detail or "error"
-                raise StepError(self.desired.name, spec.name, f"unhealthy: {detail}")
-            detail = state.detail or state.readiness
             if self.clock.now() >= deadline:
                 raise HealthTimeoutError(
                     self.desired.name,
                     spec.name,
-                    f"not healthy after {timeout:g} s ({detail})",
+                    f"not healthy after {timeout:g} s ({detail or status})",
                     hint="raise health.startup_timeout_s, or read `gpumod logs`",
                 )
             await self.clock.sleep(POLL_S)
