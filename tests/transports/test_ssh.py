@@ -19,7 +19,8 @@ import pytest
 
 from gpumod.drivers.agent import PodAgent
 from gpumod.drivers.base import Launch, Probe
-from gpumod.drivers.transports.ssh import TIMEOUT_RETURNCODE, SshTransport, parse_jump, remote_command
+from gpumod.drivers.transports.ssh import TIMEOUT_RETURNCODE, SshTransport, remote_command
+from gpumod.spec.hosts import parse_jump
 from gpumod.errors import PodError, PodUnreachableError
 from gpumod.spec import parse_host
 from infra.sshd import SshServer, free_port, keygen, known_hosts_entry
