@@ -1,6 +1,6 @@
 """The llama.cpp driver: ``llama-server`` for one model, or as a router that loads/unloads it.
 
-Facts (reference/runtimes.md §3.1): /health answers 503 while the model loads and 200 once
+Facts (llama.cpp's tools/server README): /health answers 503 while the model loads and 200 once
 ready; ``--fit`` defaults to on and would silently shrink what we planned, so ``-c``, ``-ngl``
 and ``--fit off`` are pinned (each can be overridden or removed with ``null`` in ``args``).
 Router mode (``--models-dir``) serves no model until ``POST /models/load``: gpumod keeps at most
