@@ -442,6 +442,17 @@ def schema() -> None:
     out.print_json(json.dumps(json_schema()))
 
 
+# Commands that live in their own modules: prompt, ssh, shell (gpumod.chat) and endpoints, tunnel
+# (gpumod.reach).
+from gpumod.chat.cli import register as _register_chat  # noqa: E402
+from gpumod.reach_cli import endpoints as _endpoints  # noqa: E402
+from gpumod.reach_cli import tunnel as _tunnel  # noqa: E402
+
+_register_chat(app)
+app.command("endpoints")(_endpoints)
+app.command("tunnel")(_tunnel)
+
+
 def main() -> None:
     app()
 
