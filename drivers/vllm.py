@@ -1,9 +1,9 @@
 """The vLLM driver: ``vllm serve`` command line, sleep/wake calls, and reading its probes.
 
-Facts it relies on (vLLM's OpenAI-compatible server, as documented and seen in its source): vLLM does not listen until the engine is ready
-(connection refused = still loading; first 200 on /health = ready); sleep needs
-``--enable-sleep-mode`` plus ``VLLM_SERVER_DEV_MODE=1``; ``/is_sleeping`` and the
-``vllm:engine_sleep_state`` gauge (awake / weights_offloaded = L1 / discard_all = L2) tell the
+Facts it relies on (vLLM's OpenAI-compatible server, as documented and seen in its source): vLLM
+does not listen until the engine is ready (connection refused = still loading; first 200 on /health
+= ready); sleep needs ``--enable-sleep-mode`` plus ``VLLM_SERVER_DEV_MODE=1``; ``/is_sleeping`` and
+the ``vllm:engine_sleep_state`` gauge (awake / weights_offloaded = L1 / discard_all = L2) tell the
 sleep state; an L2 wake must reload the weights.
 """
 

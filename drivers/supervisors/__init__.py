@@ -28,7 +28,9 @@ if TYPE_CHECKING:
     from gpumod.drivers.agent import PodAgent
 
 
-def make_supervisor(agent: PodAgent, kind: str, scope: str = "system", *, template_dir: str | Path | None = None) -> Supervisor:
+def make_supervisor(
+    agent: PodAgent, kind: str, scope: str = "system", *, template_dir: str | Path | None = None
+) -> Supervisor:
     """The supervisor of ``kind`` (process | systemd, see ``choose_supervisor``) acting through
     ``agent``: the one place that maps a kind to its class."""
     if kind == "systemd":

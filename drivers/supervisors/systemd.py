@@ -42,7 +42,8 @@ from gpumod.drivers.supervisors.systemd_syntax import (
 from gpumod.errors import GpumodError
 
 __all__ = [
-    "TEMPLATE", "SystemdSupervisor", "UnitTemplateError", "UnitValueError", "env_file_path", "log_path", "render_unit", "seconds",
+    "TEMPLATE", "SystemdSupervisor", "UnitTemplateError", "UnitValueError", "env_file_path", "log_path",
+    "render_unit", "seconds",
     "systemd_quote", "unit_name",
 ]
 

@@ -13,7 +13,8 @@ from gpumod.spec.resolved import ResolvedService
 
 DATA = Path(__file__).parent / "data"
 CTX = PodContext(pod="box")
-SIM_CTX = PodContext(pod="sim", binaries=(("vllm", ("/venv/bin/python", "-m", "gpumod.sim.server", "--flavour", "vllm", "--")),))
+SIM_SERVER = ("/venv/bin/python", "-m", "gpumod.sim.server", "--flavour", "vllm", "--")
+SIM_CTX = PodContext(pod="sim", binaries=(("vllm", SIM_SERVER),))
 vllm = VllmDriver()
 
 

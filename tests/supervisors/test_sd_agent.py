@@ -328,7 +328,8 @@ async def test_start_failure_is_reported_and_leaves_nothing_behind(pod: Pod) -> 
     # a path that is not normalized is a "bad unit file setting": the unit cannot start
     bad_text = pod.render(pod.launch("bad2", argv=["/bin/true"])).replace("Type=simple", "WorkingDirectory=/a/../b")
     with pytest.raises(PodError, match="cannot start bad2"):
-        await SystemdSupervisor(pod.agent, scope="user").start(pod.launch("bad2", argv=["/bin/true"]), unit_text=bad_text)
+        bad2 = pod.launch("bad2", argv=["/bin/true"])
+        await SystemdSupervisor(pod.agent, scope="user").start(bad2, unit_text=bad_text)
     assert not pod.unit_file("bad2").exists() and not pod.record("bad2").exists()
 
 
