@@ -126,7 +126,9 @@ class Driver(Protocol):
 
     def sleep_calls(self, svc: ResolvedService, level: str) -> list[HttpCall]: ...
 
-    def wake_calls(self, svc: ResolvedService) -> list[HttpCall]: ...
+    def wake_calls(self, svc: ResolvedService, level: str | None = None) -> list[HttpCall]:
+        """``level``: the level it was put to sleep at, when known (default: the spec's)."""
+        ...
 
     def parse(self, svc_sleep: str, answers: dict[str, HttpAnswer]) -> ProbedState:
         """Read the answers to ``Launch.probes`` (keyed by ``Probe.key``)."""

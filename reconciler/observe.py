@@ -126,8 +126,8 @@ def service_status(entry: Mapping[str, Any]) -> tuple[Status, str | None, str]:
     unit: Mapping[str, Any] = entry.get("unit") or {}
     if unit.get("crash_loop"):
         n = int(unit.get("nrestarts") or 0)
-        state = f"{unit.get('active_state', '?')}/{unit.get('sub_state', '?')}, result {unit.get('result', '?')}"
-        return "failed", None, f"crash loop: systemd restarted it {n} times ({state})"
+        states = f"{unit.get('active_state', '?')}/{unit.get('sub_state', '?')}, result {unit.get('result', '?')}"
+        return "failed", None, f"crash loop: systemd restarted it {n} times ({states})"
     if not entry.get("alive"):
         leader = entry.get("leader") or "gone"
         left = entry.get("pids") or []
