@@ -9,7 +9,7 @@ answers (``parse``). That keeps drivers testable on recorded outputs.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Literal, Protocol
+from typing import Any, Iterable, Literal, Protocol, Sequence
 
 from gpumod.spec.resolved import ResolvedService
 
@@ -21,7 +21,6 @@ class PodContext:
     """What a driver needs to know about the pod it renders for."""
 
     pod: str
-    sim: bool = False
     python: str = "python3"  # the pod's Python (for {python} in commands, and the sim server)
     binaries: tuple[tuple[str, tuple[str, ...]], ...] = ()  # server kind -> argv prefix
     state_dir: str = "~/.gpumod"
@@ -127,8 +126,16 @@ class Driver(Protocol):
 
     def sleep_calls(self, svc: ResolvedService, level: str) -> list[HttpCall]: ...
 
-    def wake_calls(self, svc: ResolvedService) -> list[HttpCall]: ...
+    def wake_calls(self, svc: ResolvedService, level: str | None = None) -> list[HttpCall]:
+        """``level``: the level it was put to sleep at, when known (default: the spec's)."""
+        ...
 
     def parse(self, svc_sleep: str, answers: dict[str, HttpAnswer]) -> ProbedState:
         """Read the answers to ``Launch.probes`` (keyed by ``Probe.key``)."""
+        ...
+
+    def within_budget(self, svc: ResolvedService, awake_mb: int, gpu_totals_mb: Sequence[int]) -> ResolvedService:
+        """The service as it must be started to stay within the ``awake_mb`` the plan budgeted per
+        GPU (on GPUs of ``gpu_totals_mb``): a server that sizes itself from the GPU (vLLM) is told
+        its share; the others are returned as they are."""
         ...

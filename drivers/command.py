@@ -7,6 +7,8 @@ one argument. Such services cannot sleep.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from gpumod.drivers.base import HttpAnswer, HttpCall, Launch, PodContext, Probe, ProbedState, service_launch
 from gpumod.drivers.flags import gpu_env
 from gpumod.errors import GpumodError, UnsupportedError
@@ -43,6 +45,9 @@ class CommandDriver:
 
     def wake_calls(self, svc: ResolvedService, level: str | None = None) -> list[HttpCall]:
         raise UnsupportedError(f"service {svc.name}: the {self.name} driver cannot wake a service")
+
+    def within_budget(self, svc: ResolvedService, awake_mb: int, gpu_totals_mb: Sequence[int]) -> ResolvedService:
+        return svc  # it takes what it needs, not a share of the GPU
 
     def parse(self, svc_sleep: str, answers: dict[str, HttpAnswer]) -> ProbedState:
         health = answers.get("health")

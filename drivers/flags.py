@@ -14,10 +14,6 @@ from typing import Any, Iterable, Mapping
 FlagValue = Any
 
 
-def render_value(value: FlagValue) -> str:
-    return str(value)
-
-
 class Flags:
     """An ordered flag map for one command line."""
 
@@ -57,9 +53,9 @@ class Flags:
                 argv.append(flag)
             elif isinstance(value, (list, tuple)):
                 for item in value:
-                    argv += [flag, render_value(item)]
+                    argv += [flag, str(item)]
             else:
-                argv += [flag, render_value(value)]
+                argv += [flag, str(value)]
         return argv
 
 

@@ -1,6 +1,6 @@
 """The llama.cpp driver: ``llama-server`` for one model, or as a router that loads/unloads it.
 
-Facts (reference/runtimes.md §3.1): /health answers 503 while the model loads and 200 once
+Facts (llama.cpp's tools/server README): /health answers 503 while the model loads and 200 once
 ready; ``--fit`` defaults to on and would silently shrink what we planned, so ``-c``, ``-ngl``
 and ``--fit off`` are pinned (each can be overridden or removed with ``null`` in ``args``).
 Router mode (``--models-dir``) serves no model until ``POST /models/load``: gpumod keeps at most
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import posixpath
+from collections.abc import Sequence
 
 from gpumod.drivers.base import HttpAnswer, HttpCall, Launch, PodContext, Probe, ProbedState, service_launch
 from gpumod.drivers.flags import Flags, gpu_env
@@ -119,6 +120,9 @@ class LlamaCppDriver:
         if not is_router(svc):
             raise UnsupportedError(f"service {svc.name}: a single-model llama-server cannot sleep; use router mode")
         return self._model_call(svc, "/models/load")
+
+    def within_budget(self, svc: ResolvedService, awake_mb: int, gpu_totals_mb: Sequence[int]) -> ResolvedService:
+        return svc  # it takes what it needs, not a share of the GPU
 
     def parse(self, svc_sleep: str, answers: dict[str, HttpAnswer]) -> ProbedState:
         health = answers.get("health")

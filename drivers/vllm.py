@@ -1,16 +1,19 @@
 """The vLLM driver: ``vllm serve`` command line, sleep/wake calls, and reading its probes.
 
-Facts it relies on (reference/runtimes.md §2): vLLM does not listen until the engine is ready
-(connection refused = still loading; first 200 on /health = ready); sleep needs
-``--enable-sleep-mode`` plus ``VLLM_SERVER_DEV_MODE=1``; ``/is_sleeping`` and the
-``vllm:engine_sleep_state`` gauge (awake / weights_offloaded = L1 / discard_all = L2) tell the
+Facts it relies on (vLLM's OpenAI-compatible server, as documented and seen in its source): vLLM
+does not listen until the engine is ready (connection refused = still loading; first 200 on /health
+= ready); sleep needs ``--enable-sleep-mode`` plus ``VLLM_SERVER_DEV_MODE=1``; ``/is_sleeping`` and
+the ``vllm:engine_sleep_state`` gauge (awake / weights_offloaded = L1 / discard_all = L2) tell the
 sleep state; an L2 wake must reload the weights.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
+from collections.abc import Sequence
+from dataclasses import replace
 
 from gpumod.drivers.base import HttpAnswer, HttpCall, Launch, PodContext, Probe, ProbedState, service_launch
 from gpumod.drivers.flags import Flags, gpu_env
@@ -79,6 +82,15 @@ class VllmDriver:
             HttpCall("POST", "/wake_up?tags=kv_cache", timeout_s=SLEEP_TIMEOUT_S),
             HttpCall("POST", "/reset_prefix_cache", timeout_s=60.0),
         ]
+
+    def within_budget(self, svc: ResolvedService, awake_mb: int, gpu_totals_mb: Sequence[int]) -> ResolvedService:
+        """vLLM takes ``gpu_memory_utilization`` x total (default 0.9) whatever ``vram_mb`` says: a
+        service budgeted by ``vram_mb`` is started with the share of its smallest GPU that matches
+        its budget (rounded up to 0.001, at most 1)."""
+        if svc.gpu_memory_utilization is not None or not gpu_totals_mb:
+            return svc
+        share = min(1.0, math.ceil(awake_mb / min(gpu_totals_mb) * 1000) / 1000)
+        return replace(svc, gpu_memory_utilization=share)
 
     def parse(self, svc_sleep: str, answers: dict[str, HttpAnswer]) -> ProbedState:
         health = answers.get("health")

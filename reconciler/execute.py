@@ -9,21 +9,21 @@ waiting goes through the injected ``Clock`` so tests run it in zero seconds.
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 from dataclasses import dataclass, field, replace
 from itertools import groupby
 from pathlib import Path
 from typing import Callable
 
-from gpumod.core.model import DesiredPod, DesiredService, PodPlan, Step
+from gpumod.core.model import DesiredPod, PodPlan, Step
 from gpumod.drivers.agent import PodAgent
 from gpumod.drivers.base import HttpAnswer, HttpCall, Launch, PodContext
 from gpumod.drivers.probes.nvidia_smi import parse_gpus
 from gpumod.drivers.registry import driver_for
-from gpumod.drivers.supervisors import env_file_path, log_path, render_unit
+from gpumod.drivers.supervisors import Supervisor, make_supervisor
 from gpumod.errors import GpumodError, HealthTimeoutError, PodError, StepError, VramReleaseTimeoutError
 from gpumod.logconfig import get_logger
+from gpumod.observe import service_status
 from gpumod.ports import Clock
 from gpumod.spec.resolved import ResolvedService
 
@@ -70,11 +70,17 @@ class PodExecutor:
     vram_release_timeout_s: float = 60.0
     report: Reporter | None = None
     secrets: dict[str, dict[str, str]] = field(default_factory=dict)  # service -> secret env values
-    supervisor: str = "process"  # process | systemd, as chosen for this pod
+    # the pod's Supervisor (``PodHandle.supervisor_for``); a kind (process | systemd) is still
+    # accepted, with ``scope`` and ``template_dir``, and made into one here
+    supervisor: Supervisor | str = "process"
     unit_env: dict[str, str] = field(default_factory=dict)  # what every service gets too (a sim pod's PATH...)
     template_dir: Path | None = None  # the spec repo's templates/ (user unit template), if any
-
     scope: str = "system"  # systemd: system units, or --user units
+
+    def __post_init__(self) -> None:
+        if isinstance(self.supervisor, str):
+            self.supervisor = make_supervisor(self.agent, self.supervisor, self.scope, template_dir=self.template_dir)
+        self._supervisor: Supervisor = self.supervisor
 
     async def run(self, plan: PodPlan) -> PodRun:
         run = PodRun(plan.pod)
@@ -170,14 +176,15 @@ class PodExecutor:
     async def _stop(self, step: Step) -> None:
         # the pod's record holds the stop_timeout_s the process was started with (also for a
         # service no longer desired, which has no spec here): the agent uses it
-        await self.agent.stop(step.service)
+        await self._supervisor.stop(step.service)
 
     async def _start(self, step: Step) -> None:
         desired = self.desired.service(step.service)
         if desired is None:
             raise StepError(self.desired.name, step.service, "not in the desired state")
-        spec = _pin_vllm_share(desired, self.desired, step.gpus)
-        driver = driver_for(spec.driver)
+        driver = driver_for(desired.spec.driver)
+        totals = [g.total_mb for g in self.desired.gpus if g.index in step.gpus]
+        spec = driver.within_budget(desired.spec, desired.footprint.awake_mb, totals)
         # the record keeps the hash of the spec as written, whatever the launch derived from it,
         # a digest per field (so that a later change can be named by its fields), and what the
         # service waits for: phase free stops dependents first, even once the service has left
@@ -217,28 +224,13 @@ class PodExecutor:
             await self.agent.update_meta(spec.name, sleep_level=step.level or spec.sleep)
 
     async def _launch(self, launch: Launch) -> None:
-        secret_env = self.secrets.get(launch.name, {})
         if self.unit_env:  # whatever the supervisor: a service inherits almost nothing
             launch = _with_env(launch, tuple(sorted(self.unit_env.items())))
-        if self.supervisor != "systemd":
-            await self.agent.start(launch, secret_env=secret_env)
-            return
-        scope = self.scope
-        state_dir, pod = self.ctx.state_dir, self.ctx.pod
-        text = render_unit(
-            launch,
-            pod=pod,
-            state_dir=state_dir,
-            log_path=log_path(state_dir, pod, launch.name),
-            env_file=env_file_path(state_dir, pod, launch.name),
-            template_dir=self.template_dir,
-            scope=scope,
-        )
-        answer = await self.agent.start(
-            launch, secret_env=secret_env, supervisor="systemd", unit_text=text, scope=scope
-        )
+        answer = await self._supervisor.start(launch, self.secrets.get(launch.name, {}))
         for warning in answer.get("warnings") or ():
-            log.warning("systemd.warning", pod=pod, service=launch.name, warning=str(warning))
+            log.warning(
+                f"{self._supervisor.kind}.warning", pod=self.ctx.pod, service=launch.name, warning=str(warning)
+            )
 
     async def _record_failure(self, spec: ResolvedService, err: GpumodError) -> None:
         """Kill what is left of a failed start and record on the pod the failure (count and time,
@@ -251,7 +243,7 @@ class PodExecutor:
         cause = err.detail if isinstance(err, StepError) else err.message
         last_line = next((ln.strip() for ln in reversed(lines) if ln.strip()), "")
         try:
-            await self.agent.stop(spec.name, spec.stop_timeout_s, forget=False)
+            await self._supervisor.stop(spec.name, spec.stop_timeout_s, forget=False)
             record = await self.agent.update_meta(
                 spec.name,
                 bump_failures=True,
@@ -295,30 +287,23 @@ class PodExecutor:
         return answers
 
     async def _await_ready(self, spec: ResolvedService, *, awake: bool, timeout: float) -> None:
-        """Poll the service on the pod until it is ready (and awake), its process died, or timeout."""
+        """Poll the service on the pod until it is ready (and awake), its process died, or timeout.
+        The answers are read as ``gpumod status`` reads them (``observe.service_status``)."""
         deadline = self.clock.now() + timeout
-        detail = "no answer yet"
         while True:
             raw = await self.agent.observe(names=[spec.name], gpus=False, init=False)
-            entry = raw.get("services", {}).get(spec.name)
-            if not entry or not entry.get("alive"):
+            status, sleep_level, detail = service_status(raw.get("services", {}).get(spec.name) or {})
+            if status == "failed":
                 raise StepError(self.desired.name, spec.name, "the process exited while starting")
-            answers = {
-                key: HttpAnswer(int(a.get("status", 0)), a.get("body", ""))
-                for key, a in (entry.get("probes") or {}).items()
-            }
-            state = driver_for(spec.driver).parse(spec.sleep, answers)
-            if state.readiness == "ready" and (not awake or state.sleep_level is None):
+            if status == "unhealthy":
+                raise StepError(self.desired.name, spec.name, f"unhealthy: {detail or 'error'}")
+            if status in ("running", "sleeping") and (not awake or sleep_level is None):
                 return
-            if state.readiness == "error":
-                detail = state.detail or "error"
-                raise StepError(self.desired.name, spec.name, f"unhealthy: {detail}")
-            detail = state.detail or state.readiness
             if self.clock.now() >= deadline:
                 raise HealthTimeoutError(
                     self.desired.name,
                     spec.name,
-                    f"not healthy after {timeout:g} s ({detail})",
+                    f"not healthy after {timeout:g} s ({detail or status})",
                     hint="raise health.startup_timeout_s, or read `gpumod logs`",
                 )
             await self.clock.sleep(POLL_S)
@@ -368,19 +353,6 @@ def _this_start(tail: str) -> list[str]:
     lines = tail.splitlines()
     starts = [i for i, ln in enumerate(lines) if ln.startswith("=== gpumod ") and ": starting " in ln]
     return lines[starts[-1] + 1 :] if starts else lines
-
-
-def _pin_vllm_share(svc: DesiredService, pod: DesiredPod, gpus: tuple[int, ...]) -> ResolvedService:
-    """vLLM takes `gpu_memory_utilization` x total (default 0.9) whatever `vram_mb` says: a service
-    budgeted by `vram_mb` is started with the share of its smallest GPU that matches its budget."""
-    spec = svc.spec
-    if spec.driver != "vllm" or spec.gpu_memory_utilization is not None:
-        return spec
-    totals = [g.total_mb for g in pod.gpus if g.index in gpus]
-    if not totals:
-        return spec
-    share = min(1.0, math.ceil(svc.footprint.awake_mb / min(totals) * 1000) / 1000)
-    return replace(spec, gpu_memory_utilization=share)
 
 
 def _with_env(launch: Launch, extra: tuple[tuple[str, str], ...]) -> Launch:

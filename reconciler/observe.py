@@ -5,7 +5,8 @@ and does the reading: nvidia-smi's XML into GPUs, each service record + liveness
 into a status (through its driver's ``parse``), and compute-app VRAM split into what gpumod's
 services use (by session pids) and what foreign processes use.
 
-Status of a recorded service:
+Status of a recorded service (``service_status``, also the executor's reading while it waits
+for a service it started to be ready):
   process gone (or a zombie)           → failed     (record present, process not)
   alive, refused / loading             → starting
   alive, ready and asleep              → sleeping   (with its sleep level)
@@ -125,8 +126,8 @@ def service_status(entry: Mapping[str, Any]) -> tuple[Status, str | None, str]:
     unit: Mapping[str, Any] = entry.get("unit") or {}
     if unit.get("crash_loop"):
         n = int(unit.get("nrestarts") or 0)
-        state = f"{unit.get('active_state', '?')}/{unit.get('sub_state', '?')}, result {unit.get('result', '?')}"
-        return "failed", None, f"crash loop: systemd restarted it {n} times ({state})"
+        states = f"{unit.get('active_state', '?')}/{unit.get('sub_state', '?')}, result {unit.get('result', '?')}"
+        return "failed", None, f"crash loop: systemd restarted it {n} times ({states})"
     if not entry.get("alive"):
         leader = entry.get("leader") or "gone"
         left = entry.get("pids") or []

@@ -1,8 +1,9 @@
-"""The seams between the engine and the world: Transport, Clock, and the pod agent's calls.
+"""The seams between the engine and the world: Transport and Clock.
 
-Everything that touches a machine goes through a ``Transport`` (local subprocess now, asyncssh
-next); everything that waits goes through a ``Clock``. Tests swap in the fakes from
-``gpumod.testing``; production code gets the real ones from ``gpumod.wiring``.
+Everything that touches a machine goes through a ``Transport`` (``drivers/transports/``: a local
+subprocess, or asyncssh for SSH pods); everything that waits goes through a ``Clock``. The real
+ones come from ``gpumod.wiring`` (``SystemClock`` here); unit tests use small fakes
+(``drivers/transports/fake.py``, or a clock that only advances a number).
 """
 
 from __future__ import annotations

@@ -7,7 +7,6 @@ controller works on ``PodHandle`` values it gets from here.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import sys
 from contextlib import asynccontextmanager
@@ -18,15 +17,16 @@ from pathlib import Path
 from gpumod.drivers.agent import PodAgent
 from gpumod.drivers.agent.lock import PodLock, acquire_pod_lock, break_pod_lock, owner_info, peek_pod_lock
 from gpumod.drivers.base import PodContext
-from gpumod.drivers.supervisors import choose_scope, choose_supervisor
+from gpumod.drivers.supervisors import Supervisor, choose_scope, choose_supervisor, make_supervisor
 from gpumod.drivers.transports.local import LocalTransport
 from gpumod.errors import GpumodError, PodError
 from gpumod.ports import Transport
-from gpumod.spec import parse_host
+from gpumod.sim.attach import local_sim, setup_argv, sim_binaries, sim_env, sim_timings
+from gpumod.spec.hosts import parse_host
 from gpumod.spec.models import PodSpec
 
-SIM_SERVER = ("-m", "gpumod.sim.server", "--flavour")
 REMOTE_STATE_DIR = "~/.gpumod"
+
 
 def gpumod_home() -> Path:
     return Path(os.environ.get("GPUMOD_HOME") or Path.home() / ".gpumod").expanduser()
@@ -49,6 +49,11 @@ class PodHandle:
             return "process", "system"  # a simulated pod on a laptop: never the laptop's user units
         return choose_supervisor(setting, init), choose_scope(init)
 
+    def supervisor_for(self, init: Mapping[str, Any], *, template_dir: Path | None = None) -> Supervisor:
+        """The ``Supervisor`` that runs this pod's services (``init``: what the pod agent observed
+        about its PID 1); ``template_dir``: the spec repo's ``templates/`` (a unit template)."""
+        return make_supervisor(self.agent, *self.supervisor(init), template_dir=template_dir)
+
     @property
     def name(self) -> str:
         return self.spec.name
@@ -58,26 +63,8 @@ def sim_dir(pod: PodSpec) -> Path:
     return gpumod_home() / "sim" / pod.name
 
 
-def sim_timings(pod: PodSpec) -> dict[str, str]:
-    """The sim servers' load/sleep/wake seconds from the pod's ``sim:``, as their env."""
-    if pod.sim is None:
-        return {}
-    return {
-        "GPUMOD_SIM_LOAD_S": str(pod.sim.load_s),
-        "GPUMOD_SIM_SLEEP_S": str(pod.sim.sleep_s),
-        "GPUMOD_SIM_WAKE_S": str(pod.sim.wake_s),
-    }
-
-
-def sim_env(sim_directory: str, bindir: str, path: str, pod: PodSpec) -> dict[str, str]:
-    return {"PATH": f"{bindir}{os.pathsep}{path}", "GPUMOD_SIM_DIR": sim_directory, **sim_timings(pod)}
-
-
-def sim_binaries(python: str) -> list[tuple[str, tuple[str, ...]]]:
-    return [
-        ("vllm", (python, *SIM_SERVER, "vllm", "--")),
-        ("llama-server", (python, *SIM_SERVER, "llamacpp", "--")),
-    ]
+def _timings(pod: PodSpec) -> dict[str, str]:
+    return sim_timings(pod.sim.load_s, pod.sim.sleep_s, pod.sim.wake_s) if pod.sim is not None else {}
 
 
 def _with_user_binaries(binaries: list[tuple[str, tuple[str, ...]]], pod: PodSpec):
@@ -96,19 +83,11 @@ def open_pod(pod: PodSpec) -> PodHandle:
     env: dict[str, str] = {}
     binaries: list[tuple[str, tuple[str, ...]]] = []
     if host.kind == "sim":
-        from gpumod.sim.pod import ensure_sim_pod
-
-        directory = sim_dir(pod)
-        bindir = ensure_sim_pod(directory, [(g.name, g.memory_mb) for g in pod.gpus or []], python)
-        env = sim_env(str(directory), str(bindir), os.environ.get("PATH", ""), pod)
-        if os.environ.get("PYTHONPATH"):  # the sim servers import gpumod as this process did
-            env["PYTHONPATH"] = os.environ["PYTHONPATH"]
-        binaries = sim_binaries(python)
+        env, binaries = local_sim(sim_dir(pod), [(g.name, g.memory_mb) for g in pod.gpus or []], python, _timings(pod))
     transport = LocalTransport(env=env)
     agent = PodAgent(transport, pod=pod.name, state_dir=state_dir, python=python)
     ctx = PodContext(
         pod=pod.name,
-        sim=host.kind == "sim",
         python=python,
         binaries=_with_user_binaries(binaries, pod),
         state_dir=state_dir,
@@ -131,7 +110,6 @@ def _open_ssh_pod(pod: PodSpec, host) -> PodHandle:
     agent = PodAgent(transport, pod=pod.name, state_dir=state_dir, python=pod.python)
     ctx = PodContext(
         pod=pod.name,
-        sim=pod.sim is not None,
         python=pod.python,
         binaries=_with_user_binaries(sim_binaries(pod.python) if pod.sim else [], pod),
         state_dir=state_dir,
@@ -139,7 +117,7 @@ def _open_ssh_pod(pod: PodSpec, host) -> PodHandle:
     handle = PodHandle(pod, transport, agent, ctx, sim=pod.sim is not None)
     if pod.sim is not None:  # checked on the pod with the first agent call (one round trip)
         agent.sim = {"dir": f"{state_dir}/sim/{pod.name}", "gpus": [[g.name, g.memory_mb] for g in pod.gpus or []]}
-        agent.env.update(sim_timings(pod))  # PATH and the sim dir come from the pod's answer
+        agent.env.update(_timings(pod))  # PATH and the sim dir come from the pod's answer
         agent.on_sim = lambda info: _sim_ready(handle, info)
         agent.setup_sim = lambda: _setup_sim(handle)
     return handle
@@ -148,7 +126,7 @@ def _open_ssh_pod(pod: PodSpec, host) -> PodHandle:
 def _sim_ready(handle: PodHandle, info: Mapping[str, str]) -> None:
     """The pod answered where its simulated GPUs are: services started from now on get them."""
     python = info["python"]
-    handle.unit_env = sim_env(info["dir"], info["bin"], info["path"], handle.spec)
+    handle.unit_env = sim_env(info["dir"], info["bin"], info["path"], _timings(handle.spec))
     handle.agent.env.update(handle.unit_env)
     handle.ctx = replace(handle.ctx, python=python, binaries=_with_user_binaries(sim_binaries(python), handle.spec))
 
@@ -156,8 +134,8 @@ def _sim_ready(handle: PodHandle, info: Mapping[str, str]) -> None:
 async def _setup_sim(handle: PodHandle) -> None:
     """The full set-up of an SSH pod's simulated GPUs (gpumod installed for the pod's python)."""
     assert handle.agent.sim is not None
-    where, gpus = handle.agent.sim["dir"], json.dumps(handle.agent.sim["gpus"])
-    result = await handle.transport.run([handle.spec.python, "-m", "gpumod.sim.pod", where, gpus], timeout=60)
+    argv = setup_argv(handle.spec.python, handle.agent.sim["dir"], handle.agent.sim["gpus"])
+    result = await handle.transport.run(argv, timeout=60)
     if not result.ok:
         tail = result.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
         raise PodError(handle.name, f"setting up the simulated GPUs failed: {tail[0]}")

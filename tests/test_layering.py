@@ -1,4 +1,4 @@
-"""The pure core and the spec language import nothing that touches the world (style.md §2),
+"""The pure core and the spec language import nothing that touches the world (so plan() stays pure),
 and the engine reaches concrete drivers/transports only through the wiring module."""
 
 from __future__ import annotations

@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable, Mapping, Sequence
 
 from gpumod.drivers.base import HttpAnswer, HttpCall, Launch
-from gpumod.drivers.supervisors.systemd_syntax import render_env_file, unit_name
 from gpumod.errors import PodError
 from gpumod.ports import CommandResult, Transport
 
@@ -205,36 +204,20 @@ class PodAgent:
         launch: Launch,
         *,
         secret_env: Mapping[str, str] | None = None,
-        supervisor: str = "process",
-        unit_text: str | None = None,
-        env_file_text: str | None = None,
-        scope: str | None = None,
+        supervisor_args: Mapping[str, Any] | None = None,
     ) -> dict:
         """Start the service and record it; refused if it is already alive.
 
-        ``supervisor="process"``: spawned detached (own session), ``secret_env`` in its environment.
-        ``supervisor="systemd"``: ``unit_text`` (``supervisors.systemd.render_unit``) is written as
-        ``gpumod-<pod>-<name>.service`` in ``scope`` (``system``/``user``; default: system for
-        root) and started; the secrets go only to its EnvironmentFile (``env_file_text``, else
-        rendered from ``secret_env``). The answer has ``unit_changed``, ``reloaded``, ``warnings``.
+        Without ``supervisor_args`` the agent spawns it detached (own session), ``secret_env`` in
+        its environment. ``supervisor_args`` is the rest of the request of another supervisor
+        (``supervisors.SystemdSupervisor`` builds it: the unit, its text, its secrets file); call
+        the pod's ``Supervisor`` rather than this.
         """
-        args: dict[str, Any] = {"launch": launch_payload(launch)}
-        if supervisor == "systemd":
-            if not unit_text:
-                raise ValueError("a systemd start needs the unit text (gpumod.drivers.supervisors.render_unit)")
-            if env_file_text is None:
-                env_file_text = render_env_file(secret_env or {})
-            args.update(
-                supervisor="systemd",
-                unit=unit_name(self.pod, launch.name),
-                unit_text=unit_text,
-                env_file_text=env_file_text,
-                scope=scope,
-            )
-        elif supervisor == "process":
-            args["secret_env"] = dict(secret_env or {})
-        else:
-            raise ValueError(f"unknown supervisor {supervisor!r} (process | systemd)")
+        args: dict[str, Any] = {
+            "launch": launch_payload(launch),
+            "secret_env": dict(secret_env or {}),
+            **(supervisor_args or {}),
+        }
         return await self._call("start", args, timeout=30.0 + launch.stop_timeout_s)
 
     async def stop(self, name: str, timeout_s: float | None = None, *, forget: bool = True) -> dict:

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from typing import Any, Literal, Mapping
 
-Supervisor = Literal["systemd", "process"]
+SupervisorKind = Literal["systemd", "process"]
 Scope = Literal["system", "user"]
 
-__all__ = ["Scope", "Supervisor", "choose_scope", "choose_supervisor"]
+__all__ = ["Scope", "SupervisorKind", "choose_scope", "choose_supervisor"]
 
 
 def choose_scope(init_info: Mapping[str, Any]) -> Scope:
@@ -22,7 +22,7 @@ def choose_scope(init_info: Mapping[str, Any]) -> Scope:
     return "system" if init_info.get("uid") == 0 else "user"
 
 
-def choose_supervisor(pod_setting: str, init_info: Mapping[str, Any] | None) -> Supervisor:
+def choose_supervisor(pod_setting: str, init_info: Mapping[str, Any] | None) -> SupervisorKind:
     """``systemd`` | ``process`` for a pod whose spec says ``pod_setting`` (auto | systemd | process)."""
     if pod_setting in ("systemd", "process"):
         return pod_setting  # type: ignore[return-value]

@@ -20,16 +20,20 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Mapping
 
 if TYPE_CHECKING:  # imported when a unit is rendered: most commands never do
     import jinja2
 
+    from gpumod.drivers.agent import PodAgent
+
 from gpumod.drivers.base import Launch
+from gpumod.drivers.supervisors.base import AgentSupervisor
 from gpumod.drivers.supervisors.systemd_syntax import (
     ENV_KEY,
     check_line_safe,
     exec_line,
+    render_env_file,
     systemd_quote,
     unit_glob_path,
     unit_name,
@@ -38,7 +42,8 @@ from gpumod.drivers.supervisors.systemd_syntax import (
 from gpumod.errors import GpumodError
 
 __all__ = [
-    "TEMPLATE", "UnitTemplateError", "UnitValueError", "env_file_path", "log_path", "render_unit", "seconds",
+    "TEMPLATE", "SystemdSupervisor", "UnitTemplateError", "UnitValueError", "env_file_path", "log_path",
+    "render_unit", "seconds",
     "systemd_quote", "unit_name",
 ]
 
@@ -166,3 +171,50 @@ def _variables(
         "stop_timeout": seconds(launch.stop_timeout_s),
         "wanted_by": "multi-user.target" if scope == "system" else "default.target",
     }
+
+
+class SystemdSupervisor(AgentSupervisor):
+    """One unit per service, rendered here and installed by the pod agent (``daemon-reload``
+    only when its text changed) in ``scope`` (``system`` units, or ``--user`` units)."""
+
+    kind = "systemd"
+
+    def __init__(
+        self,
+        agent: PodAgent,
+        *,
+        scope: str = "system",
+        template_dir: str | Path | None = None,
+        restart_sec: float = DEFAULT_RESTART_SEC,
+    ) -> None:
+        super().__init__(agent)
+        self.scope = scope
+        self.template_dir = template_dir
+        self.restart_sec = restart_sec
+
+    def render(self, launch: Launch) -> str:
+        state_dir, pod = self.agent.state_dir, self.agent.pod
+        return render_unit(
+            launch,
+            pod=pod,
+            state_dir=state_dir,
+            log_path=log_path(state_dir, pod, launch.name),
+            env_file=env_file_path(state_dir, pod, launch.name),
+            template_dir=self.template_dir,
+            scope=self.scope,
+            restart_sec=self.restart_sec,
+        )
+
+    async def start(
+        self, launch: Launch, secret_env: Mapping[str, str] | None = None, *, unit_text: str | None = None
+    ) -> dict:
+        """``unit_text``: this text instead of the rendered unit (tests of what the pod refuses).
+        The answer has ``unit``, ``scope``, ``unit_changed``, ``reloaded`` and ``warnings``."""
+        request = {
+            "supervisor": "systemd",
+            "unit": unit_name(self.agent.pod, launch.name),
+            "unit_text": unit_text if unit_text is not None else self.render(launch),
+            "env_file_text": render_env_file(secret_env or {}),
+            "scope": self.scope,
+        }
+        return await self.agent.start(launch, supervisor_args=request)

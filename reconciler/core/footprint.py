@@ -1,7 +1,7 @@
 """The VRAM one service needs on one GPU, awake and asleep (pure).
 
-The planner budgets GPUs with these figures, so they follow design.md's order of trust: the
-spec's ``vram_mb`` (which already holds the preset config's figure); else vLLM's
+The planner budgets GPUs with these figures, so they follow the order of trust of docs/design.md
+(Footprints): the spec's ``vram_mb`` (which already holds the preset config's figure); else vLLM's
 ``gpu_memory_utilization`` × the GPU's *total* (vLLM reserves that share of total, not of free);
 else an estimate from the model (weights + KV cache for the context + overhead); else an error
 that tells the user to declare it. Asleep, a service keeps a residual: its ``sleep_vram_mb``, or

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from gpumod.errors import Infeasibility
@@ -288,11 +288,3 @@ def fingerprint(observed: tuple[ObservedPod, ...]) -> str:
             ]
         )
     return hashlib.sha256(json.dumps(data, default=str).encode()).hexdigest()[:16]
-
-
-@dataclass(frozen=True)
-class World:
-    """Desired and observed for a set of pods: the whole input of ``plan``."""
-
-    desired: tuple[DesiredPod, ...]
-    observed: tuple[ObservedPod, ...] = field(default=())

@@ -1,4 +1,4 @@
-"""``plan(desired, observed) -> Plan``: what to do on each pod, and why (design.md rules 1–8).
+"""``plan(desired, observed) -> Plan``: what to do on each pod, and why (docs/design.md, rules 1–8).
 
 Pure: no I/O, no clock (the observation carries its own time), no randomness. Per pod it
 decides each service's fate (``gpumod.core.fates``), places services on GPUs and prices the end

@@ -7,7 +7,8 @@
     json_schema()           the JSON Schema of a spec document
 """
 
-from gpumod.spec.checks import HostSpec, check_specs, parse_host
+from gpumod.spec.checks import check_specs
+from gpumod.spec.hosts import HostSpec, parse_host
 from gpumod.spec.loader import SpecSet, load_specs
 from gpumod.spec.presets import PresetCatalog, resolve_service
 from gpumod.spec.schema import json_schema

@@ -11,13 +11,11 @@ key it is about and never stops early, so one ``gpumod validate`` run lists ever
 from __future__ import annotations
 
 import difflib
-import re
-import shlex
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from gpumod.errors import Problem, SpecError
+from gpumod.spec.hosts import HOST_FORMS, parse_host
 from gpumod.spec.models import DOCKER_NAME_RE, ModeSpec, PodSpec, SecretRef, ServiceSpec
 from gpumod.spec.presets import (
     PresetCatalog,
@@ -29,9 +27,6 @@ from gpumod.spec.presets import (
 if TYPE_CHECKING:
     from gpumod.spec.loader import SpecSet
 
-HOST_FORMS = "local, sim, ssh://user@host[:port] or 'ssh [-p PORT] [-i KEY] [-J JUMP] user@host'"
-_SSH_URL = re.compile(r"^ssh://(?P<user>[^@/\s:]+)@(?P<host>\[[0-9A-Fa-f:.]+\]|[^@/\s:\[\]]+)(?::(?P<port>\d+))?/?$")
-_USER_HOST = re.compile(r"^(?P<user>[^@\s:]+)@(?P<host>[^@\s:/]+)$")
 VLLM_SLEEPS = ("none", "l1", "l2")
 LLAMACPP_SLEEPS = ("none", "router")
 DOCKER_ONLY = ("image", "container_port", "ports", "volumes", "network", "shm_size")
@@ -52,78 +47,6 @@ PROTECTED_MOUNTS = (
     ("/dev", "it exposes the host's devices (GPUs come from --gpus)"),
     ("/boot", "it holds the host's kernel and boot loader"),
 )
-
-
-@dataclass(frozen=True)
-class HostSpec:
-    """Where a pod is: this machine, the simulated GPU, or an SSH host."""
-
-    kind: Literal["local", "sim", "ssh"]
-    user: str | None = None
-    host: str | None = None
-    port: int = 22
-    key: str | None = None
-    jump: str | None = None
-
-
-def parse_host(host: str) -> HostSpec:
-    """Parse a pod's ``host``; ValueError (with the accepted forms) when it is none of them."""
-    text = host.strip()
-    if text in ("local", "sim"):
-        return HostSpec(kind=text)  # type: ignore[arg-type]
-    if text.startswith("ssh://"):
-        m = _SSH_URL.match(text)
-        if not m:
-            raise ValueError(f"host {host!r} is not ssh://user@host[:port]")
-        return HostSpec("ssh", user=m["user"], host=m["host"].strip("[]"), port=_port(m["port"], host))
-    if text.split(" ", 1)[0] == "ssh":
-        return _parse_ssh_command(host, text)
-    raise ValueError(f"host {host!r} is not one of: {HOST_FORMS}")
-
-
-def _parse_ssh_command(host: str, text: str) -> HostSpec:
-    try:
-        words = shlex.split(text)[1:]
-    except ValueError as err:
-        raise ValueError(f"host {host!r}: {err}") from None
-    options: dict[str, str] = {}
-    target = None
-    i = 0
-    while i < len(words):
-        word = words[i]
-        if word in ("-p", "-i", "-J"):
-            if i + 1 >= len(words):
-                raise ValueError(f"host {host!r}: {word} needs a value")
-            if word in options:
-                raise ValueError(f"host {host!r}: {word} is given twice")
-            options[word] = words[i + 1]
-            i += 2
-        elif word.startswith("-"):
-            raise ValueError(f"host {host!r}: option {word} is not supported; use -p, -i or -J (or ~/.ssh/config)")
-        elif target is None:
-            target = word
-            i += 1
-        else:
-            raise ValueError(f"host {host!r}: unexpected {word!r} after {target!r}")
-    m = _USER_HOST.match(target or "")
-    if not m:
-        raise ValueError(f"host {host!r} names no user@host")
-    return HostSpec(
-        "ssh",
-        user=m["user"],
-        host=m["host"],
-        port=_port(options.get("-p"), host),
-        key=options.get("-i"),
-        jump=options.get("-J"),
-    )
-
-
-def _port(text: str | None, host: str) -> int:
-    if text is None:
-        return 22
-    if not text.isdigit() or not 1 <= int(text) <= 65535:
-        raise ValueError(f"host {host!r}: port {text!r} is not a number from 1 to 65535")
-    return int(text)
 
 
 def _gpus(count: int) -> str:

@@ -13,7 +13,8 @@ from gpumod.spec.resolved import ResolvedService
 
 DATA = Path(__file__).parent / "data"
 CTX = PodContext(pod="box")
-SIM_CTX = PodContext(pod="sim", sim=True, binaries=(("vllm", ("/venv/bin/python", "-m", "gpumod.sim.server", "--flavour", "vllm", "--")),))
+SIM_SERVER = ("/venv/bin/python", "-m", "gpumod.sim.server", "--flavour", "vllm", "--")
+SIM_CTX = PodContext(pod="sim", binaries=(("vllm", SIM_SERVER),))
 vllm = VllmDriver()
 
 
@@ -168,3 +169,14 @@ def test_parse_a_wake_in_flight_is_still_asleep():
     """/is_sleeping already false but the gauge still says offloaded: not awake yet."""
     answers = {"health": HttpAnswer(200, ""), "sleep": answer("vllm_is_sleeping_false.json"), "metrics": answer("vllm_metrics_l1.txt")}
     assert vllm.parse("l1", answers).sleep_level == "l1"
+
+
+def test_within_budget_pins_the_share_of_the_smallest_gpu():
+    # vLLM sizes itself from gpu_memory_utilization x total: a vram_mb budget becomes that share
+    budgeted = chat(gpu_memory_utilization=None, vram_mb=7000)
+    pinned = vllm.within_budget(budgeted, 7000, [24576, 16384])
+    assert pinned.gpu_memory_utilization == 0.428  # ceil(7000 / 16384, 3 places)
+    assert "--gpu-memory-utilization" in vllm.launch(pinned, (0, 1), CTX).argv
+    assert vllm.within_budget(budgeted, 40000, [24576]).gpu_memory_utilization == 1.0
+    assert vllm.within_budget(chat(), 7000, [24576]) == chat()  # a share the spec set is kept
+    assert vllm.within_budget(budgeted, 7000, []) == budgeted  # no GPU known: left to vLLM

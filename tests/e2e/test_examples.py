@@ -1,5 +1,5 @@
 """Every spec repo under examples/ is applied on its simulated pod, re-planned to nothing, and
-brought down again (style.md §13: examples are tested, not just shown)."""
+brought down again (examples are tested, not just shown)."""
 
 from __future__ import annotations
 

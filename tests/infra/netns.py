@@ -1,7 +1,7 @@
 """Network-namespace "pods" for tests and benchmarks: one private bridge, N netns, one sshd each.
 
 Why: issue 3 needs several SSH-reachable machines on one host (fleets in parallel, losing one pod
-mid-apply). This is recipe §2 of /work/shared/testing.md made importable: a bridge with a random
+mid-apply). This makes a tested recipe importable: a bridge with a random
 name and a /24 that clashes with nothing on the host, one network namespace per pod, and in each a
 sshd that is PID 1 of its own uts/pid/mount namespace. Killing that sshd kills every process of
 the pod (the kernel SIGKILLs a PID namespace when its init dies), which is how tests lose a pod.

@@ -5,7 +5,7 @@ tests do that for real (pip or uv on the pod side) against this index instead of
 the ``index_url`` of the Pod's ``setup:``. It holds:
 
 - a small ``vllm`` wheel (``vllm_wheel``) whose ``vllm`` console command execs the sim server the
-  way sim pods run it today (``gpumod.wiring.sim_binaries``: ``PYTHON -m gpumod.sim.server
+  way sim pods run it today (``gpumod.sim.attach.sim_binaries``: ``PYTHON -m gpumod.sim.server
   --flavour vllm -- ARGV``). The venv it lands in has no gpumod, so the wheel carries the path
   of a Python that has (the test's ``sys.executable``; netns pods share the host filesystem),
   overridable on the pod with ``GPUMOD_SIM_PYTHON``. ``vllm --version`` prints its version.

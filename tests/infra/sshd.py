@@ -1,7 +1,7 @@
 """A private OpenSSH sshd on loopback: a real SSH "pod" for tests and benchmarks.
 
 Why: the SSH transport, the pod agent over SSH and the per-pod lock must be tested against the
-real OpenSSH server, not a mock. Recipe: /work/shared/testing.md §1. Each server runs
+real OpenSSH server, not a mock. Each server runs
 ``/usr/sbin/sshd -D -e -f <cfg>`` on 127.0.0.1 in its own mount namespace (tmpfs ``/run`` for
 ``/run/sshd``, and an empty ``.bashrc`` bind-mounted over the user's, whose pyenv hook costs
 ~120 ms per command) and its own PID namespace with a private ``/proc``: sshd is the pod's PID 1,

@@ -1,9 +1,9 @@
-"""A netns pod whose PID 1 is a real `systemd --system` (recipe 3B of /work/shared/testing.md).
+"""A netns pod whose PID 1 is a real `systemd --system`.
 
 Why: gpumod's systemd supervisor must be tested against a real systemd over SSH, but the machines
 that run the tests do not boot with systemd. This boots the host's own systemd as PID 1 of a pod
 with its own pid, mount, uts, cgroup and net namespaces, chrooted into a throw-away overlay of `/`
-whose upper layer is a tmpfs. Safety rules from testing.md, enforced here:
+whose upper layer is a tmpfs. Safety rules, enforced here:
 - systemd always gets its own cgroup namespace, rooted at a fresh cgroup2 subtree of ours
   (never the host's root cgroup), and never sees the real root filesystem (only the overlay);
 - every mount lives in the pod's private mount namespace, so nothing leaks to the host;

@@ -1,4 +1,4 @@
-"""The VRAM a fill wave waits for is priced once, by the plan (style.md §14), on random pods:
+"""The VRAM a fill wave waits for is priced once, by the plan (the executor never prices VRAM itself), on random pods:
 
 (a) the plan's need per fill wave and GPU is what that wave allocates when the plan is executed
     (``plan_sim``, a model of the pod independent of the planner);

@@ -1,4 +1,4 @@
-"""The reconcile loop as a hypothesis state machine (style.md §9): a user switches modes, edits
+"""The reconcile loop as a hypothesis state machine: a user switches modes, edits
 services and kills processes in any order, and every reconcile pass must (1) stay within every
 GPU's budget at each wave, (2) leave nothing to do afterwards, (3) touch nothing when the
 desired state does not fit. Pure: plan() plus the execution model of plan_sim."""

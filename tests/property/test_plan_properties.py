@@ -1,4 +1,4 @@
-"""Properties of the pure planner on random pods (design.md rules 4, 5 and 8; style.md §9):
+"""Properties of the pure planner on random pods (docs/design.md, "The plan (pure)", rules 4, 5 and 8):
 
 (a) no prefix of the executed plan exceeds any GPU, (b) plan → execute → plan is empty,
 (c) the plan does not depend on input order, (d) every step has a reason and an infeasible

@@ -10,7 +10,7 @@ from gpumod.errors import SpecError
 from gpumod.spec import PresetCatalog, resolve_service
 from gpumod.spec.models import NAME_RE, PresetConfig, PresetSpec, ServiceSpec
 
-# pi's src/models.json (reference/pi-pods.md §2): HF id -> the (count, types) of its configs.
+# pi's src/models.json (github.com/badlogic/pi-mono, packages/pods): HF id -> the (count, types) of its configs.
 PI_MODELS: dict[str, set[tuple[int, tuple[str, ...]]]] = {
     "Qwen/Qwen2.5-Coder-32B-Instruct": {(1, ("H100", "H200")), (2, ("H100", "H200"))},
     "Qwen/Qwen3-Coder-30B-A3B-Instruct": {(1, ("H100", "H200")), (2, ("H100", "H200"))},

@@ -1,7 +1,7 @@
-"""A real ``systemd --user`` for tests: recipe 3A of testing.md (its own cgroup + mount namespace).
+"""A real ``systemd --user`` for tests, in its own cgroup + mount namespace.
 
 Why: the systemd supervisor must be tested against a real systemd, and the machines that run the
-tests do not boot with systemd. A user manager starts in ~0.1 s. Safety rules from testing.md:
+tests do not boot with systemd. A user manager starts in ~0.1 s. Safety rules:
 the manager is moved into a fresh cgroup2 subtree of ours BEFORE ``unshare --cgroup`` (so it can
 never move host processes: without its own cgroup namespace it once moved PID 1 into a scope), and
 it sees a private tmpfs ``/run`` (with the ``/run/systemd/system`` that makes it believe it was

@@ -21,7 +21,14 @@ from sdu import UserSystemd
 
 from gpumod.drivers.agent import PodAgent, split_request
 from gpumod.drivers.base import Launch, Probe
-from gpumod.drivers.supervisors import choose_supervisor, env_file_path, log_path, render_unit, unit_name
+from gpumod.drivers.supervisors import (
+    SystemdSupervisor,
+    choose_supervisor,
+    env_file_path,
+    log_path,
+    render_unit,
+    unit_name,
+)
 from gpumod.drivers.transports.local import LocalTransport
 from gpumod.errors import PodError
 from gpumod.observe import parse_observation
@@ -90,9 +97,7 @@ class Pod:
         )
 
     async def start(self, launch: Launch, secret_env=None, **kw) -> dict:
-        return await self.agent.start(
-            launch, secret_env=secret_env, supervisor="systemd", unit_text=self.render(launch, **kw), scope="user"
-        )
+        return await SystemdSupervisor(self.agent, scope="user", **kw).start(launch, secret_env)
 
     def unit(self, name: str) -> str:
         return unit_name(self.name, name)
@@ -323,8 +328,8 @@ async def test_start_failure_is_reported_and_leaves_nothing_behind(pod: Pod) -> 
     # a path that is not normalized is a "bad unit file setting": the unit cannot start
     bad_text = pod.render(pod.launch("bad2", argv=["/bin/true"])).replace("Type=simple", "WorkingDirectory=/a/../b")
     with pytest.raises(PodError, match="cannot start bad2"):
-        await pod.agent.start(pod.launch("bad2", argv=["/bin/true"]), supervisor="systemd", unit_text=bad_text,
-                              scope="user")
+        bad2 = pod.launch("bad2", argv=["/bin/true"])
+        await SystemdSupervisor(pod.agent, scope="user").start(bad2, unit_text=bad_text)
     assert not pod.unit_file("bad2").exists() and not pod.record("bad2").exists()
 
 

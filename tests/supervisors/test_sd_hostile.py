@@ -24,7 +24,7 @@ from sdu import UserSystemd
 
 from gpumod.drivers.agent import PodAgent
 from gpumod.drivers.base import Launch, Probe
-from gpumod.drivers.supervisors import env_file_path, log_path, render_unit
+from gpumod.drivers.supervisors import SystemdSupervisor, env_file_path, log_path, render_unit
 from gpumod.drivers.supervisors.systemd import UnitValueError
 from gpumod.drivers.transports.local import LocalTransport
 from testkit import free_port, wait_until
@@ -247,10 +247,7 @@ async def test_systemd_runs_the_hostile_unit_with_the_exact_argv_env_cwd_and_log
     agent = PodAgent(LocalTransport(), pod=pod, state_dir=state_dir, python=sys.executable, env=sdu.env)
     unit = f"gpumod-{pod}-svc.service"
     try:
-        await agent.start(
-            launch, secret_env={"SECRET": HOSTILE}, supervisor="systemd", scope="user",
-            unit_text=render(launch, state_dir, pod=pod, scope="user"),
-        )
+        await SystemdSupervisor(agent, scope="user").start(launch, {"SECRET": HOSTILE})
         assert wait_until(lambda: listening(port), timeout=10), (sdu.unit_dir / unit).read_text()
         home = str(sdu.root / "home")  # %h: the user manager's HOME
         assert json.loads(get(port, "/argv")) == expected_argv(launch, home)[2:]

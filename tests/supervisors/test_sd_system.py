@@ -18,6 +18,7 @@ from pathlib import Path
 from gpumod.drivers.agent import PodAgent
 from gpumod.drivers.base import Launch, Probe
 from gpumod.drivers.supervisors import (
+    SystemdSupervisor,
     choose_scope,
     choose_supervisor,
     env_file_path,
@@ -65,7 +66,7 @@ async def test_system_units_on_a_systemd_pod(systemd_pod, tmp_path: Path) -> Non
                        env_file=env_file_path(state, pod_name, "web"), scope="system")
     unit = unit_name(pod_name, "web")
     try:
-        started = await agent.start(launch, secret_env={"TOKEN": "x"}, supervisor="systemd", unit_text=text)
+        started = await SystemdSupervisor(agent, scope="system").start(launch, {"TOKEN": "x"})
         assert started["scope"] == "system" and started["reloaded"] and started["warnings"] == []
         shown = systemd_pod.ssh(f"cat /etc/systemd/system/{unit}; systemctl show -p ControlGroup {unit}", check=True)
         assert shown.stdout.startswith(text) and "ControlGroup=/system.slice/" + unit in shown.stdout

@@ -19,7 +19,8 @@ import pytest
 
 from gpumod.drivers.agent import PodAgent
 from gpumod.drivers.base import Launch, Probe
-from gpumod.drivers.transports.ssh import TIMEOUT_RETURNCODE, SshTransport, parse_jump, remote_command
+from gpumod.drivers.transports.ssh import TIMEOUT_RETURNCODE, SshTransport, remote_command
+from gpumod.spec.hosts import parse_jump
 from gpumod.errors import PodError, PodUnreachableError
 from gpumod.spec import parse_host
 from infra.sshd import SshServer, free_port, keygen, known_hosts_entry
@@ -108,7 +109,7 @@ async def test_env_overrides_reach_the_command(sshd):
 
 
 async def test_fifty_concurrent_runs_share_one_connection_at_most_five_channels(sshd, tmp_path):
-    assert sshd.max_sessions == 10  # stock sshd: frees session slots lazily (testing.md §1)
+    assert sshd.max_sessions == 10  # stock sshd: frees session slots lazily (see ssh.py's docstring)
     transport = transport_for(sshd)
     running = tmp_path / "running"
     running.mkdir()
