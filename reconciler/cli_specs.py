@@ -15,11 +15,11 @@ from typing import Any, Optional
 import typer
 from rich.text import Text
 
-from gpumod.cli import ConsoleReporter, Output, OutOpt, _confirm, _print_result, _run, app, out
+from gpumod.cli import ConsoleReporter, Output, OutOpt, _confirm, _run, app, out
 from gpumod.errors import GpumodError
 from gpumod.ops import inventory
 from gpumod.ops.switch_mode import SwitchResult, start_service, stop_service, switch_mode
-from gpumod.views import status_table
+from gpumod.views import render_recap, status_table
 
 SpecsOpt = typer.Option(Path("specs"), "--specs", "-d", help="spec directory")
 PodOne = typer.Option(None, "--pod", "-p", help="the pod (may be left out when the specs define one)")
@@ -94,15 +94,9 @@ def _print_switch(result: SwitchResult, as_json: bool) -> int:
     if result.commit:
         out.print(f"committed {result.commit[:12]}")
     if result.applied is not None:
-        for line in _recap(result):
+        for line in render_recap(result.applied):
             out.print(line)
     return result.exit_code
-
-
-def _recap(result: SwitchResult) -> list[str]:
-    from gpumod.views import render_recap
-
-    return render_recap(result.applied) if result.applied is not None else []
 
 
 @mode_app.command("switch")

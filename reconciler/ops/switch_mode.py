@@ -1,8 +1,9 @@
 """Verbs that write the specs, then reconcile: ``switch_mode``, ``start_service``, ``stop_service``.
 
 Git stays the truth (issue 8): a switch edits the pod's ``mode:`` line in the spec the user keeps
-in git (``gpumod.spec.edit``; only that line changes), optionally commits exactly the edited files
-(``gpumod.gitcommit``), then applies. ``--commit`` is refused before anything is edited when a
+in git (``gpumod.spec.edit``; only that line changes), plans the result (a mode that does not fit
+is refused with ``InfeasibleError`` and the edit undone: nothing touched, nothing committed),
+optionally commits exactly the edited files (``gpumod.gitcommit``), then applies. ``--commit`` is refused before anything is edited when a
 spec file already holds changes of the user's: the commit would carry them along.
 """
 
@@ -14,9 +15,10 @@ from typing import Any, Callable, Mapping
 
 from gpumod import gitcommit
 from gpumod.core.model import Plan
-from gpumod.errors import GpumodError
+from gpumod.errors import GpumodError, InfeasibleError
 from gpumod.ops.apply import ApplyResult, apply
 from gpumod.ops.events import Reporter
+from gpumod.ops.plan import plan
 from gpumod.spec.edit import SpecEdit, add_service, remove_service_from_mode, set_pod_mode
 
 __all__ = ["SwitchResult", "start_service", "stop_service", "switch_mode"]
@@ -117,8 +119,29 @@ async def _edit_then_apply(
                 f"--commit refused: uncommitted changes in {', '.join(dirty)}; nothing was edited",
                 hint="commit or stash them first, or run without --commit",
             )
+    before = _spec_files(spec_dir)
     edit = edit_specs()
-    sha = gitcommit.commit(spec_dir, edit.paths, edit.summary) if commit and edit.changed else None
     pods = [edit.pod, *edit.shared_with]
+    if edit.changed:
+        found = await plan(spec_dir, pods)  # a mode that does not fit is refused, and the edit undone
+        infeasible = [p.infeasible for p in found.plan.pods if p.infeasible is not None]
+        if infeasible:
+            _restore(before, edit.paths)
+            raise InfeasibleError(infeasible)
+    sha = gitcommit.commit(spec_dir, edit.paths, edit.summary) if commit and edit.changed else None
     applied = await apply(spec_dir, pods, confirm=confirm, reporter=reporter) if apply_after else None
     return SwitchResult(edit, sha, applied)
+
+
+def _spec_files(spec_dir: str | Path) -> dict[Path, bytes]:
+    """The bytes of every spec file, to put back when an edit turns out not to fit."""
+    root = Path(spec_dir)
+    paths = [root] if root.is_file() else [p for p in root.rglob("*") if p.suffix in (".yaml", ".yml")]
+    return {p.resolve(): p.read_bytes() for p in paths if p.is_file()}
+
+
+def _restore(before: dict[Path, bytes], edited: tuple[Path, ...]) -> None:
+    for path in edited:
+        original = before.get(Path(path).resolve())
+        if original is not None:
+            Path(path).write_bytes(original)
