@@ -209,7 +209,7 @@ def apply(
     def body() -> int:
         quiet = output is Output.json
         reporter = ConsoleReporter(out, quiet=quiet)
-        saved = _saved_plan(directory, pod)
+        saved = ops_apply.saved_plan_at(directory, pod)
         if saved is not None:
             result = asyncio.run(ops_apply.apply_saved(saved, plan_file=str(directory), reporter=reporter))
         else:
@@ -227,20 +227,6 @@ def _print_result(result: ops_apply.ApplyResult, as_json: bool) -> None:
     else:
         for line in render_recap(result):
             out.print(line)
-
-
-def _saved_plan(path: Path, pods: Optional[List[str]]):
-    """The saved plan ``path`` names (``gpumod apply plan.json``), or None for a spec directory."""
-    from gpumod.saved_plan import is_saved_plan, load_saved_plan
-
-    if not is_saved_plan(path):
-        return None
-    if pods:
-        raise GpumodError(
-            f"{path} is a saved plan: it carries its own pod selection, --pod does not apply",
-            hint="drop --pod, or make a plan for those pods with `gpumod plan DIR --pod P --out FILE`",
-        )
-    return load_saved_plan(path)
 
 
 @app.command()

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, AsyncContextManager, Callable, Sequence
 
 from gpumod.core.model import DesiredPod, Plan, PodPlan
-from gpumod.errors import InfeasibleError, Problem, SpecError, StalePlanError
+from gpumod.errors import GpumodError, InfeasibleError, Problem, SpecError, StalePlanError
 from gpumod.execute import PodExecutor, PodRun, StepOutcome
 from gpumod.logconfig import bound_reconcile_id, get_logger
 from gpumod.ops.events import (
@@ -37,7 +37,9 @@ from gpumod.wiring import Fleet
 if TYPE_CHECKING:
     from gpumod.saved_plan import SavedPlan  # only `apply FILE` reads saved plans
 
-__all__ = ["MAX_PASSES", "ApplyResult", "StepRecord", "apply", "apply_saved", "down", "new_reconcile_id"]
+__all__ = [
+    "MAX_PASSES", "ApplyResult", "StepRecord", "apply", "apply_saved", "down", "new_reconcile_id", "saved_plan_at",
+]
 
 log = get_logger("gpumod.ops.apply")
 
@@ -299,6 +301,20 @@ async def apply_saved(
     result = run.frozen()
     reporter.event(RunFinished(result))
     return result
+
+
+def saved_plan_at(path: str | Path, pod_names: Sequence[str] | None = None) -> SavedPlan | None:
+    """The saved plan ``path`` names (``apply plan.json``), or None for a spec directory."""
+    from gpumod.saved_plan import is_saved_plan, load_saved_plan
+
+    if not is_saved_plan(Path(path)):
+        return None
+    if pod_names:
+        raise GpumodError(
+            f"{path} is a saved plan: it carries its own pod selection, --pod does not apply",
+            hint="drop --pod, or make a plan for those pods with `gpumod plan DIR --pod P --out FILE`",
+        )
+    return load_saved_plan(Path(path))
 
 
 def _secrets_for(plan: Plan, desired: Sequence[DesiredPod]) -> dict[str, dict[str, dict[str, str]]]:
