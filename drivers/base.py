@@ -87,7 +87,7 @@ def service_launch(
         sleep=svc.sleep if sleep is None else sleep,
         probes=probes,
         stop_timeout_s=svc.stop_timeout_s,
-        meta=(("model", svc.model), *meta),
+        meta=(("model", svc.model), *((("api_key_env", svc.api_key_env),) if svc.api_key_env else ()), *meta),
     )
 
 

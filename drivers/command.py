@@ -1,6 +1,6 @@
 """The command driver: any argv with an HTTP health endpoint (``command`` and ``fastapi``).
 
-The spec's ``command`` is an argv list, never a shell line; ``{port}``, ``{python}`` (the pod's
+The spec's ``command`` is an argv list, never a shell line; ``{port}``, ``{host}`` (127.0.0.1, or 0.0.0.0 with ``expose: true``), ``{python}`` (the pod's
 Python) and ``{model}`` are substituted inside each item, so a value with spaces or ``;`` stays
 one argument. Such services cannot sleep.
 """
@@ -20,7 +20,7 @@ class CommandDriver:
     def launch(self, svc: ResolvedService, gpus: tuple[int, ...], ctx: PodContext) -> Launch:
         if not svc.command:
             raise GpumodError(f"service {svc.name}: the {self.name} driver needs `command` (an argv list)")
-        subs = {"{port}": str(svc.port), "{python}": ctx.python, "{model}": svc.model or ""}
+        subs = {"{port}": str(svc.port), "{host}": svc.bind_host, "{python}": ctx.python, "{model}": svc.model or ""}
         argv = []
         for item in svc.command:
             for key, value in subs.items():

@@ -8,7 +8,7 @@ passes it on to the server); ``--stop-timeout`` bounds the daemon's own stops. T
 
 Nothing unvetted reaches argv: every option is written ``--flag=value`` from spec fields checked
 at validation time (SEC-D7..D10 in ``gpumod.spec.checks``); there is no raw ``docker_args``.
-Ports are published on 127.0.0.1 only (the pod agent probes them there). Environment variables
+Ports are published on 127.0.0.1 (the main one on 0.0.0.0 with ``expose: true``). Environment variables
 are passed by NAME (``--env=KEY``): docker copies the value from its own environment, where the
 supervisor put it, so no value - secret or not - ever appears in a command line.
 """
@@ -73,7 +73,7 @@ class DockerDriver(CommandDriver):
         ]
         if gpus:
             run.append(f'--gpus="device={",".join(str(g) for g in gpus)}"')
-        run.append(f"--publish=127.0.0.1:{svc.port}:{inner}")
+        run.append(f"--publish={svc.bind_host}:{svc.port}:{inner}")  # the main port alone follows expose
         run += [f"--publish=127.0.0.1:{mapping}" for mapping in svc.ports]
         run += [f"--volume={volume}" for volume in svc.volumes]
         if svc.shm_size:

@@ -80,7 +80,7 @@ class LlamaCppDriver:
                 f"service {svc.name}: the llamacpp driver needs `model_path` (a .gguf), "
                 "`models_dir` (router mode) or `model` (a Hugging Face repo)"
             )
-        flags.set("host", "127.0.0.1")
+        flags.set("host", svc.bind_host)
         flags.set("port", str(svc.port))
         if svc.context is not None:
             flags.set("c", str(svc.context))

@@ -32,7 +32,7 @@ class VllmDriver:
         if not svc.model:
             raise GpumodError(f"service {svc.name}: the vllm driver needs `model`", hint="set `model:` (a Hugging Face id)")
         flags = Flags(aliases={"tp": "tensor-parallel-size"}, short=("tp",))
-        flags.set("host", "127.0.0.1")
+        flags.set("host", svc.bind_host)
         flags.set("port", str(svc.port))
         if svc.gpu_memory_utilization is not None:
             flags.set("gpu-memory-utilization", str(svc.gpu_memory_utilization))

@@ -173,7 +173,9 @@ def plan(
         if save_to is not None:
             ops_plan.save(result, save_to, directory, pod)
             if output is Output.text:
-                out.print(f"Saved the plan to {save_to}; `gpumod apply {save_to}` runs exactly this plan.", markup=False)
+                out.print(
+                    f"Saved the plan to {save_to}; `gpumod apply {save_to}` runs exactly this plan.", markup=False
+                )
         return 1 if p.changes else 0
 
     _run(body)
@@ -406,7 +408,17 @@ def schema() -> None:
     out.print_json(json.dumps(json_schema()))
 
 
-import gpumod.cli_specs  # noqa: E402,F401  (registers mode, service, presets, start, stop)
+# Commands that live in their own modules: mode, service, presets, start, stop (gpumod.cli_specs);
+# prompt, ssh, shell (gpumod.chat) and endpoints, tunnel
+# (gpumod.reach).
+from gpumod.chat.cli import register as _register_chat  # noqa: E402
+from gpumod.reach_cli import endpoints as _endpoints  # noqa: E402
+from gpumod.reach_cli import tunnel as _tunnel  # noqa: E402
+
+_register_chat(app)
+app.command("endpoints")(_endpoints)
+app.command("tunnel")(_tunnel)
+import gpumod.cli_specs  # noqa: E402,F401  (registers its commands on import)
 
 
 def main() -> None:
@@ -414,6 +426,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":  # `python -m gpumod.cli`: run the imported module, where every command registered
-    from gpumod.cli import main as _main
+    from gpumod.cli import main as _imported_main
 
-    _main()
+    _imported_main()

@@ -103,7 +103,9 @@ def _print_switch(result: SwitchResult, as_json: bool) -> int:
 def mode_switch(
     mode: str = typer.Argument(..., help="the mode to switch to"),
     pod: Optional[str] = PodOne,
-    commit: bool = typer.Option(False, "--commit", help="git commit the edited spec (refused with uncommitted changes)"),
+    commit: bool = typer.Option(
+        False, "--commit", help="git commit the edited spec (refused with uncommitted changes)"
+    ),
     no_apply: bool = NoApplyOpt,
     yes: bool = YesOpt,
     specs: Path = SpecsOpt,
@@ -161,7 +163,10 @@ def service_status(
             return 0
         for p, r in rows:
             budget = "-" if r.vram_budget_mb is None else str(r.vram_budget_mb)
-            line = f"{p}/{r.service}: {r.state} (target {r.target}), VRAM {r.vram_used_mb}/{budget} MiB, port {r.port or '-'}"
+            line = (
+                f"{p}/{r.service}: {r.state} (target {r.target}), "
+                f"VRAM {r.vram_used_mb}/{budget} MiB, port {r.port or '-'}"
+            )
             out.print(line + (f" — {r.note}" if r.note else ""))
         return 0
 

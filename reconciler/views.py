@@ -78,8 +78,8 @@ class ConsoleReporter:
         elif isinstance(e, Note):
             self.console.print(Text(e.text, style="dim" if e.detail else ""))
         elif isinstance(e, RunFinished) and self.recap:
-            for line in render_recap(e.result):
-                self.console.print(Text(line))
+            for text in render_recap(e.result):
+                self.console.print(Text(text))
         elif isinstance(e, RunFailed) and self.recap:
             for line in failed_run_lines(e):
                 self.console.print(line)

@@ -48,6 +48,30 @@ if __name__ != "__gpumod_agent__":  # imported as a module: in the agent script 
     )
     from gpumod.drivers.agent.podside_systemd import SystemdError, init_info
     from gpumod.drivers.agent.podside_units import forget_unit, start_unit, stop_unit, unit_entries
+    from gpumod.drivers.supervisors.systemd_syntax import env_file_value
+
+
+def service_api_key(record: dict):
+    """The API key a service was started with (``expose``/``api_key``), read on the pod where its
+    supervisor put it: the unit's 0600 EnvironmentFile, else the process's environment (same
+    user). So probes and sleep/wake calls can authenticate without gpumod sending the key again."""
+    name = (record.get("extra") or {}).get("api_key_env")
+    if not name:
+        return None
+    try:
+        if record.get("env_file"):
+            with open(record["env_file"], encoding="utf-8") as f:
+                return env_file_value(f.read(), name)
+        with open("/proc/%d/environ" % int(record.get("pid") or 0), "rb") as f:
+            data = f.read()
+    except (OSError, ValueError, TypeError):
+        return None
+    prefix = name.encode() + b"="
+    for item in data.split(b"\0"):
+        if item.startswith(prefix):
+            return item[len(prefix):].decode("utf-8", "replace")
+    return None
+
 
 # -- operations -----------------------------------------------------------------------------------
 
@@ -83,23 +107,24 @@ def op_observe(state: PodState, args: dict) -> dict:
         }
     for scope in sorted(units):
         entries.update(unit_entries(scope, units[scope], procs))
-    todo = []  # (name, key, port, path, grep)
+    todo = []  # (name, key, port, path, grep, api key)
     for name in sorted(entries):
         entry, record = entries[name], entries[name]["meta"]
         if probe and "error" not in entry:
             entry["probes"] = {}
             if entry["alive"] and record.get("port"):
+                api_key = service_api_key(record)
                 for p in record.get("probes") or []:
-                    todo.append((name, p["key"], int(record["port"]), p["path"], p.get("grep") or ""))
+                    todo.append((name, p["key"], int(record["port"]), p["path"], p.get("grep") or "", api_key))
     init = init_info() if args.get("init", True) else None
     smi = args.get("gpus", True)  # health polls of one service skip nvidia-smi
     calls = [smi_xml] if smi else []
     calls += [
-        (lambda port=port, path=path, grep=grep: http_call(port, "GET", path, None, PROBE_TIMEOUT_S, grep))
-        for _, _, port, path, grep in todo
+        (lambda port=port, path=path, grep=grep, k=k: http_call(port, "GET", path, None, PROBE_TIMEOUT_S, grep, k))
+        for _, _, port, path, grep, k in todo
     ]
     results = at_once(calls)
-    for (name, key, _, _, _), answer in zip(todo, results[1:] if smi else results):
+    for (name, key, _, _, _, _), answer in zip(todo, results[1:] if smi else results):
         entries[name]["probes"][key] = answer
     return {
         "now": time.time(),
@@ -265,11 +290,25 @@ def op_stop(state: PodState, args: dict) -> dict:
     return result
 
 
+def _key_on_port(state: PodState, port: int):
+    """The API key of the service recorded on ``port`` (sleep/wake/load calls name only the port)."""
+    for name in state.names():
+        try:
+            record = state.read(name)
+        except (OSError, ValueError):
+            continue
+        if record is not None and record.get("port") == port:
+            return service_api_key(record)
+    return None
+
+
 def op_http(state: PodState, args: dict) -> dict:
     port = int(args["port"])
+    key = _key_on_port(state, port)
     answers = []
     for call in args["calls"]:
-        answer = http_call(port, call["method"], call["path"], call.get("body"), float(call.get("timeout_s", 30.0)))
+        timeout = float(call.get("timeout_s", 30.0))
+        answer = http_call(port, call["method"], call["path"], call.get("body"), timeout, "", key)
         answers.append(answer)
         if answer["status"] not in call.get("ok_status", [200]):
             break

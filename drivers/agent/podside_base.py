@@ -259,13 +259,16 @@ def _body(raw: bytes, grep: str) -> str:
     return text[:BODY_LIMIT]
 
 
-def http_call(port: int, method: str, path: str, body=None, timeout: float = 30.0, grep: str = "") -> dict:
+def http_call(port: int, method: str, path: str, body=None, timeout: float = 30.0, grep: str = "", key=None) -> dict:
     """One request to 127.0.0.1:port; status 0 = refused, timed out or no HTTP answer.
+    ``key``: sent as ``Authorization: Bearer`` (a service with an API key).
 
     A plain HTTP/1.0 exchange over a socket: urllib would import http.client, email and ssl on
     every agent start, which costs more than the whole request."""
     data = json.dumps(body).encode() if body is not None else b""
     head = "%s %s HTTP/1.0\r\nHost: 127.0.0.1:%d\r\nConnection: close\r\n" % (method, path, port)
+    if key:
+        head += "Authorization: Bearer %s\r\n" % key
     if body is not None:
         head += "Content-Type: application/json\r\n"
     if body is not None or method == "POST":

@@ -163,3 +163,19 @@ def render_env_file(env) -> str:
             raise ValueError("the value of %s contains a NUL byte" % key)
         lines.append("%s=%s" % (key, env_file_quote(value)))
     return "\n".join(lines) + "\n"
+
+
+def env_file_value(text: str, key: str):
+    """The value of ``key`` in a text written by ``render_env_file`` (None when absent)."""
+    for line in text.splitlines():
+        name, sep, quoted = line.partition("=")
+        if sep and name == key and len(quoted) >= 2 and quoted[0] == quoted[-1] == '"':
+            out, escaped = [], False
+            for ch in quoted[1:-1]:
+                if escaped or ch != "\\":
+                    out.append(ch)
+                    escaped = False
+                else:
+                    escaped = True
+            return "".join(out)
+    return None

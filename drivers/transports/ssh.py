@@ -269,6 +269,22 @@ class SshTransport:
             raise
         return SshProcess(proc, pid, self)
 
+    async def forward_local_port(self, local_port: int, remote_port: int, remote_host: str = "127.0.0.1") -> int:
+        """Listen on 127.0.0.1:``local_port`` here (0 = any free port) and carry each connection
+        to ``remote_host:remote_port`` as seen from the pod, over the pod's connection (ssh -L).
+        Returns the local port; the forward lives until the transport is closed."""
+        conn = await self._connection()
+        try:
+            listener = await conn.forward_local_port("127.0.0.1", local_port, remote_host, remote_port)
+        except asyncssh.Error as exc:
+            raise self._lost(f"a forward of port {remote_port}", exc, started=False) from None
+        return int(listener.get_port())
+
+    async def wait_closed(self) -> None:
+        """Return when the pod's connection (and with it every forward) has closed."""
+        if self._conns:
+            await self._conns[-1].wait_closed()
+
     async def close(self) -> None:
         conns, self._conns = self._conns, []
         for conn in reversed(conns):

@@ -37,7 +37,10 @@ class ModeInfo:
     pods: tuple[str, ...]  # the pods whose `mode:` names it
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "description": self.description, "services": list(self.services), "pods": list(self.pods)}
+        return {
+            "name": self.name, "description": self.description,
+            "services": list(self.services), "pods": list(self.pods),
+        }
 
 
 @dataclass(frozen=True)

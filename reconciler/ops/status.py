@@ -26,7 +26,7 @@ class ServiceStatus:
     service: str
     state: str  # observed status, or "absent"
     target: str  # desired target, or "not in mode"
-    sleep_level: int | None
+    sleep_level: str | None
     gpus: tuple[int, ...]
     vram_used_mb: int
     vram_budget_mb: int | None  # None: not desired here
@@ -164,7 +164,7 @@ def status_of(snap: Snapshot) -> StatusResult:
                     note=_note(degraded, failures, retry_at, later.reason if later else "", message, state, now),
                 )
             )
-        gpus = observed.gpus if observed and observed.gpus else (desired.gpus if desired else ())
+        pod_gpus = observed.gpus if observed and observed.gpus else (desired.gpus if desired else ())
         pods.append(
             PodStatus(
                 pod=pod.name,
@@ -172,7 +172,7 @@ def status_of(snap: Snapshot) -> StatusResult:
                 host=pod.host,
                 reachable=observed.reachable if observed else False,
                 error=observed.error if observed else "",
-                gpus=tuple(gpus),
+                gpus=tuple(pod_gpus),
                 services=tuple(rows),
                 changes_pending=len(pod_plan.steps) if pod_plan else 0,
             )
@@ -185,7 +185,9 @@ def _note(
 ) -> str:
     """Why a service is not as wanted (degraded, deferred, or what the pod said)."""
     if degraded:
-        when = f"retry in {max(1, int(retry_at - now + 0.999))}s" if retry_at and retry_at > now else "retry at the next apply"
+        when = "retry at the next apply"
+        if retry_at and retry_at > now:
+            when = f"retry in {max(1, int(retry_at - now + 0.999))}s"
         return f"{failures} failed start{'s' if failures != 1 else ''}; {when}"
     if deferred:
         return deferred

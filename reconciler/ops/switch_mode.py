@@ -3,8 +3,9 @@
 Git stays the truth (issue 8): a switch edits the pod's ``mode:`` line in the spec the user keeps
 in git (``gpumod.spec.edit``; only that line changes), plans the result (a mode that does not fit
 is refused with ``InfeasibleError`` and the edit undone: nothing touched, nothing committed),
-optionally commits exactly the edited files (``gpumod.gitcommit``), then applies. ``--commit`` is refused before anything is edited when a
-spec file already holds changes of the user's: the commit would carry them along.
+optionally commits exactly the edited files (``gpumod.gitcommit``), then applies. ``--commit`` is
+refused before anything is edited when a spec file already holds changes of the user's: the
+commit would carry them along.
 """
 
 from __future__ import annotations

@@ -37,6 +37,7 @@ def validate(spec_dir: str | Path) -> ValidateResult:
         build_desired(specs, catalog, {}, pods=[p.name for p in pods])
     except SpecError as err:
         return ValidateResult(False, error=SpecError(list(err.problems), hint=err.hint))
+    pod_names = tuple(p.name for p in specs.pods)
     return ValidateResult(
-        True, tuple(p.name for p in specs.pods), tuple(s.name for s in specs.services), tuple(m.name for m in specs.modes)
+        True, pod_names, tuple(s.name for s in specs.services), tuple(m.name for m in specs.modes)
     )

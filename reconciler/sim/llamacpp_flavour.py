@@ -75,6 +75,9 @@ def oom_lines(mb: int, gpu: int, model: str) -> tuple[str, ...]:
 class LlamaBase(SimServer):
     flavour = "llamacpp"
     server_header = "llama.cpp"
+    api_key_env = "LLAMA_API_KEY"
+    public_paths = ("/health", "/v1/health")
+    unauthorized = {"error": {"code": 401, "message": "Invalid API Key", "type": "authentication_error"}}
 
     def __init__(self, flags: dict[str, Any], settings: Settings) -> None:
         super().__init__(

@@ -121,6 +121,7 @@ class Request:
     query: dict[str, list[str]]
     body: bytes
     client: str = "127.0.0.1:0"
+    authorization: str = ""  # the Authorization header, as sent
 
     def json(self) -> dict[str, Any]:
         if not self.body:
@@ -168,9 +169,10 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         client = f"{self.client_address[0]}:{self.client_address[1]}"
-        req = Request(self.command, url.path, parse_qs(url.query), body, client)
+        auth = self.headers.get("Authorization") or ""
+        req = Request(self.command, url.path, parse_qs(url.query), body, client, auth)
         try:
-            reply = self.app.handle(req)
+            reply = self.app.refused(req) or self.app.handle(req)
         except ValueError as e:  # a body that is not the JSON object the endpoint needs
             reply = json_reply(400, {"error": {"code": 400, "message": f"invalid request: {e}"}})
         except Exception:  # a sim bug must show, not hang the client
@@ -206,6 +208,11 @@ class SimServer:
 
     flavour = "sim"
     server_header = "uvicorn"
+    # API key, as the real servers take it from their environment (vLLM VLLM_API_KEY, llama-server
+    # LLAMA_API_KEY): every path but the public ones answers 401 without ``Bearer KEY``
+    api_key_env = "GPUMOD_API_KEY"
+    public_paths: tuple[str, ...] = ("/health",)
+    unauthorized: Any = {"error": "Unauthorized"}
 
     def __init__(self, settings: Settings, host: str, port: int, process_name: str) -> None:
         self.settings = settings
@@ -219,6 +226,15 @@ class SimServer:
         self._holding = False
         self._terminating = False
         self._httpd: _HttpServer | None = None
+        self.api_key = os.environ.get(self.api_key_env) or None
+
+    def refused(self, req: Request) -> Reply | None:
+        """401 for a request without the API key (None: let it through)."""
+        if self.api_key is None or req.path in self.public_paths:
+            return None
+        if req.authorization == f"Bearer {self.api_key}":
+            return None
+        return json_reply(401, self.unauthorized)
 
     # ---- to implement -----------------------------------------------------------------------
 

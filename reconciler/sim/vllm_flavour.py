@@ -37,6 +37,7 @@ VALUED = {
     "--max-model-len": "max_len",
     "--tensor-parallel-size": "tp",
     "-tp": "tp",
+    "--reasoning-parser": "reasoning_parser",
 }
 SWITCHES = {"--enable-sleep-mode": ("sleep_mode", True)}
 RESIDUAL_L1_MB = 600
@@ -48,6 +49,7 @@ NOT_FOUND = json_reply(404, {"detail": "Not Found"})
 class VllmServer(SimServer):
     flavour = "vllm"
     server_header = "uvicorn"
+    api_key_env = "VLLM_API_KEY"
 
     def __init__(self, argv: Sequence[str], settings: Settings) -> None:
         args = list(argv)
@@ -66,6 +68,7 @@ class VllmServer(SimServer):
         self.max_len = int(flags.get("max_len", 32768))
         self.tp = int(flags.get("tp", 1))
         self.sleep_mode = bool(flags.get("sleep_mode", False))
+        self.reasoning = bool(flags.get("reasoning_parser"))  # answers carry reasoning_content
         self.awake_mb: dict[int, int] = {}
         self.sleep_level = 0  # 0 awake, 1 weights offloaded, 2 all discarded
         self.awake_tags: set[str] = {"weights", "kv_cache"}
@@ -328,9 +331,9 @@ class VllmServer(SimServer):
             return Reply(
                 200,
                 content_type="text/event-stream; charset=utf-8",
-                stream=canned.chat_stream("vllm", self.served, body),
+                stream=canned.chat_stream("vllm", self.served, body, reasoning=self.reasoning),
             )
-        return json_reply(200, canned.chat_completion("vllm", self.served, body))
+        return json_reply(200, canned.chat_completion("vllm", self.served, body, reasoning=self.reasoning))
 
     def _completions(self, req: Request) -> Reply:
         body = req.json()

@@ -417,6 +417,12 @@ class _Checker:
         if f["port"] is None and not unknown("port"):
             self.add("Service", name, (), f"service {name} has no port; set port: <1-65535>")
         self._env("Service", name, svc.env)
+        if f["expose"] and f["api_key"] is None and not unknown("expose", "api_key"):
+            self.add(
+                "Service", name, at("expose"),
+                f"service {name} has expose: true but no api_key; anyone who can reach the pod could use it: "
+                "add api_key: {from_env: NAME} (or {from_file: PATH}), or use `gpumod tunnel` instead of expose",
+            )
         self._docker(svc, f, at)
         if driver == "docker" and not f["image"] and not unknown("image"):
             self.add("Service", name, (), f"service {name} (driver docker) has no image; set image: <repository:tag>")

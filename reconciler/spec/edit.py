@@ -50,7 +50,7 @@ import yaml
 from gpumod.spec import yamltext
 from gpumod.spec.checks import _Checker
 from gpumod.spec.loader import SUFFIXES, SpecSet, display_path, load_specs
-from gpumod.spec.models import NAME_RE, ModeMember, ModeSpec, PodSpec, ServiceSpec
+from gpumod.spec.models import NAME_RE, NAME_RULE, ModeMember, ModeSpec, PodSpec, ServiceSpec
 from gpumod.spec.presets import PresetCatalog
 from gpumod.spec.source import parse_yaml, validate
 from gpumod.spec.specfiles import EditRejectedError, Hunk, SpecFiles
@@ -217,10 +217,7 @@ def _check_name(name: object, kind: str) -> None:
         return
     if not isinstance(name, str):
         raise SpecEditError(f"a {kind} name is a string, got {type(name).__name__} {name!r}")
-    docs, _ = parse_yaml(yaml.safe_dump({"kind": "Mode", "name": name}), kind)
-    _, problems = validate(ModeSpec, docs[0])
-    reason = problems[0].message.removeprefix("name: ") if problems else f"{name!r} is not a valid name"
-    raise SpecEditError(f"{kind} {reason}")
+    raise SpecEditError(f"{kind} {name!r} is not a valid name; {NAME_RULE}")
 
 
 def _pod(specs: SpecSet, name: str | None) -> PodSpec:

@@ -16,6 +16,10 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field
 from pydantic_core import PydanticCustomError
 
 NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$")
+NAME_RULE = (
+    "use lower-case letters, digits, '.', '_' and '-' (at most 63 characters, starting and ending "
+    "with a letter or digit)"
+)
 ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # docker values go into argv: none may start with '-' (no option injection) or hold spaces
 IMAGE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@+-]*$")
@@ -174,6 +178,12 @@ class PodSpec(_Doc):
     )
     known_hosts: str | None = Field(None, description="SSH: known_hosts file (default ~/.ssh/known_hosts)")
     identity_file: str | None = Field(None, description="SSH: private key to log in with (default: agent, ~/.ssh/id_*)")
+    public_host: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9.:-]*$",
+        description="the address clients use for this pod's exposed services (default: the SSH host); "
+        "for pods behind a proxy or NAT",
+    )
     env: EnvMap | None = Field(
         None,
         description="environment of every service on this pod (a service's own env wins); "
@@ -228,6 +238,12 @@ class ServiceFields(_Doc):
     )
     cwd: PodPath | None = Field(None, description="working directory on the pod, absolute or ~/")
     role: str | None = Field(None, description="chat | code | embedding | reranker | asr | vision ...")
+    expose: bool | None = Field(
+        None, description="listen on every interface (0.0.0.0) instead of 127.0.0.1; needs api_key"
+    )
+    api_key: SecretRef | None = Field(
+        None, description="the key clients must send (Authorization: Bearer), as {from_env: NAME} or {from_file: PATH}"
+    )
     stop_timeout_s: float | None = Field(None, gt=0)
     # driver docker (checked in gpumod.spec.checks: SEC-D7..D10)
     image: str | None = Field(

@@ -33,6 +33,9 @@ from gpumod.spec.source import parse_yaml, validate
 
 PRESET_PACKAGE = "gpumod.presets"
 FIELD_NAMES: tuple[str, ...] = tuple(ServiceFields.model_fields)
+# where a service's api_key goes: the variable its server reads (never a flag: argv is public)
+API_KEY_ENV: dict[str, str] = {"vllm": "VLLM_API_KEY", "llamacpp": "LLAMA_API_KEY"}
+DEFAULT_API_KEY_ENV = "GPUMOD_API_KEY"  # command, fastapi, docker: the server reads it itself
 LIFTED_ARGS: dict[str, str] = {"gpu-memory-utilization": "gpu_memory_utilization", "max-model-len": "context"}
 DEFAULT_STOP_TIMEOUT_S = 30.0
 
@@ -308,6 +311,13 @@ def resolve_service(
     from_pod = {k for k in secrets if k in (pod_env or {}) and k not in (svc.env or {})}
     origins = {k: (pod_source or source) if k in from_pod else source for k in secrets}
     origins.update({k: v for k, v in (env_sources or {}).items() if k in secrets})
+    api_key: SecretRef | None = f["api_key"]
+    key_env: str | None = API_KEY_ENV.get(f["driver"], DEFAULT_API_KEY_ENV)
+    if api_key is not None:
+        secrets[key_env] = api_key.ref()
+        origins[key_env] = source
+    elif key_env not in secrets:  # the key may also be set by hand, as a secret env entry
+        key_env = None
     return ResolvedService(
         name=svc.name,
         driver=f["driver"],
@@ -345,6 +355,8 @@ def resolve_service(
         volumes=tuple(f["volumes"] or ()),
         network=f["network"],
         shm_size=f["shm_size"],
+        expose=bool(f["expose"]),
+        api_key_env=key_env,
     )
 
 

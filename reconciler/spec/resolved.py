@@ -59,7 +59,14 @@ class ResolvedService:
     volumes: tuple[str, ...] = ()  # docker: "source:/target[:ro|rw]", vetted at validation time
     network: str | None = None  # docker (None = bridge)
     shm_size: str | None = None  # docker
+    expose: bool = False  # listen on 0.0.0.0 (else 127.0.0.1)
+    api_key_env: str | None = None  # the variable (in ``secrets``) that carries the API key to the server
     extra: tuple[tuple[str, Any], ...] = field(default=())
+
+    @property
+    def bind_host(self) -> str:
+        """The address the server listens on: every interface only when the spec says ``expose: true``."""
+        return "0.0.0.0" if self.expose else "127.0.0.1"
 
     def spec_hash(self) -> str:
         return _digest(self.hashed_fields(), 12)
@@ -89,6 +96,8 @@ class ResolvedService:
             "cwd": self.cwd,
             "extra": [[k, v] for k, v in self.extra],
         }
+        if self.expose:
+            launch["expose"] = True
         if self.secrets:
             launch["secrets"] = [[k, ref] for k, ref in self.secrets]
         if self.driver == "docker" or self.image is not None:

@@ -21,7 +21,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from gpumod.errors import Problem
-from gpumod.spec.models import NAME_RE
+from gpumod.spec.models import NAME_RE, NAME_RULE
 from gpumod.spec.nodes import MAX_DEPTH, LineMap, Loc, control_character, measure, where
 
 # libyaml's parser keeps the same marks and is ~10x faster; pure Python when it is not built in.
@@ -212,8 +212,7 @@ def _message(model: type[BaseModel], loc: Loc, err: dict) -> str:
         return f"missing key '{loc[-1]}'{_in(loc[:-1])}; add it"
     if kind == "string_pattern_mismatch" and err.get("ctx", {}).get("pattern") == NAME_RE.pattern:
         return (
-            f"{where(loc)}: {err['input']!r} is not a valid name; use lower-case letters, digits, "
-            "'.', '_' and '-' (at most 63 characters, starting and ending with a letter or digit)"
+            f"{where(loc)}: {err['input']!r} is not a valid name; {NAME_RULE}"
         )
     if kind == "value_error":
         return f"{where(loc)}: {err['msg'].removeprefix('Value error, ')}"

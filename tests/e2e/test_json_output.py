@@ -27,8 +27,9 @@ def test_validate_json_valid_and_invalid(gpumod: Gpumod, tmp_path) -> None:
     assert res.returncode == 2
     data = json.loads(res.stdout)
     assert data["valid"] is False
-    assert [(p["path"].endswith("pod.yaml"), p["line"]) for p in data["problems"]][0] == (True, 4)
-    assert "colour" in data["problems"][0]["message"]
+    # every problem, each at its line: the unknown key and the undefined mode
+    found = {(p["path"].endswith("pod.yaml"), p["line"]): p["message"] for p in data["problems"]}
+    assert "colour" in found[True, 4] and "'m'" in found[True, 3]
 
 
 def test_logs_and_down_json(gpumod: Gpumod) -> None:

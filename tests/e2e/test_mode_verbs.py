@@ -15,11 +15,13 @@ pytestmark = pytest.mark.e2e
 POD = "sim-box"
 
 
+GIT_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+
+
 def _git(cwd, *args: str) -> str:
     return subprocess.run(
         ["git", *args], cwd=cwd, check=True, capture_output=True, text=True,
-        env={"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
-             "GIT_COMMITTER_EMAIL": "t@t", "HOME": str(cwd), "PATH": "/usr/bin:/bin"},
+        env={**GIT_ENV, "HOME": str(cwd), "PATH": "/usr/bin:/bin"},
     ).stdout
 
 
@@ -31,7 +33,7 @@ def _repo(g: Gpumod) -> None:
 
 def test_mode_switch_commit_edits_one_line_commits_once_and_converges(gpumod: Gpumod) -> None:
     _repo(gpumod)
-    gpumod.extra_env.update(GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@t")
+    gpumod.extra_env.update(GIT_ENV)  # the commit gpumod makes needs an author
     before = (gpumod.specs / "pod.yaml").read_text().splitlines()
     res = gpumod.run("mode", "switch", "rag", "--commit", "--yes", "--specs", str(gpumod.specs), timeout=300)
     assert res.returncode == 0, res.stdout + res.stderr

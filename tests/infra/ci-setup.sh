@@ -12,6 +12,7 @@ command -v ip >/dev/null 2>&1 || need="$need iproute2"    # ip netns / bridge / 
 [ -x /lib/systemd/systemd ] || need="$need systemd"         # the systemd pod boots the host's systemd binary
 command -v unshare >/dev/null 2>&1 || need="$need util-linux"
 command -v nsenter >/dev/null 2>&1 || need="$need util-linux"
+command -v rg >/dev/null 2>&1 || need="$need ripgrep"          # gpumod prompt's `rg` tool (a Python fallback exists)
 if [ -n "$need" ]; then
   apt-get update -qq
   # shellcheck disable=SC2086

@@ -93,7 +93,9 @@ async def test_watch_passes_share_one_ssh_connection(sshd, tmp_path, monkeypatch
     text = io.StringIO()
     stop = asyncio.Event()
     task = asyncio.create_task(
-        watch_loop(specs, None, interval=0.3, reporter=ConsoleReporter(Console(file=text, width=200), recap=True), stop=stop)
+        watch_loop(
+            specs, None, interval=0.3, reporter=ConsoleReporter(Console(file=text, width=200), recap=True), stop=stop
+        )
     )
     try:
         deadline = time.monotonic() + 60

@@ -1,0 +1,105 @@
+"""An exposed vLLM service as a systemd unit (a pod whose PID 1 is systemd): its API key lives
+only in the unit's 0600 EnvironmentFile (as VLLM_API_KEY), never in the unit file or the
+server's command line; clients need it, and gpumod's own sleep and wake calls send it."""
+
+from __future__ import annotations
+
+import secrets
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from e2e_helpers import Gpumod
+
+pytestmark = pytest.mark.e2e
+
+SPECS = """
+kind: Pod
+name: sdpod
+host: ssh://root@{ip}:{port}
+mode: {mode}
+supervisor: auto
+known_hosts: {known_hosts}
+identity_file: {key}
+python: {python}
+state_dir: {state}
+gpus: [{{name: NVIDIA GeForce RTX 4090, memory_mb: 24564}}]
+sim: {{load_s: 0.3, sleep_s: 0.1, wake_s: 0.1}}
+---
+kind: Service
+name: pub
+driver: vllm
+model: Qwen/Qwen3-8B
+port: 8311
+vram_mb: 8000
+sleep: l1
+expose: true
+api_key: {{from_env: GPUMOD_TEST_API_KEY}}
+---
+kind: Mode
+name: serve
+services: [pub]
+---
+kind: Mode
+name: quiet
+services: [{{name: pub, state: sleeping}}]
+"""
+
+
+def write(g: Gpumod, pod, state: Path, mode: str) -> None:
+    (g.specs / "all.yaml").write_text(
+        SPECS.format(
+            ip=pod.ip, port=pod.port, mode=mode, known_hosts=pod.keys.known_hosts, key=pod.keys.client_key,
+            python=sys.executable, state=state,
+        )
+    )
+
+
+def status_of(url: str, key: str | None = None) -> int:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {key}"} if key else {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.status
+    except urllib.error.HTTPError as err:
+        return err.code
+
+
+def test_exposed_unit_keeps_its_key_in_the_environment_file(systemd_pod, tmp_path: Path) -> None:
+    key = "sk-" + secrets.token_hex(16)
+    g = Gpumod(home=tmp_path / "home", specs=tmp_path / "specs", extra_env={"GPUMOD_TEST_API_KEY": key})
+    g.specs.mkdir()
+    state = tmp_path / "state"
+    write(g, systemd_pod, state, "serve")
+    try:
+        res = g.run("apply", str(g.specs), "--yes")
+        assert res.returncode == 0, res.stdout + res.stderr
+        records = {r["name"]: r for r in g.records_in(state)}
+        assert records["pub"]["supervisor"] == "systemd"
+        unit_text = systemd_pod.ssh("systemctl cat gpumod-sdpod-pub.service", check=True).stdout
+        assert key not in unit_text
+        assert '"--host" "0.0.0.0"' in unit_text and "EnvironmentFile=" in unit_text
+        env_files = list(state.glob("pods/sdpod/secrets/*"))
+        assert [p.stat().st_mode & 0o077 for p in env_files] == [0]
+        assert f'VLLM_API_KEY="{key}"' in env_files[0].read_text()
+        main = systemd_pod.ssh("systemctl show -p MainPID --value gpumod-sdpod-pub.service", check=True).stdout.strip()
+        cmdline = systemd_pod.ssh(f"tr '\\0' ' ' < /proc/{main}/cmdline", check=True).stdout
+        assert "vllm" in cmdline and key not in cmdline
+
+        url = f"http://{systemd_pod.ip}:8311"
+        assert status_of(f"{url}/v1/models") == 401
+        assert status_of(f"{url}/v1/models", key) == 200
+
+        write(g, systemd_pod, state, "quiet")  # the sleep call needs the key (401 without it)
+        res = g.run("apply", str(g.specs), "--yes")
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert {s["service"]: s["state"] for s in g.status()["pods"]["sdpod"]["services"]} == {"pub": "sleeping"}
+        write(g, systemd_pod, state, "serve")  # and so does the wake
+        res = g.run("apply", str(g.specs), "--yes")
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert {s["service"]: s["state"] for s in g.status()["pods"]["sdpod"]["services"]} == {"pub": "running"}
+        assert all(key not in text for text in (res.stdout, res.stderr))
+    finally:
+        down = g.run("down", str(g.specs), "--yes")
+    assert down.returncode == 0, down.stdout + down.stderr
