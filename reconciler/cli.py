@@ -1,4 +1,6 @@
-"""The command line: typer commands over the operations layer, with the exit codes of design.md.
+"""The command line: a thin face over ``gpumod.ops`` (parse → call → render), with the exit codes
+of design.md. Text comes from ``gpumod.views``; JSON is each result's ``to_json()``, the same
+shape every face returns.
 
 Known errors (``GpumodError``) print one red line and a hint; anything else is a bug and prints
 a traceback. Output for scripts comes with ``-o json``. The consoles never read markup: what a
@@ -19,19 +21,22 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from gpumod import controller, whatif
 from gpumod.core.model import Plan
 from gpumod.errors import GpumodError, InfeasibleError, SpecError, StalePlanError
 from gpumod.logconfig import configure_logging, get_logger
+from gpumod.ops import apply as ops_apply
+from gpumod.ops import logs as ops_logs
+from gpumod.ops import plan as ops_plan
+from gpumod.ops import simulate as ops_simulate
+from gpumod.ops import status as ops_status
+from gpumod.ops import unlock as ops_unlock
+from gpumod.ops import validate as ops_validate
 from gpumod.views import (
     ConsoleReporter,
-    apply_json,
     error_lines,
     print_plan,
     render_recap,
     render_simulation,
-    simulation_json,
-    status_json,
     status_table,
 )
 
@@ -123,25 +128,13 @@ def validate(directory: Path = DirArg, output: Output = OutOpt) -> None:
     """Check the specs: every problem as path:line: message. Exit 0 valid, 2 invalid."""
 
     def body() -> int:
-        try:
-            specs = controller.validate(directory)
-        except SpecError as e:
-            if output is Output.text:
-                raise
-            problems = [{"path": p.path, "line": p.line, "message": p.message} for p in e.problems]
-            out.print_json(json.dumps({"valid": False, "problems": problems}))
-            return 2
+        result = ops_validate.validate(directory)
         if output is Output.json:
-            names = {
-                "pods": [p.name for p in specs.pods],
-                "services": [s.name for s in specs.services],
-                "modes": [m.name for m in specs.modes],
-            }
-            out.print_json(json.dumps({"valid": True, **names}))
-            return 0
-        out.print(
-            f"valid: {len(specs.pods)} pod(s), {len(specs.services)} service(s), {len(specs.modes)} mode(s)"
-        )
+            out.print_json(json.dumps(result.to_json()))
+            return 0 if result.valid else 2
+        if result.error is not None:
+            raise result.error
+        out.print(f"valid: {len(result.pods)} pod(s), {len(result.services)} service(s), {len(result.modes)} mode(s)")
         return 0
 
     _run(body)
@@ -159,17 +152,17 @@ def plan(
     """Show what apply would do. Exit 0 nothing to do, 1 changes pending, 2 error or infeasible."""
 
     def body() -> int:
-        snap = asyncio.run(controller.snapshot(directory, pod))
-        p = snap.plan
+        result = asyncio.run(ops_plan.plan(directory, pod))
+        p = result.plan
         if output is Output.json:
-            out.print_json(json.dumps(p.to_json()))
+            out.print_json(json.dumps(result.to_json()))
         else:
             print_plan(out, p)
         if not p.fits:
             if output is Output.text:
                 raise InfeasibleError([x.infeasible for x in p.pods if x.infeasible])
             return 2
-        unreachable = [o for o in snap.observed if not o.reachable]
+        unreachable = result.unreachable
         for o in unreachable:
             why = o.error.removeprefix(f"pod {o.name}: ")
             _error_line(f"pod {o.name} cannot be planned: {why}", pod=o.name)
@@ -178,7 +171,11 @@ def plan(
                 _error_line("the plan was not saved (a pod could not be observed)")
             return 2
         if save_to is not None:
-            _save_plan(save_to, directory, pod, snap, note=output is Output.text)
+            ops_plan.save(result, save_to, directory, pod)
+            if output is Output.text:
+                out.print(
+                    f"Saved the plan to {save_to}; `gpumod apply {save_to}` runs exactly this plan.", markup=False
+                )
         return 1 if p.changes else 0
 
     _run(body)
@@ -190,21 +187,6 @@ def _error_line(text: str, **fields: str) -> None:
         get_logger("gpumod.cli").error("cli.error", error=text, **fields)
     else:
         err.print(Text.assemble(("error:", "red"), " ", text))
-
-
-def _save_plan(path: Path, directory: Path, pods: Optional[List[str]], snap: controller.Snapshot, note: bool) -> None:
-    from gpumod.saved_plan import save_plan
-
-    try:
-        save_plan(
-            path, spec_dir=directory, pod_names=pods, pod_specs=snap.pods,
-            desired=snap.desired, observed=snap.observed, plan=snap.plan,
-        )
-    except OSError as e:
-        raise GpumodError(f"cannot write the plan to {path}: {e.strerror or e}", hint="pick a writable path") from None
-    get_logger("gpumod.cli").info("plan.saved", path=str(path), fingerprint=snap.plan.fingerprint)
-    if note:
-        out.print(f"Saved the plan to {path}; `gpumod apply {path}` runs exactly this plan.", markup=False)
 
 
 def _confirm(yes: bool) -> Callable[[Plan], bool]:
@@ -229,35 +211,24 @@ def apply(
     def body() -> int:
         quiet = output is Output.json
         reporter = ConsoleReporter(out, quiet=quiet)
-        saved = _saved_plan(directory, pod)
+        saved = ops_apply.saved_plan_at(directory, pod)
         if saved is not None:
-            result = asyncio.run(controller.apply_saved(saved, plan_file=str(directory), reporter=reporter))
+            result = asyncio.run(ops_apply.apply_saved(saved, plan_file=str(directory), reporter=reporter))
         else:
-            result = asyncio.run(
-                controller.apply(directory, pod, confirm=_confirm(yes or quiet), reporter=reporter)
-            )
-        if quiet:
-            out.print_json(json.dumps(apply_json(result, reporter)))
-        else:
-            for line in render_recap(result):
-                out.print(line)
+            result = asyncio.run(ops_apply.apply(directory, pod, confirm=_confirm(yes or quiet), reporter=reporter))
+        _print_result(result, quiet)
         return result.exit_code
 
     _run(body)
 
 
-def _saved_plan(path: Path, pods: Optional[List[str]]):
-    """The saved plan ``path`` names (``gpumod apply plan.json``), or None for a spec directory."""
-    from gpumod.saved_plan import is_saved_plan, load_saved_plan
-
-    if not is_saved_plan(path):
-        return None
-    if pods:
-        raise GpumodError(
-            f"{path} is a saved plan: it carries its own pod selection, --pod does not apply",
-            hint="drop --pod, or make a plan for those pods with `gpumod plan DIR --pod P --out FILE`",
-        )
-    return load_saved_plan(path)
+def _print_result(result: ops_apply.ApplyResult, as_json: bool) -> None:
+    """An apply run's answer: its JSON, or the recap."""
+    if as_json:
+        out.print_json(json.dumps(result.to_json()))
+    else:
+        for line in render_recap(result):
+            out.print(line)
 
 
 @app.command()
@@ -272,14 +243,8 @@ def down(
     def body() -> int:
         quiet = output is Output.json
         reporter = ConsoleReporter(out, quiet=quiet)
-        result = asyncio.run(
-            controller.apply(directory, pod, confirm=_confirm(yes or quiet), reporter=reporter, empty=True)
-        )
-        if quiet:
-            out.print_json(json.dumps({**apply_json(result, reporter), "down": True}))
-            return result.exit_code
-        for line in render_recap(result):
-            out.print(line)
+        result = asyncio.run(ops_apply.down(directory, pod, confirm=_confirm(yes or quiet), reporter=reporter))
+        _print_result(result, quiet)
         return result.exit_code
 
     _run(body, error_code=1)
@@ -295,11 +260,11 @@ def status(
     """Show each pod's services: state, GPU, VRAM used/budget, port, since."""
 
     def body() -> int:
-        snap = asyncio.run(controller.snapshot(directory, pod))
+        result = asyncio.run(ops_status.status(directory, pod))
         if output is Output.json:
-            out.print_json(json.dumps(status_json(snap)))
+            out.print_json(json.dumps(result.to_json()))
         else:
-            for renderable in status_table(snap, visual=visual):
+            for renderable in status_table(result, visual=visual):
                 out.print(renderable)
         return 0
 
@@ -321,9 +286,9 @@ def simulate(
 
     def body() -> int:
         only = [n.strip() for item in services for n in item.split(",") if n.strip()] if services else None
-        sim = asyncio.run(whatif.simulate(directory, pod, mode=mode, add=add or (), services=only))
+        sim = asyncio.run(ops_simulate.simulate(directory, pod, mode=mode, add=add or (), services=only))
         if output is Output.json:
-            out.print_json(json.dumps(simulation_json(sim)))
+            out.print_json(json.dumps(sim.to_json()))
         else:
             for line in render_simulation(sim):
                 out.print(line)
@@ -343,10 +308,11 @@ def watch(
     ),
 ) -> None:
     """Apply on every change of the spec directory and every INTERVAL seconds, until Ctrl+C."""
-    from gpumod.watch import watch_loop
+    from gpumod.ops.watch import watch as watch_loop
 
     def body() -> int:
-        asyncio.run(watch_loop(directory, pod, interval=interval, console=out, metrics_port=metrics_port))
+        reporter = ConsoleReporter(out, recap=True)
+        asyncio.run(watch_loop(directory, pod, reporter=reporter, interval=interval, metrics_port=metrics_port))
         return 0
 
     _run(body)
@@ -369,14 +335,14 @@ def logs(
                 out.print(f"{name}: {line}" if name else line, highlight=False)
 
             try:
-                asyncio.run(controller.logs(directory, service, pod, lines, follow=emit))
+                asyncio.run(ops_logs.logs(directory, service, pod, lines, follow=emit))
             except KeyboardInterrupt:
                 pass  # Ctrl+C is how a follow ends
             return 0
-        found = asyncio.run(controller.logs(directory, service, pod, lines))
+        result = asyncio.run(ops_logs.logs(directory, service, pod, lines))
+        found = result.pods
         if output is Output.json:
-            pods = {name: {"lines": text.splitlines()} for name, text in sorted(found.items())}
-            out.print_json(json.dumps({"service": service, "pods": pods}))
+            out.print_json(json.dumps(result.to_json()))
             return 0
         for name, text in sorted(found.items()):
             if len(found) > 1:
@@ -395,7 +361,7 @@ def unlock(
 ) -> None:
     """Break a pod's lock left by a gpumod run that is gone. Exit 0 unlocked, 1 not broken, 2 error."""
 
-    def who(owner: dict) -> str:
+    def who(owner) -> str:
         return f"{owner.get('user', '?')}@{owner.get('host', '?')} pid {owner.get('pid', '?')}" if owner else "nobody"
 
     def ask(owner: dict) -> bool:
@@ -415,9 +381,9 @@ def unlock(
                 f"no spec directory {specs} here: unlock reads how to reach pod {pod} from the specs",
                 hint="pass the spec directory that defines the pod: " + shlex.join(["gpumod", "unlock", pod, "--specs", "DIR"]),
             )
-        found = asyncio.run(controller.unlock(specs, pod, confirm=ask))
-        owner = found.get("owner") or {}
-        if found.get("refused"):
+        found = asyncio.run(ops_unlock.unlock(specs, pod, confirm=ask))
+        owner = found.owner
+        if found.refused:
             for line in error_lines(
                 f"pod {pod} is locked right now by {who(owner)}; the lock was not broken",
                 hint="if that run is gone, break it anyway: "
@@ -425,8 +391,8 @@ def unlock(
             ):
                 err.print(line)
             return 1
-        if found.get("was_locked"):
-            out.print(f"pod {pod}: broke the lock held by {who(owner)}" + (" (holder killed)" if found.get("killed") else ""))
+        if found.was_locked:
+            out.print(f"pod {pod}: broke the lock held by {who(owner)}" + (" (holder killed)" if found.killed else ""))
         else:
             out.print(f"pod {pod}: was not locked" + (f" (stale owner record of {who(owner)} removed)" if owner else ""))
         return 0
@@ -442,7 +408,8 @@ def schema() -> None:
     out.print_json(json.dumps(json_schema()))
 
 
-# Commands that live in their own modules: prompt, ssh, shell (gpumod.chat) and endpoints, tunnel
+# Commands that live in their own modules: mode, service, presets, start, stop (gpumod.cli_specs);
+# prompt, ssh, shell (gpumod.chat) and endpoints, tunnel
 # (gpumod.reach).
 from gpumod.chat.cli import register as _register_chat  # noqa: E402
 from gpumod.reach_cli import endpoints as _endpoints  # noqa: E402
@@ -451,11 +418,14 @@ from gpumod.reach_cli import tunnel as _tunnel  # noqa: E402
 _register_chat(app)
 app.command("endpoints")(_endpoints)
 app.command("tunnel")(_tunnel)
+import gpumod.cli_specs  # noqa: E402,F401  (registers its commands on import)
 
 
 def main() -> None:
     app()
 
 
-if __name__ == "__main__":
-    main()
+if __name__ == "__main__":  # `python -m gpumod.cli`: run the imported module, where every command registered
+    from gpumod.cli import main as _imported_main
+
+    _imported_main()

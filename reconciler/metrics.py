@@ -24,10 +24,10 @@ from typing import Any, Callable, get_args
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-from gpumod.controller import ApplyResult, Reporter
-from gpumod.core.model import Plan, Status, Step
+from gpumod.core.model import Plan, Status
 from gpumod.errors import GpumodError
-from gpumod.execute import StepOutcome
+from gpumod.ops.apply import ApplyResult
+from gpumod.ops.events import Event, Reporter, StepFinished
 
 MIB = 1024 * 1024
 STATES = (*get_args(Status), "absent")
@@ -121,18 +121,14 @@ class WatchMetrics:
             self.degraded.labels(obs.name).set(len(pod_plan.deferred) if pod_plan else 0)
 
 
-class _CountingReporter(Reporter):
+class _CountingReporter:
+    """Counts every step as it ends, and passes every event on."""
+
     def __init__(self, inner: Reporter, metrics: WatchMetrics) -> None:
         self.inner = inner
         self.metrics = metrics
 
-    def plan(self, plan: Plan, pass_no: int) -> None:
-        self.inner.plan(plan, pass_no)
-
-    def step(self, event: str, pod: str, item: Step | StepOutcome) -> None:
-        if event == "done" and isinstance(item, StepOutcome):
-            self.metrics.steps.labels(pod, item.step.action, item.status).inc()
-        self.inner.step(event, pod, item)
-
-    def note(self, text: str) -> None:
-        self.inner.note(text)
+    def event(self, e: Event) -> None:
+        if isinstance(e, StepFinished):
+            self.metrics.steps.labels(e.pod, e.outcome.step.action, e.outcome.status).inc()
+        self.inner.event(e)

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from gpumod.controller import desired_for, observe_fleet, select_pods
+from gpumod.ops.snapshot import desired_for, observe_fleet, select_pods
 from gpumod.core.model import ObservedPod
 from gpumod.drivers.llamacpp import is_router, router_model_id
 from gpumod.errors import GpumodError

@@ -6,7 +6,7 @@ per pod a digest of its desired state (pod spec + resolved services) and a summa
 observation (the fields ``core.model.fingerprint`` covers). Applying it re-reads both; any
 difference is a ``StalePlanError`` naming what changed, before anything is touched. The file is
 JSON (a pydantic model at the boundary); this module only reads, compares and writes it — running
-it is ``controller.apply_saved``.
+it is ``gpumod.ops.apply.apply_saved``.
 """
 
 from __future__ import annotations

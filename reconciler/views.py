@@ -1,23 +1,25 @@
 """How results look to a person (rich tables, ASCII VRAM bars, recaps) and to a script (JSON).
 
-Pure formatting over the typed results of ``gpumod.controller``; no logic decides anything here.
+Pure formatting over the typed results of ``gpumod.ops``; no logic decides anything here (the
+figures — VRAM budgets, degraded, notes — come computed from the operations layer).
 Nothing that comes from a pod or a spec (service output, error messages, names, hosts) is ever
 parsed as rich markup: styled lines are built as ``Text`` from plain strings (``styled``).
 """
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from rich.console import Console
 from rich.text import Text
 
-from gpumod.controller import ApplyResult, Reporter, Snapshot
-from gpumod.core.model import GpuBudget, Plan, Step
+from gpumod.core.model import GpuBudget, Plan
 from gpumod.core.render import render_plan
-from gpumod.execute import StepOutcome
-from gpumod.whatif import Simulation
+from gpumod.errors import GpumodError, InfeasibleError, SpecError
+from gpumod.ops.apply import ApplyResult
+from gpumod.ops.events import Event, Note, PlanBuilt, RunFailed, RunFinished, StepFinished
+from gpumod.ops.simulate import SimulationResult
+from gpumod.ops.status import StatusResult
 
 BAR_WIDTH = 40
 STATE_STYLE = {
@@ -49,40 +51,52 @@ def print_plan(console: Console, plan: Plan) -> None:
         console.print(line, markup=False)
 
 
-class ConsoleReporter(Reporter):
-    """Prints the plan and one line per finished step; collects outcomes for the JSON view."""
+class ConsoleReporter:
+    """The CLI's ``Reporter``: prints each plan, one line per finished step, notes, and (with
+    ``recap``, as ``watch`` wants) each run's recap or why it failed. ``quiet``: prints nothing."""
 
-    def __init__(self, console: Console, *, quiet: bool = False) -> None:
+    def __init__(self, console: Console, *, quiet: bool = False, recap: bool = False) -> None:
         self.console = console
         self.quiet = quiet
-        self.plans: list[Plan] = []
-        self.outcomes: list[tuple[str, StepOutcome]] = []
+        self.recap = recap
 
-    def plan(self, plan: Plan, pass_no: int) -> None:
-        self.plans.append(plan)
+    def event(self, e: Event) -> None:
         if self.quiet:
             return
-        if pass_no > 1:
-            self.console.print(Text(f"pass {pass_no}: the pods still differ from the specs", style="dim"))
-        print_plan(self.console, plan)
+        if isinstance(e, PlanBuilt):
+            if e.pass_no > 1:
+                self.console.print(Text(f"pass {e.pass_no}: the pods still differ from the specs", style="dim"))
+            print_plan(self.console, e.plan)
+        elif isinstance(e, StepFinished):
+            o, s = e.outcome, e.outcome.step
+            mark = {"ok": ("ok", "green"), "failed": ("FAILED", "red"), "skipped": ("skipped", "yellow")}[o.status]
+            msg = f" — {o.message}" if o.message else ""
+            self.console.print(
+                styled(f"  {e.pod}: {s.symbol} {s.action} {s.service} … ", mark, f" ({o.seconds:.1f}s){msg}"),
+                highlight=False,
+            )
+        elif isinstance(e, Note):
+            self.console.print(Text(e.text, style="dim" if e.detail else ""))
+        elif isinstance(e, RunFinished) and self.recap:
+            for text in render_recap(e.result):
+                self.console.print(Text(text))
+        elif isinstance(e, RunFailed) and self.recap:
+            for line in failed_run_lines(e):
+                self.console.print(line)
 
-    def step(self, event: str, pod: str, item: Step | StepOutcome) -> None:
-        if event != "done" or not isinstance(item, StepOutcome):
-            return
-        self.outcomes.append((pod, item))
-        if self.quiet:
-            return
-        s = item.step
-        mark = {"ok": ("ok", "green"), "failed": ("FAILED", "red"), "skipped": ("skipped", "yellow")}[item.status]
-        msg = f" — {item.message}" if item.message else ""
-        self.console.print(
-            styled(f"  {pod}: {s.symbol} {s.action} {s.service} … ", mark, f" ({item.seconds:.1f}s){msg}"),
-            highlight=False,
-        )
 
-    def note(self, text: str) -> None:
-        if not self.quiet:
-            self.console.print(Text(text, style="dim"))
+def failed_run_lines(e: RunFailed) -> list[Text]:
+    """Why a pass of ``watch`` did nothing, and that watching goes on."""
+    err = e.error
+    if isinstance(err, SpecError):
+        return [*(Text(str(p)) for p in err.problems),
+                Text("specs invalid; nothing touched. Waiting for the next change.", style="red")]
+    if isinstance(err, InfeasibleError):
+        return [*(Text(i.describe()) for i in err.infeasible),
+                Text("does not fit; nothing touched. Waiting for the next change.", style="red")]
+    if isinstance(err, GpumodError):
+        return error_lines(err.message, err.hint)
+    return [Text(e.traceback), Text("this is a bug in gpumod (please report it); watching goes on", style="red")]
 
 
 def render_recap(result: ApplyResult) -> list[str]:
@@ -109,26 +123,6 @@ def render_recap(result: ApplyResult) -> list[str]:
     return lines
 
 
-def apply_json(result: ApplyResult, reporter: ConsoleReporter) -> dict[str, Any]:
-    return {
-        "converged": result.converged,
-        "passes": result.passes,
-        "plans": [p.to_json() for p in reporter.plans],
-        "steps": [
-            {
-                "pod": pod,
-                "action": o.step.action,
-                "service": o.step.service,
-                "status": o.status,
-                "message": o.message,
-                "seconds": round(o.seconds, 3),
-            }
-            for pod, o in reporter.outcomes
-        ],
-        "problems": result.problems,
-    }
-
-
 # -- status ----------------------------------------------------------------------------------
 
 
@@ -143,139 +137,52 @@ def _since(started_at: float | None, now: float) -> str:
     return f"{secs // 3600}h{(secs % 3600) // 60:02d}m"
 
 
-def status_rows(snap: Snapshot) -> dict[str, list[dict[str, Any]]]:
-    pods: dict[str, list[dict[str, Any]]] = {}
-    for pod in snap.pods:
-        desired = snap.desired_pod(pod.name)
-        observed = snap.observed_pod(pod.name)
-        pod_plan = snap.plan.pod(pod.name)
-        rows = []
-        names = sorted(
-            {s.name for s in (desired.services if desired else ())}
-            | {s.name for s in (observed.services if observed else ())}
-        )
-        deferred = {d.service: d for d in (pod_plan.deferred if pod_plan else ())}
-        for name in names:
-            want = desired.service(name) if desired else None
-            got = observed.service(name) if observed else None
-            later = deferred.get(name)
-            gpus = got.gpus if got and got.gpus else (pod_plan.gpus_of(name) if pod_plan else ())
-            used = sum(got.measured(g) for g in gpus) if got else 0
-            if want:
-                asleep = got is not None and got.status == "sleeping"
-                budget = (want.footprint.asleep_mb if asleep else want.footprint.awake_mb) * max(1, len(gpus))
-            else:
-                budget = None
-            rows.append(
-                {
-                    "service": name,
-                    "state": got.status if got else "absent",
-                    "target": want.target if want else "not in mode",
-                    "sleep_level": got.sleep_level if got else None,
-                    "gpus": list(gpus),
-                    "vram_used_mb": used,
-                    "vram_budget_mb": budget,
-                    "port": (got.port if got and got.port else (want.spec.port if want else None)),
-                    "pid": got.pid if got else None,
-                    "since": got.started_at if got else None,
-                    "message": got.message if got else "",
-                    # a desired service whose starts keep failing: how often, why, when again
-                    "degraded": bool(want and got and got.failures >= 1 and not got.alive),
-                    "failures": got.failures if got else 0,
-                    "last_failure_at": got.last_failure_at if got else None,
-                    "last_error": got.last_error if got else "",
-                    "last_log_line": got.last_log_line if got else "",
-                    "retry_at": later.retry_at if later else None,
-                    "deferred": later.reason if later else "",
-                }
-            )
-        pods[pod.name] = rows
-    return pods
-
-
-def status_json(snap: Snapshot) -> dict[str, Any]:
-    rows = status_rows(snap)
-    result: dict[str, Any] = {"pods": {}}
-    for pod in snap.pods:
-        observed = snap.observed_pod(pod.name)
-        desired = snap.desired_pod(pod.name)
-        result["pods"][pod.name] = {
-            "mode": pod.mode,
-            "host": pod.host,
-            "reachable": observed.reachable if observed else False,
-            "error": observed.error if observed else "",
-            "gpus": [
-                {"index": g.index, "name": g.name, "total_mb": g.total_mb, "used_mb": g.used_mb}
-                for g in (observed.gpus if observed and observed.gpus else (desired.gpus if desired else ()))
-            ],
-            "services": rows[pod.name],
-            "changes_pending": len(snap.plan.pod(pod.name).steps) if snap.plan.pod(pod.name) else 0,
-        }
-    return result
-
-
-def status_table(snap: Snapshot, *, visual: bool = False) -> list[Any]:
+def status_table(result: StatusResult, *, visual: bool = False) -> list[Any]:
     from rich.table import Table  # only `status` draws tables
 
-    now = max((o.observed_at for o in snap.observed), default=time.time()) or time.time()
+    now = result.now
     out: list[Any] = []
-    rows = status_rows(snap)
-    for pod in snap.pods:
-        observed = snap.observed_pod(pod.name)
-        pending = snap.plan.pod(pod.name)
-        table = Table(title=Text(f"pod {pod.name} · mode {pod.mode} · {pod.host}"), title_justify="left")
-        notes = {r["service"]: _note(r, now) for r in rows[pod.name]}
+    for pod in result.pods:
+        table = Table(title=Text(f"pod {pod.pod} · mode {pod.mode} · {pod.host}"), title_justify="left")
+        with_notes = any(r.note for r in pod.services)
         for col in ("service", "state", "target", "GPU", "VRAM used/budget", "port", "since") + (
-            ("note",) if any(notes.values()) else ()
+            ("note",) if with_notes else ()
         ):
             table.add_column(col)
-        for r in rows[pod.name]:
-            state = "degraded" if r["degraded"] else r["state"] + (f" ({r['sleep_level']})" if r["sleep_level"] else "")
-            budget = "-" if r["vram_budget_mb"] is None else f"{r['vram_budget_mb']}"
+        for r in pod.services:
+            state = "degraded" if r.degraded else r.state + (f" ({r.sleep_level})" if r.sleep_level else "")
+            budget = "-" if r.vram_budget_mb is None else f"{r.vram_budget_mb}"
             cells = [
-                r["service"],
+                r.service,
                 state,
-                r["target"],
-                ",".join(map(str, r["gpus"])) or "-",
-                f"{r['vram_used_mb']}/{budget} MiB",
-                str(r["port"] or "-"),
-                _since(r["since"], now),
-                *((notes[r["service"]],) if any(notes.values()) else ()),
+                r.target,
+                ",".join(map(str, r.gpus)) or "-",
+                f"{r.vram_used_mb}/{budget} MiB",
+                str(r.port or "-"),
+                _since(r.since, now),
+                *((r.note,) if with_notes else ()),
             ]
             texts = [Text(c) for c in cells]
-            texts[1].stylize("red" if r["degraded"] else STATE_STYLE.get(r["state"], ""))
+            texts[1].stylize("red" if r.degraded else STATE_STYLE.get(r.state, ""))
             table.add_row(*texts)
         out.append(table)
-        for r in rows[pod.name]:
-            if r["degraded"] and (r["last_error"] or r["last_log_line"]):
-                out.append(Text(f"  {r['service']}: last failed start: {r['last_error'] or '?'}", style="red"))
-                if r["last_log_line"]:
-                    out.append(Text(f"    its last log line: {r['last_log_line']}"))
+        for r in pod.services:
+            if r.degraded and (r.last_error or r.last_log_line):
+                out.append(Text(f"  {r.service}: last failed start: {r.last_error or '?'}", style="red"))
+                if r.last_log_line:
+                    out.append(Text(f"    its last log line: {r.last_log_line}"))
         parts: list[str | tuple[str, str]] = []
-        if observed is not None and not observed.reachable:
-            parts.append((f"  unreachable: {observed.error}", "red"))
-        if pending and pending.steps:
-            parts.append((f"  {len(pending.steps)} change(s) pending", "yellow"))
+        if not pod.reachable and result.snapshot.observed_pod(pod.pod) is not None:
+            parts.append((f"  unreachable: {pod.error}", "red"))
+        if pod.changes_pending:
+            parts.append((f"  {pod.changes_pending} change(s) pending", "yellow"))
         if parts:
             out.append(styled(*parts))
+        observed = result.snapshot.observed_pod(pod.pod)
         if visual and observed and observed.gpus:
             for g in observed.gpus:
                 out.append(Text(f"GPU {g.index} {g.name}  {bar(g.used_mb, g.total_mb)}"))
     return out
-
-
-def _note(row: dict[str, Any], now: float) -> str:
-    """The note column: why a service is not as wanted (degraded, deferred, or what the pod said)."""
-    if row["degraded"]:
-        n = row["failures"]
-        retry = row["retry_at"]
-        when = f"retry in {max(1, int(retry - now + 0.999))}s" if retry and retry > now else "retry at the next apply"
-        return f"{n} failed start{'s' if n != 1 else ''}; {when}"
-    if row["deferred"]:
-        return row["deferred"]
-    if row["message"] and row["state"] not in ("running", "sleeping"):
-        return str(row["message"])
-    return ""
 
 
 # -- simulate --------------------------------------------------------------------------------
@@ -297,20 +204,15 @@ def _what(mode: str | None, services: tuple[str, ...] | None, add: tuple[str, ..
     return what
 
 
-def _budgets(snap: Snapshot, pod: str) -> dict[int, GpuBudget]:
-    found = snap.plan.pod(pod)
-    return {g.index: g for g in found.gpus} if found else {}
-
-
-def render_simulation(sim: Simulation) -> list[str]:
+def render_simulation(sim: SimulationResult) -> list[str]:
     """Current (the pod's mode, as planned now) and proposed (the what-if) side by side, per GPU:
     who uses what, both bars, fits or by how much not; then the alternatives."""
-    spec = next(p for p in sim.current.pods if p.name == sim.pod)
+    current_mode = sim.current_mode
     proposed_plan = sim.proposed.plan.pod(sim.pod)
-    lines = [f"pod {sim.pod}", f"  current:  mode {spec.mode}", f"  proposed: {_what(sim.mode or spec.mode, sim.services, sim.add, sim.dependencies)}"]
+    lines = [f"pod {sim.pod}", f"  current:  mode {current_mode}", f"  proposed: {_what(sim.mode or current_mode, sim.services, sim.add, sim.dependencies)}"]
     if sim.unobserved:
         lines.append(f"  (not observed: {sim.unobserved}; priced on the declared GPUs with nothing running)")
-    now, then = _budgets(sim.current, sim.pod), _budgets(sim.proposed, sim.pod)
+    now, then = sim.budgets(sim.current), sim.budgets(sim.proposed)
     if proposed_plan is None or not then:
         return lines + ["not planned: the pod's GPUs are not known"]
     for index in sorted(set(now) | set(then)):
@@ -346,29 +248,3 @@ def _mib(mb: int | None) -> str:
 def _verdict(b: GpuBudget) -> str:
     over = b.need_mb - b.capacity_mb
     return "fits" if over <= 0 else f"✗ exceeds by {over} MiB ({over / 1024:.1f} GiB)"
-
-
-def simulation_json(sim: Simulation) -> dict[str, Any]:
-    def side(snap: Snapshot, mode: str | None) -> dict[str, Any]:
-        found = snap.plan.pod(sim.pod)
-        desired = snap.desired_pod(sim.pod)
-        planned = snap.plan.to_json()["pods"].get(sim.pod)
-        return {
-            "mode": mode,
-            "services": [s.name for s in desired.services] if desired else [],
-            "fits": bool(found and found.fits),
-            "gpus": planned["gpus"] if planned else [],
-            "infeasible": planned["infeasible"] if planned else None,
-            "steps": len(found.steps) if found else 0,
-        }
-
-    spec = next(p for p in sim.current.pods if p.name == sim.pod)
-    proposed = side(sim.proposed, None if sim.services is not None else (sim.mode or spec.mode))
-    proposed.update(add=list(sim.add), dependencies=list(sim.dependencies))
-    return {
-        "pod": sim.pod,
-        "fits": sim.fits,
-        "unobserved": sim.unobserved,
-        "current": side(sim.current, spec.mode),
-        "proposed": proposed,
-    }

@@ -56,7 +56,7 @@ def test_drivers_do_not_import_the_engine() -> None:
     for path in sorted((ROOT / "drivers").rglob("*.py")):
         for name in _imports(path):
             if name.startswith("gpumod.") and _top(name.split(".", 1)[1]) in {
-                "cli", "controller", "execute", "watch", "wiring", "views",
+                "cli", "ops", "execute", "wiring", "views",
             }:
                 offenders.append(f"{path.relative_to(ROOT)} imports {name}")
     assert offenders == []

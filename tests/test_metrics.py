@@ -3,7 +3,9 @@ computed when scraped (an injected clock)."""
 
 from __future__ import annotations
 
-from gpumod.controller import ApplyResult, Reporter, Snapshot
+from gpumod.ops.apply import ApplyResult
+from gpumod.ops.events import StepFinished, StepStarted
+from gpumod.ops.snapshot import Snapshot
 from gpumod.core.model import Deferred, GpuInfo, ObservedPod, ObservedService, Plan, PodPlan, Step
 from gpumod.execute import StepOutcome
 from gpumod.metrics import WatchMetrics
@@ -35,7 +37,7 @@ def test_seconds_since_last_converged_pass_is_computed_at_scrape_time() -> None:
     m = WatchMetrics(clock=clock)
     clock.now = 130.0
     assert value(m, "gpumod_seconds_since_last_converged_pass") == 30.0  # since watch started
-    m.record_pass(ApplyResult(converged=False, passes=1, problems=["x"]), 2.0)
+    m.record_pass(ApplyResult(converged=False, passes=1, problems=("x",)), 2.0)
     clock.now = 140.0
     assert value(m, "gpumod_seconds_since_last_converged_pass") == 40.0
     m.record_pass(ApplyResult(converged=True, passes=1), 1.0)
@@ -53,20 +55,20 @@ def test_a_pass_records_vram_services_and_degraded_and_steps_count_as_they_end()
     m = WatchMetrics(clock=Clock())
     seen: list[str] = []
 
-    class Inner(Reporter):
-        def step(self, event, pod, item):
-            seen.append(event)
+    class Inner:
+        def event(self, e):
+            seen.append(type(e).__name__)
 
     reporter = m.reporter(Inner())
     step = Step("box", "start", "a", "not running", "fill", 1)
-    reporter.step("start", "box", step)
-    reporter.step("done", "box", StepOutcome(step, "ok"))
-    reporter.step("done", "box", StepOutcome(step, "failed", "boom"))
-    assert seen == ["start", "done", "done"]  # the console still gets every event
+    reporter.event(StepStarted("box", step))
+    reporter.event(StepFinished("box", StepOutcome(step, "ok")))
+    reporter.event(StepFinished("box", StepOutcome(step, "failed", "boom")))
+    assert seen == ["StepStarted", "StepFinished", "StepFinished"]  # the console still gets every event
     assert value(m, "gpumod_steps_total", pod="box", action="start", outcome="ok") == 1
     assert value(m, "gpumod_steps_total", pod="box", action="start", outcome="failed") == 1
 
-    m.record_pass(ApplyResult(converged=False, passes=1, final=snapshot(), problems=["b degraded"]), 1.0)
+    m.record_pass(ApplyResult(converged=False, passes=1, final=snapshot(), problems=("b degraded",)), 1.0)
     assert value(m, "gpumod_gpu_memory_used_bytes", pod="box", gpu="0") == 1000 * 1024 * 1024
     assert value(m, "gpumod_gpu_memory_total_bytes", pod="box", gpu="0") == 24564 * 1024 * 1024
     assert value(m, "gpumod_services", pod="box", state="running") == 1

@@ -7,6 +7,7 @@ from rich.console import Console
 
 from gpumod.core.model import Step
 from gpumod.execute import StepOutcome
+from gpumod.ops.events import Note, StepFinished
 from gpumod.views import ConsoleReporter, error_lines
 
 HOSTILE = "[x] [/path] INFO [api_server.py:1024] [bold]b[/bold] [/]"
@@ -21,8 +22,8 @@ def test_step_lines_and_notes_print_pod_text_verbatim() -> None:
     console = _console()
     reporter = ConsoleReporter(console)
     step = Step(pod="box", action="start", service="bad", reason="not running", phase="fill", wave=1)
-    reporter.step("done", "box", StepOutcome(step, "failed", f"the process exited\n      {HOSTILE}", 0.3))
-    reporter.note(f"waiting for {HOSTILE}")
+    reporter.event(StepFinished("box", StepOutcome(step, "failed", f"the process exited\n      {HOSTILE}", 0.3)))
+    reporter.event(Note(f"waiting for {HOSTILE}"))
     text = console.export_text()
     assert text.count(HOSTILE) == 2, text
     assert "FAILED" in text

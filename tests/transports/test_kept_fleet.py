@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from gpumod.controller import observe_fleet
+from gpumod.ops.snapshot import observe_fleet
 from gpumod.spec.models import PodSpec
-from gpumod.watch import watch_loop
+from gpumod.ops.watch import watch as watch_loop
+from gpumod.views import ConsoleReporter
 from gpumod.wiring import Fleet
 from infra.sshd import SshServer
 
@@ -92,7 +93,9 @@ async def test_watch_passes_share_one_ssh_connection(sshd, tmp_path, monkeypatch
     text = io.StringIO()
     stop = asyncio.Event()
     task = asyncio.create_task(
-        watch_loop(specs, None, interval=0.3, console=Console(file=text, width=200), stop=stop)
+        watch_loop(
+            specs, None, interval=0.3, reporter=ConsoleReporter(Console(file=text, width=200), recap=True), stop=stop
+        )
     )
     try:
         deadline = time.monotonic() + 60

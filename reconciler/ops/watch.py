@@ -1,10 +1,11 @@
-"""``gpumod watch``: apply on every change of the spec directory and on a timer, until a signal.
+"""``watch``: apply on every change of the spec directory and on a timer, until a signal.
 
 File events and the timer only *request* a pass; requests arriving during a pass are coalesced
 into one more pass. The directory is watched (not the files: editors save by atomic rename,
 which a watch on the file itself would miss). SIGINT/SIGTERM end the loop and leave services
-running. A pass that fails in a way gpumod did not expect is reported (with its traceback) and
-the loop keeps going: an unattended controller never dies on one bad pass.
+running. A pass that fails is reported as ``RunFailed`` (with the traceback when it is a bug) and
+the loop keeps going: an unattended controller never dies on one bad pass. Everything it has to
+say goes through the ``Reporter``; it prints nothing.
 """
 
 from __future__ import annotations
@@ -16,18 +17,17 @@ import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
-from rich.console import Console
-from rich.text import Text
 from watchfiles import Change, awatch
 
-from gpumod import controller
-from gpumod.controller import ApplyResult, Reporter
-from gpumod.errors import GpumodError, InfeasibleError, SpecError
-from gpumod.views import ConsoleReporter, error_lines, render_recap
+from gpumod.errors import GpumodError
+from gpumod.ops.apply import ApplyResult, apply
+from gpumod.ops.events import Note, Reporter, RunFailed
 from gpumod.wiring import Fleet
 
 if TYPE_CHECKING:
     from gpumod.metrics import WatchMetrics
+
+__all__ = ["watch"]
 
 SPEC_SUFFIXES = (".yaml", ".yml")
 
@@ -36,12 +36,12 @@ def _relevant(changes: set[tuple[Change, str]]) -> bool:
     return any(path.endswith(SPEC_SUFFIXES) for _, path in changes)
 
 
-async def watch_loop(
+async def watch(
     directory: Path,
     pods: Sequence[str] | None,
     *,
+    reporter: Reporter,
     interval: float = 60.0,
-    console: Console,
     stop: asyncio.Event | None = None,
     metrics_port: int | None = None,
 ) -> None:
@@ -65,7 +65,7 @@ async def watch_loop(
         async for changes in awatch(root, stop_event=stop, debounce=200, step=20, recursive=True):
             if _relevant(changes):
                 names = ", ".join(sorted(Path(p).name for _, p in changes))
-                console.print(Text(f"change detected: {names}", style="dim"))
+                reporter.event(Note(f"change detected: {names}"))
                 wanted.set()
 
     async def timer() -> None:
@@ -76,7 +76,7 @@ async def watch_loop(
                 wanted.set()
 
     tasks = [asyncio.create_task(files()), asyncio.create_task(timer())]
-    console.print(Text(f"watching {directory} (re-observing every {interval:g} s); Ctrl+C to stop"))
+    reporter.event(Note(f"watching {directory} (re-observing every {interval:g} s); Ctrl+C to stop", detail=False))
     try:
         while not stop.is_set():
             waiter = asyncio.create_task(wanted.wait())
@@ -87,7 +87,7 @@ async def watch_loop(
             if stop.is_set():
                 break
             wanted.clear()
-            pass_task = asyncio.create_task(_one_pass(directory, pods, console, fleet=fleet, metrics=metrics))
+            pass_task = asyncio.create_task(_one_pass(directory, pods, reporter, fleet=fleet, metrics=metrics))
             stopper = asyncio.create_task(stop.wait())
             await asyncio.wait({pass_task, stopper}, return_when=asyncio.FIRST_COMPLETED)
             stopper.cancel()
@@ -102,7 +102,7 @@ async def watch_loop(
         await fleet.close()
         if stop_server is not None:
             stop_server()
-        console.print(Text("watch stopped; services keep running"))
+        reporter.event(Note("watch stopped; services keep running", detail=False))
 
 
 def _serve_metrics(port: int | None) -> tuple["WatchMetrics | None", Callable[[], None] | None]:
@@ -117,47 +117,30 @@ def _serve_metrics(port: int | None) -> tuple["WatchMetrics | None", Callable[[]
 async def _one_pass(
     directory: Path,
     pods: Sequence[str] | None,
-    console: Console,
+    reporter: Reporter,
     *,
     fleet: Fleet | None = None,
     metrics: "WatchMetrics | None" = None,
 ) -> None:
     started = time.monotonic()
-    reporter: Reporter = ConsoleReporter(console)
     if metrics is not None:
         reporter = metrics.reporter(reporter)
     result = None
     try:
-        result = await _apply(directory, pods, console, reporter, fleet)
+        result = await _apply(directory, pods, reporter, fleet)
     finally:
         if metrics is not None:
             metrics.record_pass(result, time.monotonic() - started)
 
 
 async def _apply(
-    directory: Path, pods: Sequence[str] | None, console: Console, reporter: Reporter, fleet: Fleet | None
+    directory: Path, pods: Sequence[str] | None, reporter: Reporter, fleet: Fleet | None
 ) -> ApplyResult | None:
-    """One apply run, its recap printed; None when the specs are invalid or do not fit."""
+    """One apply run (its recap goes out as ``RunFinished``); None when it raised."""
     try:
-        result = await controller.apply(directory, pods, reporter=reporter, fleet=fleet)
-    except SpecError as err:
-        for problem in err.problems:
-            console.print(Text(str(problem)))
-        console.print(Text("specs invalid; nothing touched. Waiting for the next change.", style="red"))
-        return None
-    except InfeasibleError as err:
-        for inf in err.infeasible:
-            console.print(Text(inf.describe()))
-        console.print(Text("does not fit; nothing touched. Waiting for the next change.", style="red"))
-        return None
+        return await apply(directory, pods, reporter=reporter, fleet=fleet)
     except GpumodError as err:
-        for line in error_lines(err.message, err.hint):
-            console.print(line)
-        return None
-    except Exception:  # a bug: say so, and keep watching (the next pass may well succeed)
-        console.print(Text(traceback.format_exc().rstrip()))
-        console.print(Text("this is a bug in gpumod (please report it); watching goes on", style="red"))
-        return None
-    for line in render_recap(result):
-        console.print(Text(line))
-    return result
+        reporter.event(RunFailed(err))
+    except Exception as err:  # a bug: say so, and keep watching (the next pass may well succeed)
+        reporter.event(RunFailed(err, traceback.format_exc().rstrip()))
+    return None

@@ -1,0 +1,96 @@
+"""What an operation tells its caller while it runs: typed events through one ``Reporter``.
+
+Why a module of its own: every face (CLI, MCP, TUI) shows progress differently, but the
+operations must not know which face called them. An operation emits frozen event values; a face
+implements ``Reporter`` — ONE method, ``event(e)`` — and matches on the event's type. A reporter
+that ignores an event type simply does nothing for it, so new events never break a face.
+
+    PassStarted(pass_no, pods)       an observe → plan → execute pass begins
+    PlanBuilt(plan, pass_no)         a plan with changes, about to be confirmed / run
+    StepStarted(pod, step)           one step begins on a pod
+    StepFinished(pod, outcome)       one step ended (ok / failed / skipped)
+    Note(text, detail)               a line for a person ("waiting for x to become ready")
+    RunFinished(result)              an apply run ended (its ApplyResult: the recap)
+    RunFailed(error, traceback)      an apply run of ``watch`` raised (invalid specs, a bug...)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol, Union
+
+from gpumod.core.model import Plan, Step
+from gpumod.execute import StepOutcome
+
+if TYPE_CHECKING:
+    from gpumod.ops.apply import ApplyResult
+
+__all__ = [
+    "Event",
+    "Note",
+    "NullReporter",
+    "PassStarted",
+    "PlanBuilt",
+    "Reporter",
+    "RunFailed",
+    "RunFinished",
+    "StepFinished",
+    "StepStarted",
+]
+
+
+@dataclass(frozen=True)
+class PassStarted:
+    pass_no: int
+    pods: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class PlanBuilt:
+    plan: Plan
+    pass_no: int
+
+
+@dataclass(frozen=True)
+class StepStarted:
+    pod: str
+    step: Step
+
+
+@dataclass(frozen=True)
+class StepFinished:
+    pod: str
+    outcome: StepOutcome
+
+
+@dataclass(frozen=True)
+class Note:
+    text: str
+    detail: bool = True  # a secondary line (a face may dim it); False: a headline of watch
+
+
+@dataclass(frozen=True)
+class RunFinished:
+    result: "ApplyResult"
+
+
+@dataclass(frozen=True)
+class RunFailed:
+    error: BaseException
+    traceback: str = ""  # set when the error is a bug (not a GpumodError)
+
+
+Event = Union[PassStarted, PlanBuilt, StepStarted, StepFinished, Note, RunFinished, RunFailed]
+
+
+class Reporter(Protocol):
+    """Whoever wants to follow an operation: one method, called with each event in order."""
+
+    def event(self, e: Event) -> None: ...
+
+
+class NullReporter:
+    """Follows nothing (the default of every operation)."""
+
+    def event(self, e: Event) -> None:
+        return None
