@@ -12,7 +12,6 @@ import asyncio
 import time
 from dataclasses import dataclass, field, replace
 from itertools import groupby
-from pathlib import Path
 from typing import Callable
 
 from gpumod.core.model import DesiredPod, PodPlan, Step
@@ -70,17 +69,11 @@ class PodExecutor:
     vram_release_timeout_s: float = 60.0
     report: Reporter | None = None
     secrets: dict[str, dict[str, str]] = field(default_factory=dict)  # service -> secret env values
-    # the pod's Supervisor (``PodHandle.supervisor_for``); a kind (process | systemd) is still
-    # accepted, with ``scope`` and ``template_dir``, and made into one here
-    supervisor: Supervisor | str = "process"
+    supervisor: Supervisor | None = None  # the pod's (``PodHandle.supervisor_for``); default: processes
     unit_env: dict[str, str] = field(default_factory=dict)  # what every service gets too (a sim pod's PATH...)
-    template_dir: Path | None = None  # the spec repo's templates/ (user unit template), if any
-    scope: str = "system"  # systemd: system units, or --user units
 
     def __post_init__(self) -> None:
-        if isinstance(self.supervisor, str):
-            self.supervisor = make_supervisor(self.agent, self.supervisor, self.scope, template_dir=self.template_dir)
-        self._supervisor: Supervisor = self.supervisor
+        self._supervisor: Supervisor = self.supervisor or make_supervisor(self.agent, "process", "system")
 
     async def run(self, plan: PodPlan) -> PodRun:
         run = PodRun(plan.pod)

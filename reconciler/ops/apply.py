@@ -374,8 +374,10 @@ async def _execute_pod(
     desired = snap.desired_pod(pod_plan.pod)
     assert desired is not None
     observed = snap.observed_pod(pod_plan.pod)
-    supervisor, scope = handle.supervisor(dict(observed.init) if observed else {})
     templates = Path(snap.specs.root) / "templates"
+    supervisor = handle.supervisor_for(
+        dict(observed.init) if observed else {}, template_dir=templates if templates.is_dir() else None
+    )
     pod = pod_plan.pod
 
     def report(event: str, item: Any) -> None:
@@ -395,8 +397,6 @@ async def _execute_pod(
         report=report,
         secrets=secrets,
         supervisor=supervisor,
-        scope=scope,
         unit_env=handle.unit_env,
-        template_dir=templates if templates.is_dir() else None,
     )
     return await executor.run(pod_plan)
