@@ -16,7 +16,7 @@ import statistics
 import subprocess
 import sys
 
-from simpod import gpumod_argv, median_wall, median_wall_cpu, sim_pod
+from simpod import gpumod_argv, median_wall_cpu, sim_pod
 
 TARGET_MS, TARGET_RATIO = 250, 10.0
 

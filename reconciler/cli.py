@@ -91,13 +91,13 @@ def _run(fn: Callable[[], int], *, error_code: int = 2) -> None:
         code = fn()
     except GpumodError as e:
         _report(e)
-        raise typer.Exit(2 if isinstance(e, (SpecError, InfeasibleError, StalePlanError)) else error_code)
+        raise typer.Exit(2 if isinstance(e, (SpecError, InfeasibleError, StalePlanError)) else error_code) from None
     except KeyboardInterrupt:
         if _log_format is LogFormat.json:
             get_logger("gpumod.cli").warning("cli.interrupted")
         else:
             err.print("interrupted")
-        raise typer.Exit(130)
+        raise typer.Exit(130) from None
     raise typer.Exit(code)
 
 
@@ -119,8 +119,8 @@ def _report(e: GpumodError) -> None:
         return
     for line in details:
         err.print(line, markup=False)
-    for line in error_lines(e.message, e.hint):
-        err.print(line)
+    for text in error_lines(e.message, e.hint):
+        err.print(text)
 
 
 @app.command()

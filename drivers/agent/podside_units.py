@@ -131,8 +131,8 @@ def start_unit(state: PodState, args: dict) -> dict:
                 warnings.append(warning)
         try:
             text = resolve_exec(str(args["unit_text"]), argv)
-        except SystemdError as err:
-            raise Refused("cannot start %s: %s" % (name, err))
+        except SystemdError as error:
+            raise Refused("cannot start %s: %s" % (name, error)) from error
         env_file = None
         if args.get("env_file_text") is not None:
             env_file = state.env_file_path(name)
@@ -149,8 +149,8 @@ def start_unit(state: PodState, args: dict) -> dict:
         path = os.path.join(unit_dir(scope), unit)
         try:
             changed = write_if_changed(path, text)
-        except OSError as err:
-            raise Refused("cannot write the unit file %s: %s" % (path, err.strerror or err))
+        except OSError as error:
+            raise Refused("cannot write the unit file %s: %s" % (path, error.strerror or error)) from error
         reloaded = changed or props.get("NeedDaemonReload") == "yes"
         if reloaded:
             rc, _, err = systemctl(scope, ["daemon-reload"])

@@ -25,7 +25,7 @@ RESTARTS_FOR_LOOP = 3  # ...once it has been restarted this often (one restart a
 def parse_show(text: str) -> list:
     """Blocks of ``Key=Value`` lines → one dict per block, in output order."""
     blocks = []
-    current = {}
+    current: dict = {}
     for line in text.splitlines():
         if not line.strip():
             if current:

@@ -77,7 +77,7 @@ def prompt(
         fail(e)
     except KeyboardInterrupt:
         err.print("interrupted")
-        raise typer.Exit(130)
+        raise typer.Exit(130) from None
 
 
 async def _chat(
@@ -141,7 +141,8 @@ async def _chat(
 def _api_message(e: Any) -> str:
     body = getattr(e, "body", None)
     if isinstance(body, dict):
-        inner = body.get("error") if isinstance(body.get("error"), dict) else body
+        error = body.get("error")
+        inner = error if isinstance(error, dict) else body
         return str(inner.get("message") or inner.get("detail") or e)
     return str(getattr(e, "message", e))
 
@@ -171,15 +172,23 @@ class ConsolePrinter:
     def event(self, event: dict[str, Any]) -> None:
         kind = event["type"]
         handlers: dict[str, Callable[[dict[str, Any]], None]] = {
-            "reasoning": lambda e: self._switch(kind) or self._write(e["text"], "dim"),
-            "content": lambda e: self._switch(kind) or self._write(e["text"]),
+            "reasoning": lambda e: self._text(kind, e["text"], "dim"),
+            "content": lambda e: self._text(kind, e["text"]),
             "tool_call": self._tool_call,
             "tool_result": self._tool_result,
             "done": lambda e: self._newline(),
-            "error": lambda e: (self._newline(), err.print(Text.assemble(("error:", "red"), " ", e["message"]))),
+            "error": self._error,
         }
         handlers[kind](event)
         self.last = kind
+
+    def _text(self, kind: str, text: str, style: str = "") -> None:
+        self._switch(kind)
+        self._write(text, style)
+
+    def _error(self, event: dict[str, Any]) -> None:
+        self._newline()
+        err.print(Text.assemble(("error:", "red"), " ", event["message"]))
 
     def _switch(self, kind: str) -> None:
         if self.last and self.last != kind:

@@ -16,7 +16,8 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from gpumod.spec.source import Document, Loc, close_key, error_locs
+from gpumod.spec.nodes import Loc
+from gpumod.spec.source import Document, close_key, error_locs
 
 M = TypeVar("M", bound=BaseModel)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from agent_helpers import free_port, start_server
 
-from gpumod.drivers.agent import BOOT, MARKER, PodAgent, agent_script, build_request, split_request
+from gpumod.drivers.agent import MARKER, PodAgent, agent_script, build_request, split_request
 from gpumod.drivers.agent import podside
 from gpumod.drivers.base import HttpCall
 from gpumod.drivers.transports.local import LocalTransport
