@@ -379,7 +379,8 @@ def unlock(
         if not specs.exists():
             raise GpumodError(
                 f"no spec directory {specs} here: unlock reads how to reach pod {pod} from the specs",
-                hint="pass the spec directory that defines the pod: " + shlex.join(["gpumod", "unlock", pod, "--specs", "DIR"]),
+                hint="pass the spec directory that defines the pod: "
+                + shlex.join(["gpumod", "unlock", pod, "--specs", "DIR"]),
             )
         found = asyncio.run(ops_unlock.unlock(specs, pod, confirm=ask))
         owner = found.owner
@@ -394,7 +395,9 @@ def unlock(
         if found.was_locked:
             out.print(f"pod {pod}: broke the lock held by {who(owner)}" + (" (holder killed)" if found.killed else ""))
         else:
-            out.print(f"pod {pod}: was not locked" + (f" (stale owner record of {who(owner)} removed)" if owner else ""))
+            out.print(
+                f"pod {pod}: was not locked" + (f" (stale owner record of {who(owner)} removed)" if owner else "")
+            )
         return 0
 
     _run(body)

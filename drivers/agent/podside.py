@@ -193,7 +193,9 @@ def op_start(state: PodState, args: dict) -> dict:
         procs = scan_proc()
         if old:
             if leader_state(old, procs) == "alive":
-                raise Refused("service %s is already running on this pod (pid %s); stop it first" % (name, old.get("pid")))
+                raise Refused(
+                    "service %s is already running on this pod (pid %s); stop it first" % (name, old.get("pid"))
+                )
             left = session_members(old, procs)
             if left:
                 raise Refused("processes of the previous %s are still alive (pids %s); stop it first"

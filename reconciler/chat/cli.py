@@ -55,13 +55,19 @@ def prompt(
     service: str = typer.Argument(..., help="the service to chat with", show_default=False),
     message: Optional[List[str]] = typer.Argument(None, help="the message (words are joined)", show_default=False),
     pod: Optional[str] = typer.Option(None, "--pod", "-p", help="the pod, when the service runs on several"),
-    interactive: bool = typer.Option(False, "--interactive", "-i", help="then read more messages, one per line, until EOF"),
+    interactive: bool = typer.Option(
+        False, "--interactive", "-i", help="then read more messages, one per line, until EOF"
+    ),
     cont: bool = typer.Option(False, "--continue", "-c", help="continue the last session with this service"),
     as_json: bool = typer.Option(False, "--json", help="one JSON event per line on stdout"),
-    allow_bash: bool = typer.Option(False, "--allow-bash", help="also give the model a bash tool (runs in this folder)"),
+    allow_bash: bool = typer.Option(
+        False, "--allow-bash", help="also give the model a bash tool (runs in this folder)"
+    ),
     api_key_env: str = typer.Option(
-        "OPENAI_API_KEY", "--api-key-env",
-        help="environment variable holding the service's API key (default: the secret of its VLLM_API_KEY/LLAMA_API_KEY env)",
+        "OPENAI_API_KEY",
+        "--api-key-env",
+        help="environment variable holding the service's API key (default: the secret of its "
+             "VLLM_API_KEY/LLAMA_API_KEY env)",
     ),
     max_rounds: int = typer.Option(10, "--max-rounds", min=1, help="tool-call rounds per message"),
 ) -> None:
@@ -70,7 +76,9 @@ def prompt(
     try:
         if not text and not interactive:
             raise GpumodError("no message", hint='give one: gpumod prompt DIR SERVICE "message" (or -i)')
-        asyncio.run(_chat(directory, service, pod, text, interactive, cont, as_json, allow_bash, api_key_env, max_rounds))
+        asyncio.run(
+            _chat(directory, service, pod, text, interactive, cont, as_json, allow_bash, api_key_env, max_rounds)
+        )
     except GpumodError as e:
         if as_json:
             print(json.dumps({"type": "error", "message": e.message, "hint": e.hint}), flush=True)
@@ -200,6 +208,8 @@ class ConsolePrinter:
 
     def _tool_result(self, e: dict[str, Any]) -> None:
         lines = e["result"].splitlines() or [""]
-        shown = lines[:RESULT_LINES] + ([f"… {len(lines) - RESULT_LINES} more line(s)"] if len(lines) > RESULT_LINES else [])
+        shown = lines[:RESULT_LINES] + (
+            [f"… {len(lines) - RESULT_LINES} more line(s)"] if len(lines) > RESULT_LINES else []
+        )
         style = "red" if e["is_error"] else "dim"
         self._write("".join(f"  {line}\n" for line in shown), style)

@@ -4,8 +4,8 @@ A user fixes a spec by going to a line, so every problem gpumod reports carries 
 PyYAML's composer keeps marks on its nodes; ``parse_yaml`` turns each document into plain data
 plus a map from every key path (``("health", "path")``, ``("services", 2)``) to its 1-based
 line, after ``gpumod.spec.nodes`` has checked the node graph (alias bombs, recursive aliases,
-control characters): hostile input is a problem at its line, never a traceback. ``validate`` runs a pydantic model on a document and reports each error at the line of
-the key or list item it is about, in words that say what to do.
+control characters): hostile input is a problem at its line, never a traceback. ``validate`` runs a pydantic model on a
+document and reports each error at the line of the key or list item it is about, in words that say what to do.
 """
 
 from __future__ import annotations
