@@ -94,7 +94,7 @@ def _serve_http(directory: Path, allow_apply: bool, port: int, token: str | None
     typer.echo(f"gpumod mcp: serving {directory} at {url}" + (" (--allow-apply)" if allow_apply else ""), err=True)
     if made:
         typer.echo(f"gpumod mcp: bearer token (send `Authorization: Bearer TOKEN`): {secret}", err=True)
-    server.run("http", show_banner=False, host=HOST, port=port, path="/mcp", sockets=[sock])
+    server.run("http", show_banner=False, host=HOST, port=port, path="/mcp", sockets=[sock], log_level="warning")
 
 
 def _bind(port: int) -> socket.socket:
