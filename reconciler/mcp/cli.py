@@ -9,17 +9,16 @@ and every request must carry ``Authorization: Bearer TOKEN`` (401 otherwise).
 
 from __future__ import annotations
 
-import errno
-import hmac
 import os
-import secrets
-import socket
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
 from gpumod.errors import GpumodError
+
+if TYPE_CHECKING:
+    import socket
 
 __all__ = ["HOST", "mcp", "register"]
 
@@ -64,7 +63,7 @@ def mcp(
 def _serve_stdio(directory: Path, allow_apply: bool) -> None:
     from gpumod.mcp.server import build_server
 
-    build_server(directory, allow_apply=allow_apply).run("stdio", show_banner=False)
+    build_server(directory, allow_apply=allow_apply).run("stdio", show_banner=False, log_level="warning")
 
 
 def _token(env_name: str | None) -> str | None:
@@ -81,6 +80,9 @@ def _token(env_name: str | None) -> str | None:
 
 
 def _serve_http(directory: Path, allow_apply: bool, port: int, token: str | None) -> None:
+    import hmac
+    import secrets
+
     from fastmcp.server.auth.providers.debug import DebugTokenVerifier
 
     from gpumod.mcp.server import build_server
@@ -99,6 +101,8 @@ def _serve_http(directory: Path, allow_apply: bool, port: int, token: str | None
 
 def _bind(port: int) -> socket.socket:
     """Bind 127.0.0.1:port now, so a port in use is one clear error before anything starts."""
+    import errno
+    import socket
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:

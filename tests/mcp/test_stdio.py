@@ -56,15 +56,15 @@ async def test_every_tool_over_stdio_and_a_switch_that_converges_the_pod(sim) ->
         ]
         assert (await answer(c, "gpu_mode_verify"))["ok"] is False
 
-        result = await c.call_tool("gpu_mode_switch", {"mode": "speak"}, progress_handler=on_progress)
+        result = await c.call_tool("gpu_mode_switch", {"mode": "rag"}, progress_handler=on_progress)
         switch = result.structured_content
         assert switch["apply"]["converged"] is True, switch
-        assert changed_lines(before, (sim.specs / "pod.yaml").read_bytes()) == [("mode: code", "mode: speak")]
-        assert any(m.startswith(f"{POD}: + start asr") and " … ok (" in m for m in progress), progress
+        assert changed_lines(before, (sim.specs / "pod.yaml").read_bytes()) == [("mode: code", "mode: rag")]
+        assert any(m.startswith(f"{POD}: + start chat") and " … ok (" in m for m in progress), progress
 
-        assert (await answer(c, "gpu_mode_verify", mode="speak"))["ok"] is True
-        asr = (await answer(c, "service_status", service="asr"))["services"][0]
-        assert (asr["state"], asr["target"]) == ("running", "active")
-        assert (await answer(c, "service_logs", service="asr", lines=3))["pods"][POD]["lines"]
+        assert (await answer(c, "gpu_mode_verify", mode="rag"))["ok"] is True
+        chat = (await answer(c, "service_status", service="chat"))["services"][0]
+        assert (chat["state"], chat["target"]) == ("running", "active")
+        assert (await answer(c, "service_logs", service="chat", lines=3))["pods"][POD]["lines"]
         again = await answer(c, "apply", pod=POD)
         assert again["converged"] is True and again["steps"] == []
