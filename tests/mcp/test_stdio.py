@@ -6,6 +6,7 @@ or the services print reaches it."""
 
 from __future__ import annotations
 
+import subprocess
 import sys
 
 import pytest
@@ -18,11 +19,19 @@ from gpumod.mcp.server import REFUSED
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 POD = "sim-box"
+GIT_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+
+
+def git(cwd, *args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=cwd, check=True, capture_output=True, text=True,
+        env={**GIT_ENV, "HOME": str(cwd), "PATH": "/usr/bin:/bin"},
+    ).stdout
 
 
 def stdio_client(sim, *flags: str) -> Client:
     transport = StdioTransport(
-        command=sys.executable, args=["-m", "gpumod.cli", "mcp", str(sim.specs), *flags], env=sim.env,
+        command=sys.executable, args=["-m", "gpumod.cli", "mcp", str(sim.specs), *flags], env=sim.env | GIT_ENV,
         keep_alive=False,
     )
     return Client(transport, timeout=120)
@@ -40,7 +49,9 @@ async def test_without_allow_apply_the_stdio_server_reads_but_refuses_to_change_
     assert sim.records() == []
 
 
-async def test_every_tool_over_stdio_and_a_switch_that_converges_the_pod(sim) -> None:
+async def test_every_tool_over_stdio_and_a_committed_switch_that_converges_the_pod(sim) -> None:
+    for args in (("init", "-q"), ("add", "."), ("commit", "-q", "-m", "specs")):
+        git(sim.specs, *args)
     before = (sim.specs / "pod.yaml").read_bytes()
     progress: list[str] = []
 
@@ -56,9 +67,12 @@ async def test_every_tool_over_stdio_and_a_switch_that_converges_the_pod(sim) ->
         ]
         assert (await answer(c, "gpu_mode_verify"))["ok"] is False
 
-        result = await c.call_tool("gpu_mode_switch", {"mode": "rag"}, progress_handler=on_progress)
+        result = await c.call_tool("gpu_mode_switch", {"mode": "rag", "commit": True}, progress_handler=on_progress)
         switch = result.structured_content
         assert switch["apply"]["converged"] is True, switch
+        log = git(sim.specs, "log", "--format=%H %s").splitlines()
+        assert log[0] == f"{switch['commit']} pod sim-box: mode code -> rag" and len(log) == 2
+        assert git(sim.specs, "status", "--porcelain") == ""
         assert changed_lines(before, (sim.specs / "pod.yaml").read_bytes()) == [("mode: code", "mode: rag")]
         assert any(m.startswith(f"{POD}: + start chat") and " … ok (" in m for m in progress), progress
 
