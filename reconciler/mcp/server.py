@@ -21,7 +21,7 @@ import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Awaitable, Callable, TypeVar
+from typing import Any, Awaitable, Callable, Sequence, TypeVar
 
 from fastmcp import Context, FastMCP
 from fastmcp.exceptions import ResourceError, ToolError
@@ -235,9 +235,7 @@ def build_server(spec_dir: str | Path, *, allow_apply: bool = False, auth: Any =
         what runs now and touches nothing. `fits` is the answer; when false, the proposed side's
         `infeasible` names each GPU short, by how many MiB (`over_mb`), who uses what, and
         alternatives. `pod` may be left out when the specs define one pod."""
-        return await _answer(
-            lambda: _simulate(root, pod, mode, add or (), services)
-        )
+        return await _answer(lambda: _simulate(root, pod, mode, add or (), services))
 
     @mcp.tool(annotations=_READ)
     async def service_list(pod: str | None = None) -> dict[str, Any]:
@@ -338,9 +336,9 @@ def _spec_paths(root: Path) -> list[str]:
 
 
 async def _simulate(
-    root: Path, pod: str | None, mode: str | None, add: Any, services: list[str] | None
+    root: Path, pod: str | None, mode: str | None, add: Sequence[str], services: Sequence[str] | None
 ) -> dict[str, Any]:
-    return (await ops_simulate.simulate(root, pod, mode=mode, add=tuple(add), services=services)).to_json()
+    return (await ops_simulate.simulate(root, pod, mode=mode, add=add, services=services)).to_json()
 
 
 async def _logs(root: Path, service: str, lines: int, pod_names: list[str] | None) -> dict[str, Any]:
