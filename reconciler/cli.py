@@ -415,10 +415,12 @@ def schema() -> None:
 # prompt, ssh, shell (gpumod.chat) and endpoints, tunnel
 # (gpumod.reach).
 from gpumod.chat.cli import register as _register_chat  # noqa: E402
+from gpumod.mcp.cli import register as _register_mcp  # noqa: E402
 from gpumod.reach_cli import endpoints as _endpoints  # noqa: E402
 from gpumod.reach_cli import tunnel as _tunnel  # noqa: E402
 
 _register_chat(app)
+_register_mcp(app)
 app.command("endpoints")(_endpoints)
 app.command("tunnel")(_tunnel)
 import gpumod.cli_specs  # noqa: E402,F401  (registers its commands on import)
