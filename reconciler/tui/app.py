@@ -133,7 +133,7 @@ class GpumodTui(App[None]):
             return
         self._observing = True
         self._observe_again = False
-        self.run_worker(self._observe, thread=True, group="observe", exit_on_error=False)
+        self.run_worker(self._observe(), thread=True, group="observe", exit_on_error=False)
 
     async def _observe(self) -> None:
         try:

@@ -329,10 +329,8 @@ def simulation_lines(sim: SimulationResult, width: int = BAR_WIDTH) -> list[Text
             segs = _budget_segments(b, colours)
             over = b.need_mb - b.capacity_mb
             verdict = ("fits", "green") if over <= 0 else (f"✗ over by {over} MiB ({over / 1024:.1f} GiB)", "bold red")
-            lines.append(Text.assemble(
-                f"  {label} ", segmented_bar(segs, b.capacity_mb, width), f" {_gib(b.need_mb)}/{_gib(b.capacity_mb)} GiB ",
-                verdict,
-            ))
+            figures = f" {_gib(b.need_mb)}/{_gib(b.capacity_mb)} GiB "
+            lines.append(Text.assemble(f"  {label} ", segmented_bar(segs, b.capacity_mb, width), figures, verdict))
             if label == "proposed":
                 lines.append(legend(segs))
     found = sim.proposed.plan.pod(sim.pod)

@@ -47,7 +47,8 @@ class ServiceTable(DataTable):
         self.add_columns(*COLUMNS)
 
     def show(self, rows: list[tuple[Text, ...]]) -> None:
-        self.clear()
+        self.clear(columns=True)  # columns sized to these rows (a long note gone shrinks its column back)
+        self.add_columns(*COLUMNS)
         for row in rows:
             self.add_row(*row, key=row[0].plain)
 
