@@ -42,9 +42,17 @@ Lines = list[Text]
 class Observed(Message):
     """A fresh status of the fleet (from the timer, a command, or the end of a pass)."""
 
-    def __init__(self, result: StatusResult | None, error: BaseException | None = None, tb: str = "") -> None:
+    def __init__(
+        self,
+        result: StatusResult | None,
+        error: BaseException | None = None,
+        tb: str = "",
+        *,
+        by_command: bool = False,
+    ) -> None:
         super().__init__()
         self.result, self.error, self.tb = result, error, tb
+        self.by_command = by_command  # from `/status`, not from ``observe`` (whose flag it leaves alone)
 
 
 class OpEvent(Message):
@@ -106,6 +114,7 @@ class GpumodTui(App[None]):
         self._observe_again = False
         self._quit_after_pass = False
         self._last_error = ""
+        self._pod_names: list[str] = []  # the selector's options
 
     def compose(self) -> ComposeResult:
         yield Select[str]([], prompt="pod", id="pod", allow_blank=True)
@@ -144,7 +153,8 @@ class GpumodTui(App[None]):
             self.post_message(Observed(result))
 
     def on_observed(self, message: Observed) -> None:
-        self._observing = False
+        if not message.by_command:
+            self._observing = False
         if message.result is not None:
             self._last_error = ""
             self.show_status(message.result)
@@ -154,7 +164,7 @@ class GpumodTui(App[None]):
             if text != self._last_error:  # the timer would repeat it every few seconds
                 self._last_error = text
                 self.query_one(OutputLog).say(lines)
-        if self._observe_again and self.live:
+        if self._observe_again and self.live and not self._observing:
             self.observe()
 
     def show_status(self, result: StatusResult) -> None:
@@ -164,9 +174,9 @@ class GpumodTui(App[None]):
         select = self.query_one("#pod", Select)
         if self.pod_name not in names:
             self.pod_name = names[0] if names else None
-        if [str(v) for _, v in getattr(self, "_pod_options", [])] != names:
-            self._pod_options = [(n, n) for n in names]
-            select.set_options(self._pod_options)
+        if self._pod_names != names:
+            self._pod_names = names
+            select.set_options([(n, n) for n in names])
             if self.pod_name is not None:
                 select.value = self.pod_name
         select.display = len(names) > 1
@@ -256,7 +266,7 @@ class GpumodTui(App[None]):
 
         async def status() -> Lines:
             result = await ops_status.status(spec_dir)
-            self.post_message(Observed(result))
+            self.post_message(Observed(result, by_command=True))
             return [_summary(p) for p in result.pods]
 
         async def switch() -> Lines:

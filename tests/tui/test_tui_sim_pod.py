@@ -111,6 +111,15 @@ async def test_simulate_everything_shows_the_over_budget_bar_and_alternatives(si
         assert "alternatives:" in lines and any(line.startswith("  - drop glm-code") for line in lines)
         assert "mode: code" in (sim_specs.specs / "pod.yaml").read_text()  # a simulation touches nothing
 
+        # switching to it is refused with the GPU, the MiB over and the alternatives; nothing edited
+        await _type(pilot, "/switch everything")
+        await _until(pilot, lambda: app.pass_running is None and "does not fit" in "".join(_output(app)[-40:]), 60)
+        after = _output(app)[len(lines):]
+        assert any("GPU 0 (NVIDIA GeForce RTX 4090) needs" in x and "MiB over" in x for x in after), after
+        assert "  alternatives:" in after
+        assert any(x.startswith("error: the desired state does not fit") for x in after)
+        assert "mode: code" in (sim_specs.specs / "pod.yaml").read_text()
+
 
 MARKUP_LINES = ["[x] [/path]", "INFO 05-01 [api_server.py:1024] Starting vLLM API server", "[bold]b[/bold] [/]"]
 
