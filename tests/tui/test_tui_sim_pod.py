@@ -80,6 +80,10 @@ async def test_switch_rag_then_code_without_leaving_the_tui(sim_specs: Gpumod) -
         await _until(pilot, lambda: _state(app) == want, 30, f"the table to show rag: {want}")
         bars = "\n".join(t.plain for t in app.query_one(VramBars).shown)
         assert "chat 8598 MiB" in bars and "glm-code 300 MiB (asleep)" in bars and "reserve 512 MiB" in bars
+        cli = sim_specs.services(POD)  # `gpumod status -o json`: the same figures, from the same operation
+        assert {n: f"{r['vram_used_mb']}/{r['vram_budget_mb']} MiB" for n, r in cli.items()} == {
+            n: row[4] for n, row in _table(app).items()
+        }
         changed = [(a, b) for a, b in zip(original, pod_yaml.read_text().splitlines()) if a != b]
         assert changed == [("mode: code", "mode: rag")]  # git stays the truth: only the mode line
 
