@@ -227,11 +227,7 @@ class GpumodTui(App[None]):
             out.say([Text(h) for h in HELP.splitlines()])
             return
         if command.name == "quit":
-            if self.pass_running:
-                self._quit_after_pass = True
-                out.say([Text(f"a pass is running ({self.pass_running}); leaving when it ends", style="yellow")])
-            else:
-                self.exit()
+            self._leave()
             return
         if command.name == "pod":
             self._choose_pod(command.arg)
@@ -245,6 +241,18 @@ class GpumodTui(App[None]):
             self.pass_running = line or f"/{command.name}"
         work = self._work_for(command)
         self.run_worker(self._run(command, work), thread=True, group="commands", exit_on_error=False)
+
+    async def action_quit(self) -> None:
+        """Ctrl+C: as /quit (a running pass is not cut in the middle of a step)."""
+        self._leave()
+
+    def _leave(self) -> None:
+        if not self.pass_running:
+            self.exit()
+            return
+        self._quit_after_pass = True
+        note = f"a pass is running ({self.pass_running}); leaving when it ends"
+        self.query_one(OutputLog).say([Text(note, style="yellow")])
 
     def _choose_pod(self, name: str) -> None:
         names = [p.pod for p in self.result.pods] if self.result else []

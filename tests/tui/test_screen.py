@@ -61,3 +61,21 @@ async def test_a_fleet_gets_a_pod_selector_and_the_screen_follows_it(tmp_path: P
         await pilot.pause()
         assert "no pod named nowhere" in app.query_one(OutputLog).written[-1].plain
         assert app.pod_name == "gpu-2"
+
+
+async def test_leaving_during_a_pass_waits_for_it_to_end() -> None:
+    from gpumod.tui.app import Done
+    from gpumod.tui.commands import Command
+
+    app = GpumodTui("specs", live=False)
+    async with app.run_test(size=SIZE) as pilot:
+        app.pass_running = "/switch rag"  # as while a switch runs in its worker
+        await pilot.press("ctrl+c")
+        await pilot.press(*"/quit", "enter")
+        await pilot.pause()
+        assert app.is_running
+        notes = [t.plain for t in app.query_one(OutputLog).written]
+        assert notes.count("a pass is running (/switch rag); leaving when it ends") == 2
+        app.post_message(Done(Command("switch", arg="rag")))  # the pass ended
+        await pilot.pause(0.2)
+        assert not app.is_running
