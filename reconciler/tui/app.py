@@ -105,7 +105,6 @@ class GpumodTui(App[None]):
         self.spec_dir = Path(spec_dir)
         self.refresh_s = refresh_s
         self.live = live
-        self.sub_title = str(spec_dir)
         self.result: StatusResult | None = None
         self.pod_name: str | None = None
         self.pass_running: str | None = None  # the command line of the pass that runs
