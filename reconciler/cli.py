@@ -418,9 +418,11 @@ from gpumod.chat.cli import register as _register_chat  # noqa: E402
 from gpumod.mcp.cli import register as _register_mcp  # noqa: E402
 from gpumod.reach_cli import endpoints as _endpoints  # noqa: E402
 from gpumod.reach_cli import tunnel as _tunnel  # noqa: E402
+from gpumod.tui.command import register as _register_tui  # noqa: E402
 
 _register_chat(app)
 _register_mcp(app)
+_register_tui(app)
 app.command("endpoints")(_endpoints)
 app.command("tunnel")(_tunnel)
 import gpumod.cli_specs  # noqa: E402,F401  (registers its commands on import)
