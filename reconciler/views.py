@@ -8,7 +8,7 @@ parsed as rich markup: styled lines are built as ``Text`` from plain strings (``
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.text import Text
@@ -16,10 +16,12 @@ from rich.text import Text
 from gpumod.core.model import GpuBudget, Plan
 from gpumod.core.render import render_plan
 from gpumod.errors import GpumodError, InfeasibleError, SpecError
-from gpumod.ops.apply import ApplyResult
 from gpumod.ops.events import Event, Note, PlanBuilt, RunFailed, RunFinished, StepFinished
-from gpumod.ops.simulate import SimulationResult
-from gpumod.ops.status import StatusResult
+
+if TYPE_CHECKING:  # results of verbs `plan` does not load (start-up time, benchmarks/plan_startup.py)
+    from gpumod.ops.apply import ApplyResult
+    from gpumod.ops.simulate import SimulationResult
+    from gpumod.ops.status import StatusResult
 
 BAR_WIDTH = 40
 STATE_STYLE = {
