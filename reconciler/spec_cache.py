@@ -43,10 +43,14 @@ def load_specs_cached(path: str | Path, cache_dir: Path) -> SpecSet:
     root = Path(path)
     catalog = PresetCatalog.load()
     folder = _private_dir(cache_dir)
+    try:
+        cwd = os.getcwd()
+    except OSError:  # a working directory that was removed: problems name absolute paths, no cache
+        folder = None
     if folder is None:
         return load_specs(root, catalog)
-    key = _key(root, catalog)
-    entry = folder / (hashlib.sha256(f"{os.getcwd()}\0{root}".encode()).hexdigest()[:32] + ".pickle")
+    key = _key(root, catalog, cwd)
+    entry = folder / (hashlib.sha256(f"{cwd}\0{root}".encode()).hexdigest()[:32] + ".pickle")
     if key is not None:
         found = _read(entry, key)
         if found is not None:
@@ -71,12 +75,12 @@ def _private_dir(cache_dir: Path) -> Path | None:
     return cache_dir
 
 
-def _key(root: Path, catalog: PresetCatalog) -> bytes | None:
+def _key(root: Path, catalog: PresetCatalog, cwd: str) -> bytes | None:
     """The digest of everything a loaded SpecSet depends on; None when a file cannot be read (no cache)."""
     import pydantic.version
 
     h = hashlib.sha256(_FORMAT)
-    for part in (gpumod.__version__, pydantic.version.VERSION, sys.version, os.getcwd(), str(root)):
+    for part in (gpumod.__version__, pydantic.version.VERSION, sys.version, cwd, str(root)):
         h.update(part.encode() + b"\0")
     try:
         spec_pkg = Path(gpumod.spec.__file__).parent

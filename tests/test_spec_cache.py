@@ -89,3 +89,14 @@ def test_a_foreign_or_torn_entry_is_a_miss(specs: Path, tmp_path: Path, loads: l
     os.chmod(entry, 0o644)  # readable by others: not trusted
     assert spec_cache.load_specs_cached(specs, cache) == first
     assert len(loads) == 3
+
+
+def test_a_removed_working_directory_loads_without_the_cache(
+    specs: Path, tmp_path: Path, loads: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    monkeypatch.chdir(gone)
+    gone.rmdir()
+    assert spec_cache.load_specs_cached(specs, tmp_path / "cache") == load_specs(specs)
+    assert len(loads) == 1
