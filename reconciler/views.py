@@ -8,18 +8,19 @@ parsed as rich markup: styled lines are built as ``Text`` from plain strings (``
 
 from __future__ import annotations
 
-from typing import Any
-
-from rich.console import Console
-from rich.text import Text
+from typing import TYPE_CHECKING, Any
 
 from gpumod.core.model import GpuBudget, Plan
 from gpumod.core.render import render_plan
 from gpumod.errors import GpumodError, InfeasibleError, SpecError
-from gpumod.ops.apply import ApplyResult
-from gpumod.ops.events import Event, Note, PlanBuilt, RunFailed, RunFinished, StepFinished
-from gpumod.ops.simulate import SimulationResult
-from gpumod.ops.status import StatusResult
+from rich.console import Console
+from rich.text import Text
+
+if TYPE_CHECKING:  # events and results of verbs `plan` does not load (benchmarks/plan_startup.py)
+    from gpumod.ops.apply import ApplyResult
+    from gpumod.ops.events import Event, RunFailed
+    from gpumod.ops.simulate import SimulationResult
+    from gpumod.ops.status import StatusResult
 
 BAR_WIDTH = 40
 STATE_STYLE = {
@@ -63,6 +64,8 @@ class ConsoleReporter:
     def event(self, e: Event) -> None:
         if self.quiet:
             return
+        from gpumod.ops.events import Note, PlanBuilt, RunFailed, RunFinished, StepFinished
+
         if isinstance(e, PlanBuilt):
             if e.pass_no > 1:
                 self.console.print(Text(f"pass {e.pass_no}: the pods still differ from the specs", style="dim"))

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, Union
 
 from gpumod.core.model import Plan, Step
-from gpumod.execute import StepOutcome
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # annotations only: `plan` does not load the executor
+    from gpumod.execute import StepOutcome
     from gpumod.ops.apply import ApplyResult
 
 __all__ = [

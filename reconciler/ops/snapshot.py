@@ -20,7 +20,8 @@ from gpumod.errors import GpumodError
 from gpumod.observe import observe_pod
 from gpumod.spec import PresetCatalog, SpecSet, load_specs, resolve_service
 from gpumod.spec.models import PodSpec, ServiceSpec
-from gpumod.wiring import Fleet, PodHandle
+from gpumod.spec_cache import load_specs_cached
+from gpumod.wiring import Fleet, PodHandle, gpumod_home
 
 __all__ = [
     "Snapshot",
@@ -168,7 +169,7 @@ async def observe_and_plan(fleet: Fleet, specs: SpecSet, pods: list[PodSpec], *,
 
 async def snapshot(spec_dir: str | Path, pod_names: Sequence[str] | None) -> Snapshot:
     """What `plan` and `status` show (no lock: they change nothing)."""
-    specs = load_specs(spec_dir)
+    specs = load_specs_cached(spec_dir, gpumod_home() / "cache" / "specs")
     pods = select_pods(specs, pod_names)
     async with Fleet(pods) as fleet:
         return await observe_and_plan(fleet, specs, pods)

@@ -70,7 +70,7 @@ ArgValue = Union[bool, int, float, str, list[Union[int, float, str]], None]
 
 
 class _Doc(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class SecretRef(_Doc):
@@ -204,7 +204,8 @@ class ModeSpec(_Doc):
     max_awake: int = Field(1, ge=0, description="standby members awake at once")
 
     def members(self) -> list[ModeMember]:
-        return [m if isinstance(m, ModeMember) else ModeMember(name=m) for m in self.services]
+        # a bare name was validated as this document's: no need to build ModeMember's validator for it
+        return [m if isinstance(m, ModeMember) else ModeMember.model_construct(name=m) for m in self.services]
 
 
 class ServiceFields(_Doc):
