@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.text import Text
 
 from gpumod.core.model import Plan
-from gpumod.errors import GpumodError, InfeasibleError, SpecError, StalePlanError
+from gpumod.errors import GpumodError, InfeasibleError, ProvisionRefusedError, SpecError, StalePlanError
 from gpumod.logconfig import configure_logging, get_logger
 from gpumod.ops import apply as ops_apply
 from gpumod.ops import logs as ops_logs
@@ -91,7 +91,8 @@ def _run(fn: Callable[[], int], *, error_code: int = 2) -> None:
         code = fn()
     except GpumodError as e:
         _report(e)
-        raise typer.Exit(2 if isinstance(e, (SpecError, InfeasibleError, StalePlanError)) else error_code)
+        raise typer.Exit(2 if isinstance(e, (SpecError, InfeasibleError, StalePlanError, ProvisionRefusedError)) else
+                         error_code)
     except KeyboardInterrupt:
         if _log_format is LogFormat.json:
             get_logger("gpumod.cli").warning("cli.interrupted")
@@ -210,7 +211,7 @@ def apply(
 
     def body() -> int:
         quiet = output is Output.json
-        reporter = ConsoleReporter(out, quiet=quiet)
+        reporter = ConsoleReporter(out, quiet=quiet, json_events=sys.stderr if quiet else None)
         saved = ops_apply.saved_plan_at(directory, pod)
         if saved is not None:
             result = asyncio.run(ops_apply.apply_saved(saved, plan_file=str(directory), reporter=reporter))

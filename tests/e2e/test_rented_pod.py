@@ -1,0 +1,112 @@
+"""examples/rented-pod against a bare network-namespace pod (real sshd, simulated GPUs): `gpumod
+apply` installs uv, a venv with vLLM (the test index's sim stand-in) and huggingface_hub, downloads
+both services' models from a local hub with progress, and serves them; a second apply has no
+steps; a download interrupted by Ctrl+C resumes without fetching a byte twice; a download larger
+than the free disk is refused with the numbers, nothing touched. No internet: a local PEP 503
+index and a local hub on the pods' bridge."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from e2e_helpers import ROOT, Gpumod, wait_for
+
+from infra.hubserver import HubRepo, HubServer
+from infra.pkgindex import standard_index
+
+pytestmark = pytest.mark.e2e
+
+MiB = 1 << 20
+CHAT = HubRepo.generate("acme/chat-model", {"model.safetensors": 12 * MiB}, {"config.json": "{}\n"})
+EMBED = HubRepo.generate("acme/embed-model", {"model.safetensors": 2 * MiB}, {"config.json": "{}\n"})
+HUGE = HubRepo.generate("acme/huge-model", {"model.safetensors": 40 * MiB}, {"config.json": "{}\n"})
+MODELS = {"chat": CHAT.repo_id, "embed": EMBED.repo_id}
+
+
+def write_specs(dest: Path, tmp: Path, net, pod, index_url: str, models: dict[str, str]) -> None:
+    """The example, pointed at the test pod: its host and keys, paths under the test's tmp dir,
+    the local index, simulated GPUs, the hub's models."""
+    dest.mkdir(exist_ok=True)
+    for path in sorted((ROOT / "examples" / "rented-pod").glob("*.yaml")):
+        docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
+        for doc in docs:
+            if doc["kind"] == "Pod":
+                doc.update(
+                    host=f"ssh://root@{pod.ip}:22", known_hosts=str(net.keys.known_hosts),
+                    identity_file=str(net.keys.client_key), python=sys.executable, state_dir=str(tmp / "state"),
+                    gpus=[{"name": "NVIDIA H100 80GB HBM3", "memory_mb": 81559}],
+                    sim={"load_s": 0.2, "sleep_s": 0.1, "wake_s": 0.1},
+                )
+                doc["setup"].update(
+                    venv=str(tmp / "venv"), models_path=str(tmp / "models"), index_url=index_url,
+                    vllm="0.10.1", python=f"{sys.version_info[0]}.{sys.version_info[1]}",
+                )
+            elif doc["kind"] == "Service":
+                doc["model"] = models[doc["name"]]
+        (dest / path.name).write_text(yaml.safe_dump_all(docs))
+
+
+@pytest.fixture
+def rented(netns_pods, tmp_path: Path):
+    net = netns_pods(1)
+    index = standard_index(tmp_path / "index")
+    url = index.serve(host=net.host_ip)
+    hub = HubServer([CHAT, EMBED, HUGE], host=net.host_ip).start()
+    specs = tmp_path / "specs"
+    write_specs(specs, tmp_path, net, net.pods[0], url, MODELS)
+    g = Gpumod(home=tmp_path / "home", specs=specs, extra_env={"HF_ENDPOINT": hub.endpoint})
+    try:
+        yield g, net, hub, tmp_path
+    finally:
+        g.run("down", str(specs), "--yes", timeout=60)
+        hub.stop()
+        index.stop()
+
+
+def test_apply_takes_a_bare_pod_to_serving_and_a_second_apply_has_no_steps(rented) -> None:
+    g, _, hub, tmp = rented
+    res = g.run("apply", str(g.specs), "--yes", timeout=600)
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out
+    for line in ("⚙ install uv", "⚙ create venv", "⚙ install vllm==0.10.1", "↓ download acme/chat-model",
+                 "↓ download acme/embed-model"):
+        assert line in out, out
+    assert "100%" in out  # the download's progress
+    services = g.services("rented")
+    assert {n: s["state"] for n, s in services.items()} == {"chat": "running", "embed": "running"}
+    records = {r["name"]: r for r in g.records_in(tmp / "state")}
+    assert records["chat"]["argv"][0] == str(tmp / "venv" / "bin" / "vllm")
+    assert dict(records["chat"]["env"])["HF_HUB_CACHE"] == str(tmp / "models" / "huggingface" / "hub")
+    blob = tmp / "models" / "huggingface" / "hub" / "models--acme--chat-model" / "snapshots" / CHAT.commit
+    assert (blob / "model.safetensors").stat().st_size == 12 * MiB
+
+    again = g.run("apply", str(g.specs), "--yes", timeout=300)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "⚙" not in again.stdout and "↓" not in again.stdout and "+ start" not in again.stdout, again.stdout
+    assert hub.bytes_sent(CHAT.repo_id, "model.safetensors") == 12 * MiB  # nothing fetched twice
+
+
+def test_ctrl_c_during_a_download_then_apply_resumes_and_converges(rented) -> None:
+    g, _, hub, tmp = rented
+    release = hub.hold_after(CHAT.repo_id, "model.safetensors", 5 * MiB)  # the hub stalls mid-file
+    proc = g.popen("apply", str(g.specs), "--yes")
+    try:
+        assert hub.wait_bytes(CHAT.repo_id, "model.safetensors", 5 * MiB, timeout=300), "the download never started"
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        release.set()
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode != 0 and "Traceback" not in out, out
+    partial = list((tmp / "models" / "huggingface" / "hub" / "models--acme--chat-model" / "blobs").glob("*.incomplete"))
+    assert partial and partial[0].stat().st_size >= 5 * MiB - 256 * 1024
+
+    res = g.run("apply", str(g.specs), "--yes", timeout=600)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert {n: s["state"] for n, s in g.services("rented").items()} == {"chat": "running", "embed": "running"}
+    assert hub.bytes_sent(CHAT.repo_id, "model.safetensors") == 12 * MiB  # resumed: no byte twice
