@@ -246,6 +246,9 @@ async def _download(
         ev = parse_event(line)
         if ev is None:
             return
+        if ev.kind == "done":  # the done line carries no byte counts: the whole repo is there
+            total = last["start"].total if "start" in last else 0
+            ev = replace(ev, done=total, total=total)
         last[ev.kind] = ev
         if ev.kind in ("start", "progress", "done"):
             progress(ev)

@@ -16,6 +16,7 @@ import yaml
 from e2e_helpers import ROOT, Gpumod, wait_for
 
 from infra.hubserver import HubRepo, HubServer
+from infra.netns import ssh_run
 from infra.pkgindex import standard_index
 
 pytestmark = pytest.mark.e2e
@@ -58,7 +59,7 @@ def rented(netns_pods, tmp_path: Path):
     hub = HubServer([CHAT, EMBED, HUGE], host=net.host_ip).start()
     specs = tmp_path / "specs"
     write_specs(specs, tmp_path, net, net.pods[0], url, MODELS)
-    g = Gpumod(home=tmp_path / "home", specs=specs, extra_env={"HF_ENDPOINT": hub.endpoint})
+    g = Gpumod(home=tmp_path / "home", specs=specs, extra_env={"HF_ENDPOINT": hub.endpoint, "TEST_INDEX_URL": url})
     try:
         yield g, net, hub, tmp_path
     finally:
@@ -110,3 +111,25 @@ def test_ctrl_c_during_a_download_then_apply_resumes_and_converges(rented) -> No
     assert res.returncode == 0, res.stdout + res.stderr
     assert {n: s["state"] for n, s in g.services("rented").items()} == {"chat": "running", "embed": "running"}
     assert hub.bytes_sent(CHAT.repo_id, "model.safetensors") == 12 * MiB  # resumed: no byte twice
+
+
+def _index_url(g: Gpumod) -> str:
+    return g.extra_env["TEST_INDEX_URL"]
+
+
+def test_a_download_larger_than_the_free_disk_is_refused_with_the_numbers_nothing_touched(rented) -> None:
+    g, net, hub, tmp = rented
+    models = tmp / "models"
+    models.mkdir()
+    # a small disk for models_path, mounted inside the pod (its own mount namespace dies with it)
+    mounted = ssh_run(net.keys, net.pods[0].ip, f"mount -t tmpfs -o size=8m tmpfs {models}")
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs in the pod: {mounted.stderr.strip()}")
+    write_specs(g.specs, tmp, net, net.pods[0], _index_url(g), {"chat": HUGE.repo_id, "embed": EMBED.repo_id})
+    res = g.run("apply", str(g.specs), "--yes", timeout=300)
+    out = res.stdout + res.stderr
+    assert res.returncode == 2, out
+    assert "acme/huge-model@main needs 41.9 MB more on " + str(models) in out, out
+    assert "which has 8.4 MB free" in out and "Traceback" not in out, out
+    assert not (tmp / "venv").exists()  # nothing ran: not even the set-up
+    assert not [r for r in hub.log() if r.file]  # no file byte was fetched
