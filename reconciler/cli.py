@@ -410,15 +410,19 @@ def schema() -> None:
 
 
 # Commands that live in their own modules: mode, service, presets, start, stop (gpumod.cli_specs);
-# prompt, ssh, shell (gpumod.chat) and endpoints, tunnel
-# (gpumod.reach).
+# prompt, ssh, shell (gpumod.chat), endpoints, tunnel (gpumod.reach) and setup, models
+# (gpumod.provision_cli).
 from gpumod.chat.cli import register as _register_chat  # noqa: E402
 from gpumod.reach_cli import endpoints as _endpoints  # noqa: E402
 from gpumod.reach_cli import tunnel as _tunnel  # noqa: E402
+from gpumod.provision_cli import models as _models  # noqa: E402
+from gpumod.provision_cli import setup as _setup  # noqa: E402
 
 _register_chat(app)
 app.command("endpoints")(_endpoints)
 app.command("tunnel")(_tunnel)
+app.command("setup")(_setup)
+app.command("models")(_models)
 import gpumod.cli_specs  # noqa: E402,F401  (registers its commands on import)
 
 

@@ -64,7 +64,12 @@ def sim_dir(pod: PodSpec) -> Path:
 
 
 def _timings(pod: PodSpec) -> dict[str, str]:
-    return sim_timings(pod.sim.load_s, pod.sim.sleep_s, pod.sim.wake_s) if pod.sim is not None else {}
+    if pod.sim is None:
+        return {}
+    found = sim_timings(pod.sim.load_s, pod.sim.sleep_s, pod.sim.wake_s)
+    if pod.sim.driver_version:
+        found["GPUMOD_SIM_DRIVER_VERSION"] = pod.sim.driver_version
+    return found
 
 
 def setup_env(pod: PodSpec) -> dict[str, str]:

@@ -139,6 +139,10 @@ class SimSettings(_Doc):
     load_s: float = Field(0.5, ge=0, description="time a sim server spends 'loading' before it answers")
     sleep_s: float = Field(0.2, ge=0)
     wake_s: float = Field(0.2, ge=0)
+    driver_version: str | None = Field(
+        None, pattern=r"^[0-9]+(\.[0-9]+){1,2}$",
+        description="the NVIDIA driver the simulated nvidia-smi reports (default 550.54.15), e.g. an old one",
+    )
 
 
 class Health(_Doc):

@@ -7,6 +7,7 @@ index and a local hub on the pods' bridge."""
 
 from __future__ import annotations
 
+import json
 import signal
 import sys
 from pathlib import Path
@@ -133,3 +134,45 @@ def test_a_download_larger_than_the_free_disk_is_refused_with_the_numbers_nothin
     assert "which has 8.4 MB free" in out and "Traceback" not in out, out
     assert not (tmp / "venv").exists()  # nothing ran: not even the set-up
     assert not [r for r in hub.log() if r.file]  # no file byte was fetched
+
+
+def test_a_driver_too_old_for_the_vllm_wheel_is_refused_naming_both_versions(rented) -> None:
+    g, net, hub, tmp = rented
+    pod_file = g.specs / "pod.yaml"
+    doc = yaml.safe_load(pod_file.read_text())
+    doc["sim"]["driver_version"] = "470.182.03"
+    pod_file.write_text(yaml.safe_dump(doc))
+    for verb in ("plan", "apply", "setup"):
+        res = g.run(verb, str(g.specs), *(["--yes"] if verb != "plan" else []), timeout=120)
+        out = res.stdout + res.stderr
+        assert res.returncode == 2, (verb, out)
+        assert "470.182.03" in out and "vllm==0.10.1" in out and "525.60.13" in out and "Traceback" not in out, out
+    assert not (tmp / "venv").exists() and not (tmp / "state" / "tools").exists()
+    assert not [r for r in hub.log() if r.file]
+
+
+def test_setup_runs_only_the_set_up_then_models_lists_the_cache(rented) -> None:
+    g, _, hub, tmp = rented
+    res = g.run("setup", str(g.specs), "--yes", timeout=600)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "⚙ install uv" in res.stdout and "↓" not in res.stdout, res.stdout
+    assert (tmp / "venv" / "bin" / "vllm").exists() and not g.records_in(tmp / "state")  # nothing started
+    assert not [r for r in hub.log() if r.file]
+    again = g.run("setup", str(g.specs), "--yes", timeout=120)
+    assert again.returncode == 0 and "No changes" in again.stdout and "⚙" not in again.stdout, again.stdout
+
+    res = g.run("apply", str(g.specs), "--yes", "-o", "json", timeout=600)
+    assert res.returncode == 0, res.stdout + res.stderr
+    events = [json.loads(line) for line in res.stderr.splitlines() if line.startswith("{")]
+    chat = [e for e in events if e["event"] == "progress" and e["service"] == "chat"]
+    assert chat and chat[-1]["kind"] == "done" and chat[-1]["done"] == chat[-1]["total"] == CHAT.size
+    assert [s["action"] for s in json.loads(res.stdout)["steps"]][:2] == ["download", "download"]
+
+    listed = g.run("models", str(g.specs), "-o", "json")
+    assert listed.returncode == 0, listed.stderr
+    pod = json.loads(listed.stdout)["pods"][0]
+    assert pod["cache"] == str(tmp / "models" / "huggingface" / "hub") and pod["free_bytes"] > 0
+    assert {m["repo"]: (m["bytes"], m["complete"]) for m in pod["models"]} == {
+        CHAT.repo_id: (CHAT.size, True), EMBED.repo_id: (EMBED.size, True)}
+    text = g.run("models", str(g.specs))
+    assert "acme/chat-model  12.6 MB" in text.stdout, text.stdout
