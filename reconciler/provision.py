@@ -21,6 +21,7 @@ downloader writes the ``refs/`` entry only after the last file): no hub call the
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import time
@@ -262,6 +263,10 @@ async def _download(
         raise GpumodError(f"download {d.source.repo}: the downloader exited {code}: {tail or 'no output'}")
 
 
+def _progress(report: Report, step: Step, ev: DownloadEvent) -> None:
+    report("progress", (step, ev))
+
+
 async def run_provision(transport: Any, prov: PodProvision, steps: Sequence[Step], report: Report) -> list[StepOutcome]:
     """Run the pod's provisioning steps in order; the first failure skips the rest."""
     by_action = {s.action: s for s in prov.setup}
@@ -280,8 +285,8 @@ async def run_provision(transport: Any, prov: PodProvision, steps: Sequence[Step
             if step.action == "setup":
                 await _setup(transport, by_action[step.service])
             else:
-                await _download(transport, prov.facts, by_service[step.service],
-                                lambda ev, step=step: report("progress", (step, ev)))
+                on_progress = functools.partial(_progress, report, step)
+                await _download(transport, prov.facts, by_service[step.service], on_progress)
         except GpumodError as err:
             failed = step.detail
             outcome = StepOutcome(step, "failed", str(err), time.monotonic() - started)

@@ -82,7 +82,8 @@ def setup_env(pod: PodSpec) -> dict[str, str]:
 
 def _with_user_binaries(binaries: list[tuple[str, tuple[str, ...]]], pod: PodSpec):
     if pod.setup is not None:  # vLLM from the setup venv, unless binaries: names another one
-        binaries = [(k, a) for k, a in binaries if k != "vllm"] + [("vllm", (f"{pod.setup.venv.rstrip('/')}/bin/vllm",))]
+        venv_vllm = f"{pod.setup.venv.rstrip('/')}/bin/vllm"
+        binaries = [(k, a) for k, a in binaries if k != "vllm"] + [("vllm", (venv_vllm,))]
     for kind, path in sorted(pod.binaries.items()):
         binaries = [(k, a) for k, a in binaries if k != kind] + [(kind, (path,))]
     return tuple(binaries)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from e2e_helpers import ROOT, Gpumod, wait_for
+from e2e_helpers import ROOT, Gpumod
 
 from infra.hubserver import HubRepo, HubServer
 from infra.netns import ssh_run
