@@ -58,7 +58,9 @@ def test_model_source_is_a_vllm_repo_id_only() -> None:
 def test_a_bare_pod_gets_set_up_steps_then_a_download_for_its_service(hub) -> None:
     p = pod()
     obs = ObservedPod(p.name, setup=facts("bare"))
-    want = desired(p.name, ("chat", "vllm", REPO.repo_id), ("local", "vllm", "/models/x"), ("twin", "vllm", REPO.repo_id))
+    want = desired(
+        p.name, ("chat", "vllm", REPO.repo_id), ("local", "vllm", "/models/x"), ("twin", "vllm", REPO.repo_id)
+    )
     prov = asyncio.run(plan_provision([p], [want], [obs], state_dirs={p.name: "/srv/gpumod"}))
     steps = prov.pods[0].steps()
     assert [(s.action, s.service) for s in steps] == [
