@@ -162,20 +162,24 @@ def plan_observed(
     return Snapshot(specs, pods, desired, observed, plan_with_alternatives(desired, observed, catalog))
 
 
-async def observe_and_plan(fleet: Fleet, specs: SpecSet, pods: list[PodSpec], *, empty: bool = False) -> Snapshot:
-    """Observe the fleet's pods and plan them against the specs: one pass, nothing touched."""
+async def observe_and_plan(
+    fleet: Fleet, specs: SpecSet, pods: list[PodSpec], *, empty: bool = False, provision: bool = True
+) -> Snapshot:
+    """Observe the fleet's pods and plan them against the specs: one pass, nothing touched.
+    ``provision``: plan set-up and downloads of pods with ``setup:`` (asks the hub for file lists;
+    raises ``SetupRefusedError``); ``status`` leaves it out."""
     observed = await observe_fleet(fleet)
     snap = plan_observed(specs, PresetCatalog.load(), pods, observed, empty=empty)
-    if empty or not any(p.setup is not None for p in pods):
+    if empty or not provision or not any(p.setup is not None for p in pods):
         return snap
     state_dirs = {h.name: h.agent.state_dir for h in fleet.handles.values()}
     prov = await plan_provision(pods, snap.desired, observed, state_dirs=state_dirs)
     return replace(snap, plan=prov.merged(snap.plan), provision=prov)
 
 
-async def snapshot(spec_dir: str | Path, pod_names: Sequence[str] | None) -> Snapshot:
+async def snapshot(spec_dir: str | Path, pod_names: Sequence[str] | None, *, provision: bool = True) -> Snapshot:
     """What `plan` and `status` show (no lock: they change nothing)."""
     specs = load_specs(spec_dir)
     pods = select_pods(specs, pod_names)
     async with Fleet(pods) as fleet:
-        return await observe_and_plan(fleet, specs, pods)
+        return await observe_and_plan(fleet, specs, pods, provision=provision)
