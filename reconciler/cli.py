@@ -413,12 +413,16 @@ def schema() -> None:
 # prompt, ssh, shell (gpumod.chat), endpoints, tunnel (gpumod.reach) and setup, models
 # (gpumod.provision_cli).
 from gpumod.chat.cli import register as _register_chat  # noqa: E402
+from gpumod.mcp.cli import register as _register_mcp  # noqa: E402
 from gpumod.reach_cli import endpoints as _endpoints  # noqa: E402
 from gpumod.reach_cli import tunnel as _tunnel  # noqa: E402
 from gpumod.provision_cli import models as _models  # noqa: E402
 from gpumod.provision_cli import setup as _setup  # noqa: E402
+from gpumod.tui.command import register as _register_tui  # noqa: E402
 
 _register_chat(app)
+_register_mcp(app)
+_register_tui(app)
 app.command("endpoints")(_endpoints)
 app.command("tunnel")(_tunnel)
 app.command("setup")(_setup)

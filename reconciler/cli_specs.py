@@ -159,7 +159,7 @@ def service_status(
         _need(specs)
         _, rows = asyncio.run(inventory.service_status(specs, name, pod))
         if output is Output.json:
-            _json({"services": [{"pod": p, **r.to_json(), "note": r.note} for p, r in rows]})
+            _json(inventory.rows_to_json(rows))
             return 0
         for p, r in rows:
             budget = "-" if r.vram_budget_mb is None else str(r.vram_budget_mb)

@@ -36,6 +36,10 @@ class GpumodError(Exception):
     def __str__(self) -> str:
         return self.message
 
+    def details(self) -> list[str]:
+        """The lines a face shows before the message (every problem, every shortfall...)."""
+        return []
+
 
 @dataclass(frozen=True, order=True)
 class Problem:
@@ -59,6 +63,9 @@ class SpecError(GpumodError):
     def __init__(self, problems: list[Problem], *, hint: str = "") -> None:
         self.problems = sorted(problems)
         super().__init__(f"{len(self.problems)} problem(s) in the specs", hint=hint)
+
+    def details(self) -> list[str]:
+        return [str(p) for p in self.problems]
 
 
 class UnsupportedError(GpumodError):
@@ -118,6 +125,9 @@ class InfeasibleError(GpumodError):
         pods = ", ".join(i.pod for i in infeasible)
         super().__init__(f"the desired state does not fit the GPUs of pod(s) {pods}; nothing was touched")
 
+    def details(self) -> list[str]:
+        return [i.describe() for i in self.infeasible]
+
 
 class StalePlanError(GpumodError):
     """A saved plan whose specs or pod observations changed since it was made; ``changes`` says
@@ -130,6 +140,9 @@ class StalePlanError(GpumodError):
             "the saved plan is stale (the specs or a pod changed since it was made); nothing was touched",
             hint=f"run `{again}` again, review the new plan, then apply that file",
         )
+
+    def details(self) -> list[str]:
+        return [f"  {c}" for c in self.changes]
 
 
 class PodError(GpumodError):

@@ -55,3 +55,24 @@ def test_a_face_imported_by_the_operations_layer_is_reported(tmp_path: Path) -> 
     res = _lint(tmp_path)
     assert res.returncode != 0
     assert "gpumod.ops.status -> gpumod.views" in res.stdout, res.stdout
+
+
+def test_a_face_imported_by_the_mcp_server_or_the_mcp_server_by_the_operations_is_reported(tmp_path: Path) -> None:
+    pkg = _layout(tmp_path)
+    server = pkg / "mcp" / "server.py"
+    server.write_text(server.read_text() + "\nfrom gpumod.views import bar  # planted\n")
+    status = pkg / "ops" / "status.py"
+    status.write_text(status.read_text() + "\nimport gpumod.mcp.server  # planted\n")
+    res = _lint(tmp_path)
+    assert res.returncode != 0
+    assert "gpumod.mcp.server -> gpumod.views" in res.stdout, res.stdout
+    assert "gpumod.ops.status -> gpumod.mcp.server" in res.stdout, res.stdout
+
+
+def test_the_tui_reaching_the_engine_or_the_cli_views_is_reported(tmp_path: Path) -> None:
+    pkg = _layout(tmp_path)
+    render = pkg / "tui" / "render.py"
+    render.write_text(render.read_text() + "\nfrom gpumod.views import bar  # planted\nimport gpumod.execute  # planted\n")
+    res = _lint(tmp_path)
+    assert res.returncode != 0
+    assert "gpumod.tui.render -> gpumod.views" in res.stdout and "gpumod.tui.render -> gpumod.execute" in res.stdout

@@ -12,6 +12,7 @@ here imports a face (cli, views, typer, rich): ``.importlinter`` holds that line
     logs.logs              -> LogsResult (follow: a callback per line)
     unlock.unlock          -> UnlockResult
     validate.validate      -> ValidateResult
+    verify.verify          -> VerifyResult (is each pod converged to its mode, and why not)
     watch.watch            -> runs until stopped; every pass reported as events
     switch_mode.switch_mode / start_service / stop_service -> SwitchResult (edit, commit, apply)
     inventory.mode_list / service_list / service_status / presets

@@ -24,6 +24,7 @@ __all__ = [
     "ServiceInfo",
     "mode_list",
     "presets",
+    "rows_to_json",
     "service_list",
     "service_status",
 ]
@@ -65,14 +66,20 @@ def mode_list(spec_dir: str | Path) -> tuple[ModeInfo, ...]:
     )
 
 
-def service_list(spec_dir: str | Path) -> tuple[ServiceInfo, ...]:
+def service_list(spec_dir: str | Path, pod: str | None = None) -> tuple[ServiceInfo, ...]:
+    """Every service the specs define; with ``pod``, only those of the pod's mode."""
     specs = load_specs(spec_dir)
+    wanted: set[str] | None = None
+    if pod is not None:
+        mode = specs.mode(select_pods(specs, [pod])[0].mode)
+        wanted = {x.name for x in mode.members()} if mode else set()
     return tuple(
         ServiceInfo(
             s.name, s.preset, s.port,
             tuple(m.name for m in specs.modes if s.name in {x.name for x in m.members()}),
         )
         for s in specs.services
+        if wanted is None or s.name in wanted
     )
 
 
@@ -90,6 +97,11 @@ async def service_status(
                 hint=f"services: {', '.join(sorted(s.name for s in specs.services)) or 'none'}",
             )
     return found, rows
+
+
+def rows_to_json(rows: Sequence[tuple[str, ServiceStatus]]) -> dict[str, Any]:
+    """The JSON of ``service_status`` rows (every face): each row with its pod and its note."""
+    return {"services": [{"pod": p, **r.to_json(), "note": r.note} for p, r in rows]}
 
 
 @dataclass(frozen=True)

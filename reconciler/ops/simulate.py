@@ -16,6 +16,7 @@ from gpumod.core.model import GpuBudget, ObservedPod
 from gpumod.errors import GpumodError
 from gpumod.ops.snapshot import Snapshot, observe_fleet, plan_observed, select_pods
 from gpumod.spec import PresetCatalog, load_specs
+from gpumod.spec.edit import pick_pod
 from gpumod.wiring import Fleet
 
 __all__ = ["SimulationResult", "simulate"]
@@ -80,16 +81,19 @@ class SimulationResult:
 
 async def simulate(
     spec_dir: str | Path,
-    pod_name: str,
+    pod_name: str | None,
     *,
     mode: str | None = None,
     add: Sequence[str] = (),
     services: Sequence[str] | None = None,
 ) -> SimulationResult:
-    """Would this mode, these services, plus these additions fit the pod? Touches nothing."""
+    """Would this mode, these services, plus these additions fit the pod (None: the only pod)?
+    Touches nothing."""
     if mode is not None and services is not None:
         raise GpumodError("--mode and --services are two ways to say what to run; pass one of them")
     specs = load_specs(spec_dir)
+    if pod_name is None:
+        pod_name = pick_pod(specs, None).name
     pods = select_pods(specs, [pod_name])
     async with Fleet(pods) as fleet:
         observed = await observe_fleet(fleet)

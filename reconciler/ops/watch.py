@@ -3,9 +3,11 @@
 File events and the timer only *request* a pass; requests arriving during a pass are coalesced
 into one more pass. The directory is watched (not the files: editors save by atomic rename,
 which a watch on the file itself would miss). SIGINT/SIGTERM end the loop and leave services
-running. A pass that fails is reported as ``RunFailed`` (with the traceback when it is a bug) and
-the loop keeps going: an unattended controller never dies on one bad pass. Everything it has to
-say goes through the ``Reporter``; it prints nothing.
+running. Specs that are invalid when the watch starts are refused (``SpecError``: the caller exits
+2, nothing touched); once it runs, a pass that fails — a bad edit included — is reported as
+``RunFailed`` (with the traceback when it is a bug) and the loop keeps going: an unattended
+controller never dies on one bad pass. Everything it has to say goes through the ``Reporter``; it
+prints nothing.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from watchfiles import Change, awatch
 from gpumod.errors import GpumodError
 from gpumod.ops.apply import ApplyResult, apply
 from gpumod.ops.events import Note, Reporter, RunFailed
+from gpumod.ops.validate import validate
 from gpumod.wiring import Fleet
 
 if TYPE_CHECKING:
@@ -47,7 +50,11 @@ async def watch(
 ) -> None:
     """Until ``stop`` (or a signal): one apply pass per request, on one kept fleet (each pod's
     connection lives as long as the watch; its lock is taken per pass). With ``metrics_port``,
-    Prometheus metrics of the passes are served on 127.0.0.1."""
+    Prometheus metrics of the passes are served on 127.0.0.1. Raises ``SpecError`` when the specs
+    are invalid to begin with."""
+    checked = validate(directory)
+    if checked.error is not None:
+        raise checked.error
     metrics, stop_server = _serve_metrics(metrics_port)
     fleet = Fleet([], specs=str(directory))
     stop = stop or asyncio.Event()

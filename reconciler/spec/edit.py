@@ -65,6 +65,7 @@ __all__ = [
     "UnsafeEditError",
     "add_service",
     "add_to_mode",
+    "pick_pod",
     "remove_service_from_mode",
     "set_pod_mode",
 ]
@@ -101,7 +102,7 @@ class SpecEdit:
 def set_pod_mode(spec_dir: str | Path, pod: str | None, mode: str, *, catalog: PresetCatalog | None = None) -> SpecEdit:
     """Set the ``mode:`` of a Pod document; only that line changes (quotes and a trailing comment kept)."""
     specs = load_specs(spec_dir, catalog)
-    pod_spec = _pod(specs, pod)
+    pod_spec = pick_pod(specs, pod)
     _check_name(mode, "mode")
     if specs.mode(mode) is None:
         hint = _suggest(mode, specs.modes, "Mode")
@@ -136,7 +137,7 @@ def add_service(
     exists) or else to the file that already holds the most services.
     """
     specs = load_specs(spec_dir, catalog)
-    pod_spec = _pod(specs, pod)
+    pod_spec = pick_pod(specs, pod)
     service, rendered = _new_service(specs, service_doc)
     files = SpecFiles()
     mode = _member_edit(specs, files, pod_spec, service.name, add=True)
@@ -150,7 +151,7 @@ def add_service(
 def add_to_mode(spec_dir: str | Path, pod: str | None, name: str, *, catalog: PresetCatalog | None = None) -> SpecEdit:
     """Add an existing service to the services of the pod's mode (nothing to do if it is a member)."""
     specs = load_specs(spec_dir, catalog)
-    pod_spec = _pod(specs, pod)
+    pod_spec = pick_pod(specs, pod)
     _check_name(name, "service")
     if specs.service(name) is None:
         raise UnknownNameError(f"service '{name}' is not defined; {_suggest(name, specs.services, 'Service')}")
@@ -168,7 +169,7 @@ def remove_service_from_mode(
 ) -> SpecEdit:
     """Remove a service from the services of the pod's mode; its Service document stays."""
     specs = load_specs(spec_dir, catalog)
-    pod_spec = _pod(specs, pod)
+    pod_spec = pick_pod(specs, pod)
     _check_name(name, "service")
     files = SpecFiles()
     mode = _member_edit(specs, files, pod_spec, name, add=False)
@@ -220,7 +221,8 @@ def _check_name(name: object, kind: str) -> None:
     raise SpecEditError(f"{kind} {name!r} is not a valid name; {NAME_RULE}")
 
 
-def _pod(specs: SpecSet, name: str | None) -> PodSpec:
+def pick_pod(specs: SpecSet, name: str | None) -> PodSpec:
+    """The pod named, or the only pod when no name is given (an error names the choices)."""
     if name is None:
         if len(specs.pods) == 1:
             return specs.pods[0]

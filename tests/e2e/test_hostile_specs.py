@@ -104,8 +104,26 @@ def test_an_alias_bomb_under_a_1_gib_limit_is_one_clear_error(make) -> None:
     assert g.records() == []
 
 
-def test_watch_reports_an_alias_bomb_and_keeps_its_memory(make) -> None:
+def test_watch_refuses_to_start_on_an_alias_bomb(make) -> None:
     g = make(**{"mode.yaml": MODE + alias_bomb()})
+
+    def limited() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (GIB, GIB))
+
+    res = subprocess.run(
+        [sys.executable, "-m", "gpumod.cli", "watch", str(g.specs), "--interval", "0.2"],
+        capture_output=True, text=True, env=g.env, timeout=120, stdin=subprocess.DEVNULL, preexec_fn=limited,
+    )
+    out = res.stdout + res.stderr
+    assert res.returncode == 2, out
+    assert "Traceback" not in out and "MemoryError" not in out, out
+    assert f"{g.specs}/mode.yaml:1: this document expands to more than 100000 values" in out, out
+    assert g.records() == []
+
+
+def test_watch_reports_an_alias_bomb_saved_later_and_keeps_its_memory(make) -> None:
+    empty = "kind: Mode\nname: m\nservices: []\n"
+    g = make(**{"mode.yaml": empty})
 
     def limited() -> None:
         resource.setrlimit(resource.RLIMIT_AS, (GIB, GIB))
@@ -119,14 +137,18 @@ def test_watch_reports_an_alias_bomb_and_keeps_its_memory(make) -> None:
     reader = threading.Thread(target=lambda: lines.extend(proc.stdout or ()), daemon=True)
     reader.start()
     try:
+        wait_for(lambda: any("Converged" in line for line in lines) or proc.poll() is not None, timeout=120)
+        assert proc.poll() is None, "".join(lines)
+        (g.specs / "mode.yaml").write_text(empty + alias_bomb())
         # several passes over the bomb (the timer re-applies), none of which grows without bound
         wait_for(lambda: sum("specs invalid" in line for line in lines) >= 3 or proc.poll() is not None, timeout=120)
         assert proc.poll() is None, "".join(lines)
     finally:
         os.kill(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
+        code = proc.wait(timeout=30)
         reader.join(timeout=30)
     out = "".join(lines)
+    assert code == 0, out
     assert "Traceback" not in out and "MemoryError" not in out, out
     assert "mode.yaml:1: this document expands to more than 100000 values" in out, out
     assert g.records() == []
