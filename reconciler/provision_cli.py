@@ -32,8 +32,9 @@ def setup(
     yes: bool = typer.Option(False, "--yes", "-y", help="do not ask for confirmation"),
     output: Output = OutOpt,
 ) -> None:
-    """Run only the set-up steps (uv, venv, vLLM, packages, mount) of pods with setup:. Exit 0 set up,
-    1 a step failed, 2 invalid or refused (driver too old ...)."""
+    """Run only the set-up steps (uv, venv, vLLM, packages, mount) of pods with setup:.
+
+    Exit 0 set up, 1 a step failed, 2 invalid or refused (driver too old ...)."""
     from gpumod import cli
     from gpumod.ops import provision
     from gpumod.views import ConsoleReporter
