@@ -24,6 +24,7 @@ import asyncio
 import functools
 import json
 import os
+import re
 import time
 import urllib.error
 import urllib.request
@@ -143,6 +144,10 @@ class Provision:
 
 
 def _cached(facts: SetupFacts, source: ModelSource) -> bool:
+    """Complete without asking the hub: a branch or tag whose ref the downloader wrote at the end.
+    A commit hash has no ref (its snapshot folder exists from the start): the file list decides."""
+    if re.fullmatch(r"[0-9a-f]{40}", source.revision or ""):
+        return False
     repo = facts.cached_repo(source.repo)
     return repo is not None and repo.snapshot(source.revision) is not None
 
@@ -183,6 +188,8 @@ async def plan_provision(
             seen.add((source.repo, source.revision))
             files = await asyncio.to_thread(hub_files, source, endpoint, token)
             need = download_need(source.repo, files, replace(facts, free_bytes=free), revision=source.revision)
+            if need.cached:
+                continue
             if not need.fits:
                 refusals.append(f"pod {pod.name}: service {svc.name}: {need.refusal()}")
                 continue

@@ -124,3 +124,16 @@ def test_a_plan_with_provisioning_steps_is_not_saved(tmp_path: Path) -> None:
     with pytest.raises(GpumodError, match="set-up or download steps \\(pod p\\): it cannot be saved"):
         save(result, tmp_path / "plan.json", "specs", None)  # type: ignore[arg-type]
     assert not (tmp_path / "plan.json").exists()
+
+
+def test_a_commit_revision_is_checked_against_the_hub_file_list(hub) -> None:
+    """A download pinned to a commit writes no ref: its snapshot folder alone does not mean complete."""
+    p = pod(models_path="/tmp/provt/rec/models")
+    ready = facts("ready")
+    partial = replace(ready, cached=tuple(
+        replace(r, repo=REPO.repo_id, refs=(), snapshots=(replace(r.snapshots[0], revision=REPO.commit),))
+        for r in ready.cached if r.repo == "acme/big-model"))
+    want = desired(p.name, ("chat", "vllm", f"{REPO.repo_id}@{REPO.commit}"))
+    prov = asyncio.run(plan_provision([p], [want], [ObservedPod(p.name, setup=partial)], state_dirs={}))
+    assert [d.service for d in prov.pods[0].downloads] == ["chat"]
+    assert prov.pods[0].downloads[0].fetch_bytes == 3 * MiB  # only its config.json (same size) is there
