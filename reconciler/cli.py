@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.text import Text
 
 from gpumod.core.model import Plan
-from gpumod.errors import GpumodError, InfeasibleError, SpecError, StalePlanError
+from gpumod.errors import GpumodError, InfeasibleError, ProvisionRefusedError, SpecError, StalePlanError
 from gpumod.logconfig import configure_logging, get_logger
 from gpumod.views import (
     ConsoleReporter,
@@ -90,7 +90,8 @@ def _run(fn: Callable[[], int], *, error_code: int = 2) -> None:
         code = fn()
     except GpumodError as e:
         _report(e)
-        raise typer.Exit(2 if isinstance(e, (SpecError, InfeasibleError, StalePlanError)) else error_code)
+        raise typer.Exit(2 if isinstance(e, (SpecError, InfeasibleError, StalePlanError, ProvisionRefusedError)) else
+                         error_code)
     except KeyboardInterrupt:
         if _log_format is LogFormat.json:
             get_logger("gpumod.cli").warning("cli.interrupted")
@@ -215,7 +216,7 @@ def apply(
         from gpumod.ops import apply as ops_apply
 
         quiet = output is Output.json
-        reporter = ConsoleReporter(out, quiet=quiet)
+        reporter = ConsoleReporter(out, quiet=quiet, json_events=sys.stderr if quiet else None)
         saved = ops_apply.saved_plan_at(directory, pod)
         if saved is not None:
             result = asyncio.run(ops_apply.apply_saved(saved, plan_file=str(directory), reporter=reporter))
@@ -424,8 +425,9 @@ def schema() -> None:
 
 
 # Commands that live in their own modules: mode, service, presets, start, stop (gpumod.cli_specs);
-# prompt, ssh, shell (gpumod.chat), endpoints, tunnel (gpumod.reach), mcp (gpumod.mcp), tui
-# (gpumod.tui) and the spec-writing verbs (gpumod.cli_specs). Each module is registered by
+# prompt, ssh, shell (gpumod.chat), endpoints, tunnel (gpumod.reach), setup, models
+# (gpumod.provision_cli), mcp (gpumod.mcp), tui (gpumod.tui) and the spec-writing verbs
+# (gpumod.cli_specs). Each module is registered by
 # one function in EXTRA_COMMANDS (add yours there), called only when the command line names none of
 # this module's own commands: `gpumod plan` does not import them (benchmarks/plan_startup.py).
 def _register_chat(app: typer.Typer) -> None:
@@ -439,6 +441,13 @@ def _register_reach(app: typer.Typer) -> None:
 
     app.command("endpoints")(endpoints)
     app.command("tunnel")(tunnel)
+
+
+def _register_provision(app: typer.Typer) -> None:
+    from gpumod.provision_cli import models, setup
+
+    app.command("setup")(setup)
+    app.command("models")(models)
 
 
 def _register_mcp(app: typer.Typer) -> None:
@@ -458,7 +467,7 @@ def _register_specs(app: typer.Typer) -> None:
 
 
 EXTRA_COMMANDS: list[Callable[[typer.Typer], None]] = [
-    _register_chat, _register_reach, _register_mcp, _register_tui, _register_specs,
+    _register_chat, _register_reach, _register_provision, _register_mcp, _register_tui, _register_specs,
 ]
 _OWN_COMMANDS = frozenset(c.name or c.callback.__name__ for c in app.registered_commands if c.callback)
 _registered = False
