@@ -48,8 +48,11 @@ class VllmDriver:
             flags.set("tensor-parallel-size", str(tensor_parallel))
         if svc.sleep in SLEEP_LEVELS:
             flags.set("enable-sleep-mode", True)
+        repo, _, revision = svc.model.partition("@")  # model: org/name@rev (a download's revision)
+        if revision:
+            flags.set("revision", revision)
         flags.update(svc.args)
-        argv = (*ctx.binary("vllm"), "serve", svc.model, *flags.render())
+        argv = (*ctx.binary("vllm"), "serve", repo, *flags.render())
         base = [("VLLM_SERVER_DEV_MODE", "1")] if svc.sleep in SLEEP_LEVELS else []
         return service_launch(
             svc, gpus, argv=argv, env=gpu_env(gpus, base, svc.env), probes=self.probes(svc)

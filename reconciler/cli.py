@@ -15,22 +15,15 @@ import shlex
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Callable, List, Optional
+from typing import TYPE_CHECKING, Callable, List, Optional
 
 import typer
 from rich.console import Console
 from rich.text import Text
 
 from gpumod.core.model import Plan
-from gpumod.errors import GpumodError, InfeasibleError, SpecError, StalePlanError
+from gpumod.errors import GpumodError, InfeasibleError, ProvisionRefusedError, SpecError, StalePlanError
 from gpumod.logconfig import configure_logging, get_logger
-from gpumod.ops import apply as ops_apply
-from gpumod.ops import logs as ops_logs
-from gpumod.ops import plan as ops_plan
-from gpumod.ops import simulate as ops_simulate
-from gpumod.ops import status as ops_status
-from gpumod.ops import unlock as ops_unlock
-from gpumod.ops import validate as ops_validate
 from gpumod.views import (
     ConsoleReporter,
     error_lines,
@@ -39,6 +32,12 @@ from gpumod.views import (
     render_simulation,
     status_table,
 )
+
+if TYPE_CHECKING:
+    from gpumod.ops.apply import ApplyResult
+
+# Each verb imports its ``gpumod.ops`` module when it runs: `plan` does not pay for the executor,
+# logs or unlock (start-up time, benchmarks/plan_startup.py).
 
 app = typer.Typer(
     name="gpumod",
@@ -91,7 +90,8 @@ def _run(fn: Callable[[], int], *, error_code: int = 2) -> None:
         code = fn()
     except GpumodError as e:
         _report(e)
-        raise typer.Exit(2 if isinstance(e, (SpecError, InfeasibleError, StalePlanError)) else error_code) from None
+        refused = (SpecError, InfeasibleError, StalePlanError, ProvisionRefusedError)
+        raise typer.Exit(2 if isinstance(e, refused) else error_code) from None
     except KeyboardInterrupt:
         if _log_format is LogFormat.json:
             get_logger("gpumod.cli").warning("cli.interrupted")
@@ -128,6 +128,8 @@ def validate(directory: Path = DirArg, output: Output = OutOpt) -> None:
     """Check the specs: every problem as path:line: message. Exit 0 valid, 2 invalid."""
 
     def body() -> int:
+        from gpumod.ops import validate as ops_validate
+
         result = ops_validate.validate(directory)
         if output is Output.json:
             out.print_json(json.dumps(result.to_json()))
@@ -152,6 +154,8 @@ def plan(
     """Show what apply would do. Exit 0 nothing to do, 1 changes pending, 2 error or infeasible."""
 
     def body() -> int:
+        from gpumod.ops import plan as ops_plan
+
         result = asyncio.run(ops_plan.plan(directory, pod))
         p = result.plan
         if output is Output.json:
@@ -209,8 +213,10 @@ def apply(
     2 invalid, infeasible or a stale saved plan."""
 
     def body() -> int:
+        from gpumod.ops import apply as ops_apply
+
         quiet = output is Output.json
-        reporter = ConsoleReporter(out, quiet=quiet)
+        reporter = ConsoleReporter(out, quiet=quiet, json_events=sys.stderr if quiet else None)
         saved = ops_apply.saved_plan_at(directory, pod)
         if saved is not None:
             result = asyncio.run(ops_apply.apply_saved(saved, plan_file=str(directory), reporter=reporter))
@@ -222,7 +228,7 @@ def apply(
     _run(body)
 
 
-def _print_result(result: ops_apply.ApplyResult, as_json: bool) -> None:
+def _print_result(result: ApplyResult, as_json: bool) -> None:
     """An apply run's answer: its JSON, or the recap."""
     if as_json:
         out.print_json(json.dumps(result.to_json()))
@@ -241,6 +247,8 @@ def down(
     """Stop every managed service on the selected pods. Exit 0 all stopped, 1 some could not be."""
 
     def body() -> int:
+        from gpumod.ops import apply as ops_apply
+
         quiet = output is Output.json
         reporter = ConsoleReporter(out, quiet=quiet)
         result = asyncio.run(ops_apply.down(directory, pod, confirm=_confirm(yes or quiet), reporter=reporter))
@@ -260,6 +268,8 @@ def status(
     """Show each pod's services: state, GPU, VRAM used/budget, port, since."""
 
     def body() -> int:
+        from gpumod.ops import status as ops_status
+
         result = asyncio.run(ops_status.status(directory, pod))
         if output is Output.json:
             out.print_json(json.dumps(result.to_json()))
@@ -285,6 +295,8 @@ def simulate(
     """Would this mode (or these services, plus these) fit? Exit 0 fits, 1 does not fit, 2 error. Touches nothing."""
 
     def body() -> int:
+        from gpumod.ops import simulate as ops_simulate
+
         only = [n.strip() for item in services for n in item.split(",") if n.strip()] if services else None
         sim = asyncio.run(ops_simulate.simulate(directory, pod, mode=mode, add=add or (), services=only))
         if output is Output.json:
@@ -330,6 +342,8 @@ def logs(
     """The last lines of a service's log (its stdout and stderr on the pod), also once it stopped."""
 
     def body() -> int:
+        from gpumod.ops import logs as ops_logs
+
         if follow:
             def emit(name: str, line: str) -> None:
                 out.print(f"{name}: {line}" if name else line, highlight=False)
@@ -376,6 +390,8 @@ def unlock(
         )
 
     def body() -> int:
+        from gpumod.ops import unlock as ops_unlock
+
         if not specs.exists():
             raise GpumodError(
                 f"no spec directory {specs} here: unlock reads how to reach pod {pod} from the specs",
@@ -412,23 +428,80 @@ def schema() -> None:
 
 
 # Commands that live in their own modules: mode, service, presets, start, stop (gpumod.cli_specs);
-# prompt, ssh, shell (gpumod.chat) and endpoints, tunnel
-# (gpumod.reach).
-from gpumod.chat.cli import register as _register_chat  # noqa: E402
-from gpumod.mcp.cli import register as _register_mcp  # noqa: E402
-from gpumod.reach_cli import endpoints as _endpoints  # noqa: E402
-from gpumod.reach_cli import tunnel as _tunnel  # noqa: E402
-from gpumod.tui.command import register as _register_tui  # noqa: E402
+# prompt, ssh, shell (gpumod.chat), endpoints, tunnel (gpumod.reach), setup, models
+# (gpumod.provision_cli), mcp (gpumod.mcp), tui (gpumod.tui) and the spec-writing verbs
+# (gpumod.cli_specs). Each module is registered by
+# one function in EXTRA_COMMANDS (add yours there), called only when the command line names none of
+# this module's own commands: `gpumod plan` does not import them (benchmarks/plan_startup.py).
+def _register_chat(app: typer.Typer) -> None:
+    from gpumod.chat.cli import register
 
-_register_chat(app)
-_register_mcp(app)
-_register_tui(app)
-app.command("endpoints")(_endpoints)
-app.command("tunnel")(_tunnel)
-import gpumod.cli_specs  # noqa: E402,F401  (registers its commands on import)
+    register(app)
+
+
+def _register_reach(app: typer.Typer) -> None:
+    from gpumod.reach_cli import endpoints, tunnel
+
+    app.command("endpoints")(endpoints)
+    app.command("tunnel")(tunnel)
+
+
+def _register_provision(app: typer.Typer) -> None:
+    from gpumod.provision_cli import models, setup
+
+    app.command("setup")(setup)
+    app.command("models")(models)
+
+
+def _register_mcp(app: typer.Typer) -> None:
+    from gpumod.mcp.cli import register
+
+    register(app)
+
+
+def _register_tui(app: typer.Typer) -> None:
+    from gpumod.tui.command import register
+
+    register(app)
+
+
+def _register_specs(app: typer.Typer) -> None:
+    import gpumod.cli_specs  # noqa: F401  (registers its commands on import)
+
+
+EXTRA_COMMANDS: list[Callable[[typer.Typer], None]] = [
+    _register_chat, _register_reach, _register_provision, _register_mcp, _register_tui, _register_specs,
+]
+_OWN_COMMANDS = frozenset(c.name or c.callback.__name__ for c in app.registered_commands if c.callback)
+_registered = False
+
+
+def register_all() -> typer.Typer:
+    """Every command on ``app`` (once): for help, completion and the commands of other modules."""
+    global _registered
+    if not _registered:
+        _registered = True
+        for register in EXTRA_COMMANDS:
+            register(app)
+    return app
+
+
+def command_named(argv: List[str]) -> Optional[str]:
+    """The command a command line names (its first word after the global options), or None."""
+    args = iter(argv)
+    for arg in args:
+        if arg == "--":
+            return next(args, None)
+        if arg == "--log-format":
+            next(args, None)  # its value
+        elif not arg.startswith("-"):
+            return arg
+    return None
 
 
 def main() -> None:
+    if command_named(sys.argv[1:]) not in _OWN_COMMANDS:
+        register_all()
     app()
 
 

@@ -172,3 +172,8 @@ class HealthTimeoutError(StepError):
 
 class VramReleaseTimeoutError(PodError):
     pass
+
+
+class ProvisionRefusedError(GpumodError):
+    """A pod cannot be set up as its ``setup:`` asks, or a model download does not fit its disk;
+    refused before anything ran (``gpumod.drivers.provision.SetupRefusedError``)."""

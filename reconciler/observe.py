@@ -16,6 +16,8 @@ for a service it started to be ready):
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
 from typing import Any, Mapping
 
 from gpumod.core.model import ObservedPod, ObservedService, Status
@@ -35,13 +37,25 @@ _READINESS_STATUS: dict[str, Status] = {
 }
 
 
-async def observe_pod(agent: PodAgent) -> ObservedPod:
-    """Observe one pod; an unreachable pod or a failing agent gives ``reachable=False``, never raises."""
+async def observe_pod(agent: PodAgent, setup: Mapping[str, Any] | None = None) -> ObservedPod:
+    """Observe one pod; an unreachable pod or a failing agent gives ``reachable=False``, never raises.
+
+    ``setup``: the setup probe's arguments of a pod with ``setup:``; its facts are read in the
+    same round trip and land, parsed, in ``ObservedPod.setup`` (a ``SetupFacts``)."""
     try:
-        raw = await agent.observe()
+        raw = await agent.observe(setup=setup)
     except PodError as err:
         return ObservedPod(name=agent.pod, reachable=False, error=str(err))
-    return parse_observation(agent.pod, raw)
+    observed = parse_observation(agent.pod, raw)
+    if setup is not None:
+        from gpumod.drivers.provision.facts import parse_facts
+
+        try:
+            facts = parse_facts(json.dumps(raw.get("setup")))
+        except (ValueError, TypeError, AttributeError) as err:
+            return replace(observed, reachable=False, error=f"the pod's setup facts are unreadable: {err}")
+        observed = replace(observed, setup=facts)
+    return observed
 
 
 def parse_observation(pod: str, raw: Mapping[str, Any]) -> ObservedPod:

@@ -55,7 +55,7 @@ def served_model(svc: ResolvedService) -> str | None:
         name = args.get("served-model-name") or args.get("served_model_name")
         if isinstance(name, (tuple, list)):
             name = name[0] if name else None
-        return str(name) if name else svc.model
+        return str(name) if name else (svc.model.partition("@")[0] if svc.model else None)  # org/name@rev
     if svc.driver == "llamacpp":
         if is_router(svc):
             return router_model_id(svc)

@@ -8,18 +8,22 @@ parsed as rich markup: styled lines are built as ``Text`` from plain strings (``
 
 from __future__ import annotations
 
-from typing import Any
-
-from rich.console import Console
-from rich.text import Text
+import json
+import time
+from typing import TYPE_CHECKING, Any
 
 from gpumod.core.model import GpuBudget, Plan
 from gpumod.core.render import render_plan
+from gpumod.drivers.provision.disk import human_bytes
 from gpumod.errors import GpumodError, InfeasibleError, SpecError
-from gpumod.ops.apply import ApplyResult
-from gpumod.ops.events import Event, Note, PlanBuilt, RunFailed, RunFinished, StepFinished
-from gpumod.ops.simulate import SimulationResult
-from gpumod.ops.status import StatusResult
+from rich.console import Console
+from rich.text import Text
+
+if TYPE_CHECKING:  # events and results of verbs `plan` does not load (benchmarks/plan_startup.py)
+    from gpumod.ops.apply import ApplyResult
+    from gpumod.ops.events import Event, Progress, RunFailed
+    from gpumod.ops.simulate import SimulationResult
+    from gpumod.ops.status import StatusResult
 
 BAR_WIDTH = 40
 STATE_STYLE = {
@@ -55,12 +59,23 @@ class ConsoleReporter:
     """The CLI's ``Reporter``: prints each plan, one line per finished step, notes, and (with
     ``recap``, as ``watch`` wants) each run's recap or why it failed. ``quiet``: prints nothing."""
 
-    def __init__(self, console: Console, *, quiet: bool = False, recap: bool = False) -> None:
+    def __init__(self, console: Console, *, quiet: bool = False, recap: bool = False, json_events: Any = None) -> None:
         self.console = console
         self.quiet = quiet
         self.recap = recap
+        self.json_events = json_events  # a text stream: Progress events as JSON lines (``-o json``)
+        self._bars: dict[tuple[str, str], Any] = {}  # (pod, service) -> (rich Progress, task) of a download
+        self._last_line: dict[tuple[str, str], float] = {}
 
     def event(self, e: Event) -> None:
+        from gpumod.ops.events import Note, PlanBuilt, Progress, RunFailed, RunFinished, StepFinished
+
+        if isinstance(e, Progress):
+            self._progress(e)
+            return
+        if isinstance(e, StepFinished) and (e.pod, e.outcome.step.service) in self._bars:
+            bar, _ = self._bars.pop((e.pod, e.outcome.step.service))
+            bar.stop()
         if self.quiet:
             return
         if isinstance(e, PlanBuilt):
@@ -71,8 +86,10 @@ class ConsoleReporter:
             o, s = e.outcome, e.outcome.step
             mark = {"ok": ("ok", "green"), "failed": ("FAILED", "red"), "skipped": ("skipped", "yellow")}[o.status]
             msg = f" — {o.message}" if o.message else ""
+            what = f"{s.action} {s.service}" if s.action not in ("setup", "download") else (
+                s.detail if s.action == "setup" else f"download {s.detail}")
             self.console.print(
-                styled(f"  {e.pod}: {s.symbol} {s.action} {s.service} … ", mark, f" ({o.seconds:.1f}s){msg}"),
+                styled(f"  {e.pod}: {s.symbol} {what} … ", mark, f" ({o.seconds:.1f}s){msg}"),
                 highlight=False,
             )
         elif isinstance(e, Note):
@@ -83,6 +100,39 @@ class ConsoleReporter:
         elif isinstance(e, RunFailed) and self.recap:
             for line in failed_run_lines(e):
                 self.console.print(line)
+
+
+    def _progress(self, e: Progress) -> None:
+        """A download's bar (bytes, rate, ETA) on a terminal; a line every few seconds otherwise."""
+        if self.json_events is not None:
+            self.json_events.write(json.dumps(e.to_json()) + "\n")
+            self.json_events.flush()
+        if self.quiet:
+            return
+        key = (e.pod, e.step.service)
+        if self.console.is_terminal:
+            from rich.progress import (
+                BarColumn, DownloadColumn, Progress as Bar, TextColumn, TimeRemainingColumn, TransferSpeedColumn,
+            )
+
+            if key not in self._bars:
+                bar = Bar(TextColumn("  {task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                          TimeRemainingColumn(), console=self.console, transient=False)
+                bar.start()
+                self._bars[key] = (bar, bar.add_task(Text(f"{e.pod}: ↓ {e.step.detail}").plain, total=e.total))
+            bar, task = self._bars[key]
+            bar.update(task, completed=e.done, total=e.total)
+            return
+        now = time.monotonic()
+        if e.kind == "progress" and now - self._last_line.get(key, 0.0) < 2.0:
+            return
+        self._last_line[key] = now
+        pct = 100 * e.done / e.total if e.total else 100.0
+        eta = f", ETA {e.eta_s:.0f}s" if e.eta_s is not None and e.kind == "progress" else ""
+        rate = f", {human_bytes(e.rate)}/s" if e.rate else ""
+        self.console.print(Text(
+            f"  {e.pod}: ↓ {e.step.detail} {human_bytes(e.done)} / {human_bytes(e.total)} ({pct:.0f}%){rate}{eta}",
+            style="dim"), highlight=False)
 
 
 def failed_run_lines(e: RunFailed) -> list[Text]:

@@ -64,10 +64,26 @@ def sim_dir(pod: PodSpec) -> Path:
 
 
 def _timings(pod: PodSpec) -> dict[str, str]:
-    return sim_timings(pod.sim.load_s, pod.sim.sleep_s, pod.sim.wake_s) if pod.sim is not None else {}
+    if pod.sim is None:
+        return {}
+    found = sim_timings(pod.sim.load_s, pod.sim.sleep_s, pod.sim.wake_s)
+    if pod.sim.driver_version:
+        found["GPUMOD_SIM_DRIVER_VERSION"] = pod.sim.driver_version
+    return found
+
+
+def setup_env(pod: PodSpec) -> dict[str, str]:
+    """What every service of a pod with ``setup:`` gets: the model cache it downloads into (never
+    written to a shell rc file)."""
+    if pod.setup is None or not pod.setup.models_path:
+        return {}
+    return {"HF_HUB_CACHE": f"{pod.setup.models_path.rstrip('/')}/huggingface/hub"}
 
 
 def _with_user_binaries(binaries: list[tuple[str, tuple[str, ...]]], pod: PodSpec):
+    if pod.setup is not None:  # vLLM from the setup venv, unless binaries: names another one
+        venv_vllm = f"{pod.setup.venv.rstrip('/')}/bin/vllm"
+        binaries = [(k, a) for k, a in binaries if k != "vllm"] + [("vllm", (venv_vllm,))]
     for kind, path in sorted(pod.binaries.items()):
         binaries = [(k, a) for k, a in binaries if k != kind] + [(kind, (path,))]
     return tuple(binaries)
@@ -92,7 +108,7 @@ def open_pod(pod: PodSpec) -> PodHandle:
         binaries=_with_user_binaries(binaries, pod),
         state_dir=state_dir,
     )
-    return PodHandle(pod, transport, agent, ctx, sim=host.kind == "sim", unit_env=env)
+    return PodHandle(pod, transport, agent, ctx, sim=host.kind == "sim", unit_env={**env, **setup_env(pod)})
 
 
 def _open_ssh_pod(pod: PodSpec, host) -> PodHandle:
@@ -114,7 +130,7 @@ def _open_ssh_pod(pod: PodSpec, host) -> PodHandle:
         binaries=_with_user_binaries(sim_binaries(pod.python) if pod.sim else [], pod),
         state_dir=state_dir,
     )
-    handle = PodHandle(pod, transport, agent, ctx, sim=pod.sim is not None)
+    handle = PodHandle(pod, transport, agent, ctx, sim=pod.sim is not None, unit_env=setup_env(pod))
     if pod.sim is not None:  # checked on the pod with the first agent call (one round trip)
         agent.sim = {"dir": f"{state_dir}/sim/{pod.name}", "gpus": [[g.name, g.memory_mb] for g in pod.gpus or []]}
         agent.env.update(_timings(pod))  # PATH and the sim dir come from the pod's answer
@@ -128,6 +144,7 @@ def _sim_ready(handle: PodHandle, info: Mapping[str, str]) -> None:
     python = info["python"]
     handle.unit_env = sim_env(info["dir"], info["bin"], info["path"], _timings(handle.spec))
     handle.agent.env.update(handle.unit_env)
+    handle.unit_env.update(setup_env(handle.spec))
     handle.ctx = replace(handle.ctx, python=python, binaries=_with_user_binaries(sim_binaries(python), handle.spec))
 
 

@@ -46,6 +46,7 @@ AGENT_PARTS = (  # in order: each part uses only the ones before it
     _HERE / "podside_base.py",
     _HERE / "podside_systemd.py",
     _HERE / "podside_units.py",
+    _HERE.parent / "provision" / "podside_setup.py",  # setup facts ride in the observation (issue 9)
     _HERE / "podside.py",
 )
 _FUTURE = b"from __future__ import annotations"
@@ -188,13 +189,23 @@ class PodAgent:
         return answer
 
     async def observe(
-        self, probe: bool = True, names: Sequence[str] | None = None, *, gpus: bool = True, init: bool = True
+        self,
+        probe: bool = True,
+        names: Sequence[str] | None = None,
+        *,
+        gpus: bool = True,
+        init: bool = True,
+        setup: Mapping[str, Any] | None = None,
     ) -> dict:
         """GPUs, compute apps, every recorded service (liveness, session pids, probe answers; for
         a systemd unit also ``unit``: states, ``nrestarts``, ``crash_loop``) and ``init``
         (``{"pid1", "uid", "systemd", "user_systemd"}``, for ``supervisors.choose_supervisor``).
-        ``gpus=False`` / ``init=False`` leave out nvidia-smi / the init probe (cheap health polls)."""
+        ``gpus=False`` / ``init=False`` leave out nvidia-smi / the init probe (cheap health polls).
+        ``setup``: the setup probe's arguments (``provision.setup_probe_args``) of a pod with a
+        ``setup:`` block; its raw facts come back under ``setup`` in the same round trip."""
         args: dict[str, Any] = {"probe": probe, "gpus": gpus, "init": init}
+        if setup is not None:
+            args["setup"] = dict(setup)
         if names is not None:
             args["names"] = list(names)
         return await self._call("observe", args, timeout=45.0)

@@ -14,6 +14,7 @@ the earlier ones normally when it is imported as a module, e.g. by tests):
   agent/podside_base.py          refusals, /proc liveness, the state dir, nvidia-smi, HTTP
   agent/podside_systemd.py       systemctl, unit files, cgroups, lingering, init detection
   agent/podside_units.py         the systemd supervisor: start/stop/observe units
+  provision/podside_setup.py     the setup facts of a pod with ``setup:`` (issue 9)
   agent/podside.py               this file: the process supervisor, the operations, main
 
 On the pod, under ``<state_dir>/pods/<pod>/``:
@@ -48,6 +49,7 @@ if __name__ != "__gpumod_agent__":  # imported as a module: in the agent script 
     from gpumod.drivers.agent.podside_systemd import SystemdError, init_info
     from gpumod.drivers.agent.podside_units import forget_unit, start_unit, stop_unit, unit_entries
     from gpumod.drivers.supervisors.systemd_syntax import env_file_value
+    from gpumod.drivers.provision.podside_setup import setup_facts
 
 
 def service_api_key(record: dict):
@@ -125,7 +127,7 @@ def op_observe(state: PodState, args: dict) -> dict:
     results = at_once(calls)
     for (name, key, _, _, _, _), answer in zip(todo, results[1:] if smi else results):
         entries[name]["probes"][key] = answer
-    return {
+    found = {
         "now": time.time(),
         "hostname": os.uname().nodename,  # gethostname(2); the socket module costs more
         "boot_id": boot_id(),
@@ -133,6 +135,9 @@ def op_observe(state: PodState, args: dict) -> dict:
         "services": entries,
         "init": init,
     }
+    if args.get("setup") is not None:  # a pod with setup: (podside_setup.py, an earlier part)
+        found["setup"] = setup_facts(args["setup"])
+    return found
 
 
 def at_once(calls: list, limit: int = 16) -> list:

@@ -85,7 +85,7 @@ def _link(storage, commit, path, etag):
     target = os.path.relpath(os.path.join(storage, "blobs", etag), os.path.dirname(link))
     if os.path.islink(link) and os.readlink(link) == target:
         return
-    tmp = link + ".gpumod-link"
+    tmp = "%s.gpumod-link.%d" % (link, os.getpid())  # per process: pods sharing a cache link at once
     if os.path.lexists(tmp):
         os.unlink(tmp)
     os.symlink(target, tmp)
@@ -162,21 +162,25 @@ def download(args):
     progress = _Progress(total, cached + partial)
     for path, size, etag in files:
         blob = os.path.join(blobs, etag)
+        status = "cached"
         if _size(blob) != size:
             lock = open(blob + ".lock", "w")
             try:
                 try:
                     fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except OSError:
-                    raise DownloadError("%s: another download of this file is running" % path) from None
-                url = "%s/%s/resolve/%s/%s" % (endpoint, repo, commit, quote(path))
-                _fetch(url, token, blob + ".incomplete", size, path, progress)
-                os.replace(blob + ".incomplete", blob)
+                except OSError:  # another pod or run fetches it into this (shared) cache: wait for it
+                    had = max(0, _size(blob + ".incomplete"))
+                    _emit("retry", file=path, error="another download of this file is running; waiting for it")
+                    fcntl.flock(lock, fcntl.LOCK_EX)
+                    if _size(blob) == size:
+                        progress.done += size - had
+                if _size(blob) != size:
+                    url = "%s/%s/resolve/%s/%s" % (endpoint, repo, commit, quote(path))
+                    _fetch(url, token, blob + ".incomplete", size, path, progress)
+                    os.replace(blob + ".incomplete", blob)
+                    status = "downloaded"
             finally:
                 lock.close()
-            status = "downloaded"
-        else:
-            status = "cached"
         _link(storage, commit, path, etag)
         _emit("file", file=path, size=size, status=status)
     progress.add("", 0, force=True)

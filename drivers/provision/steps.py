@@ -30,7 +30,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from gpumod.drivers.provision.facts import SetupFacts, normalize_name, probe_args
-from gpumod.errors import GpumodError
+from gpumod.errors import ProvisionRefusedError
 from gpumod.spec.setup_models import PodSetup
 
 __all__ = [
@@ -53,7 +53,7 @@ GPT_OSS_VERSION = "0.10.1+gptoss"
 DOWNLOAD_PACKAGES = ("huggingface_hub",)  # downloads run huggingface_hub in the setup venv
 
 
-class SetupRefusedError(GpumodError):
+class SetupRefusedError(ProvisionRefusedError):
     """The pod cannot be set up as asked; nothing was run. ``reasons`` lists every refusal."""
 
     hint = "fix the pod (driver, venv) or its setup: block, then plan again"
@@ -148,14 +148,22 @@ def _missing_packages(requirements: list[str], facts: SetupFacts) -> list[str]:
 # ---------------------------------------------------------------- paths
 
 
-def uv_location(facts: SetupFacts) -> str:
+def tools_location(facts: SetupFacts, tools_dir: str | None = None) -> str:
+    """Where gpumod keeps its tools (uv) on this pod: ``tools_dir`` (``~/`` expanded), else ~/TOOLS_DIR."""
+    if tools_dir:
+        return facts.home.rstrip("/") + tools_dir[1:] if tools_dir.startswith("~") else tools_dir.rstrip("/")
+    return f"{facts.home.rstrip('/')}/{TOOLS_DIR}"
+
+
+def uv_location(facts: SetupFacts, tools_dir: str | None = None) -> str:
     """Where gpumod installs uv on this pod (and where the probe also looks)."""
-    return f"{facts.home.rstrip('/')}/{TOOLS_DIR}/bin/uv"
+    return f"{tools_location(facts, tools_dir)}/bin/uv"
 
 
-def setup_probe_args(setup: PodSetup, *, scan_cache: bool = True) -> dict[str, Any]:
+def setup_probe_args(setup: PodSetup, *, scan_cache: bool = True, tools_dir: str | None = None) -> dict[str, Any]:
     """The probe's arguments for a pod with this ``setup:`` (uv is also looked for where gpumod puts it)."""
-    return probe_args(setup.venv, setup.models_path, uv_paths=[f"~/{TOOLS_DIR}/bin/uv"], scan_cache=scan_cache)
+    uv = f"{tools_dir.rstrip('/')}/bin/uv" if tools_dir else f"~/{TOOLS_DIR}/bin/uv"
+    return probe_args(setup.venv, setup.models_path, uv_paths=[uv], scan_cache=scan_cache)
 
 
 # ---------------------------------------------------------------- refusals and steps
@@ -196,15 +204,17 @@ def _index_args(setup: PodSetup) -> list[str]:
     return ["--index-url", setup.index_url] if setup.index_url else []
 
 
-def setup_steps(setup: PodSetup, facts: SetupFacts, *, python: str = "python3", pod: str = "") -> list[SetupStep]:
+def setup_steps(
+    setup: PodSetup, facts: SetupFacts, *, python: str = "python3", pod: str = "", tools_dir: str | None = None
+) -> list[SetupStep]:
     """The steps that bring this pod to its ``setup:``; raises SetupRefusedError (nothing runs)."""
     refusals = setup_refusals(setup, facts)
     if refusals:
         raise SetupRefusedError(refusals, pod=pod)
     steps: list[SetupStep] = []
-    uv = facts.uv_path or uv_location(facts)
+    uv = facts.uv_path or uv_location(facts, tools_dir)
     if facts.uv_path is None:
-        steps.append(_install_uv(setup, facts, python))
+        steps.append(_install_uv(setup, tools_location(facts, tools_dir), python))
     if setup.models_path and setup.mount and facts.mount is None:
         steps.append(SetupStep(
             "mount-models", f"mount {facts.models_path}", f"{facts.models_path} is not a mount point",
@@ -242,8 +252,7 @@ def setup_steps(setup: PodSetup, facts: SetupFacts, *, python: str = "python3", 
     return steps
 
 
-def _install_uv(setup: PodSetup, facts: SetupFacts, python: str) -> SetupStep:
-    tools = f"{facts.home.rstrip('/')}/{TOOLS_DIR}"
+def _install_uv(setup: PodSetup, tools: str, python: str) -> SetupStep:
     if setup.index_url:  # a mirror (or no internet): uv's own wheel from the index, in a tool venv
         parts = urlsplit(setup.index_url)
         # pip ignores a plain-http index on any host but localhost unless it is named trusted

@@ -100,7 +100,8 @@ def find_target(spec_dir: str | Path, service: str, pod: str | None = None) -> T
         env_sources=specs.env_sources(chosen.name, service),
     )
     served = dict(resolved.args).get("served-model-name")
-    model = str(served[0] if isinstance(served, list) and served else served or resolved.model or "") or None
+    own = (resolved.model or "").partition("@")[0] if resolved.driver == "vllm" else resolved.model  # org/name@rev
+    model = str(served[0] if isinstance(served, list) and served else served or own or "") or None
     return Target(pod=chosen, service=service, port=resolved.port, model=model, resolved=resolved)
 
 

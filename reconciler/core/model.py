@@ -17,10 +17,12 @@ from gpumod.spec.resolved import ResolvedService
 
 Target = Literal["active", "sleeping", "standby"]
 Status = Literal["starting", "running", "sleeping", "unhealthy", "failed", "stopped"]
-Action = Literal["start", "stop", "restart", "sleep", "wake"]
-Phase = Literal["free", "fill"]
+Action = Literal["start", "stop", "restart", "sleep", "wake", "setup", "download"]
+Phase = Literal["provision", "free", "fill"]  # provision: set-up and downloads (gpumod.provision), first
 
-SYMBOLS: dict[str, str] = {"start": "+", "stop": "-", "restart": "~", "sleep": "z", "wake": "^"}
+SYMBOLS: dict[str, str] = {
+    "start": "+", "stop": "-", "restart": "~", "sleep": "z", "wake": "^", "setup": "⚙", "download": "↓",
+}
 
 
 @dataclass(frozen=True)
@@ -109,6 +111,7 @@ class ObservedPod:
     foreign_mb: tuple[tuple[int, int], ...] = ()  # (gpu index, MiB) used by processes gpumod does not manage
     observed_at: float = 0.0
     init: tuple[tuple[str, Any], ...] = ()  # what runs as PID 1 / whether systemd is usable (agent's report)
+    setup: Any = None  # gpumod.drivers.provision.SetupFacts of a pod with setup: (opaque to the core)
 
     def service(self, name: str) -> ObservedService | None:
         return next((s for s in self.services if s.name == name), None)
@@ -129,12 +132,17 @@ class Step:
     level: str | None = None  # sleep level for "sleep"; level to sleep at right after a start
     sleep_after: bool = False  # start awake, wait healthy, then sleep at `level`
     start_asleep: bool = False  # start with nothing loaded and leave it so (asleep at `level`)
+    detail: str = ""  # setup: what it does ("install uv"); download: "org/name (1.2 GB)"
 
     @property
     def symbol(self) -> str:
         return SYMBOLS[self.action]
 
     def render(self) -> str:
+        if self.action == "setup":
+            return f"{self.symbol} {self.detail}: {self.reason}"
+        if self.action == "download":
+            return f"{self.symbol} download {self.detail} for {self.service}: {self.reason}"
         extra = f" (then sleep {self.level})" if self.sleep_after else ""
         extra = f" (asleep: {self.level})" if self.start_asleep else extra
         level = f" {self.level}" if self.action == "sleep" and self.level else ""
@@ -223,6 +231,7 @@ class Plan:
                             "level": s.level,
                             "sleep_after": s.sleep_after,
                             "start_asleep": s.start_asleep,
+                            **({"detail": s.detail} if s.detail else {}),
                         }
                         for s in p.steps
                     ],

@@ -12,7 +12,7 @@ from itertools import groupby
 from gpumod.core.model import Plan, PodPlan
 from gpumod.errors import Infeasibility
 
-_PHASE_TITLE = {"free": "free VRAM", "fill": "fill"}
+_PHASE_TITLE = {"provision": "set up", "free": "free VRAM", "fill": "fill"}
 
 
 def render_plan(plan: Plan) -> list[str]:
@@ -30,7 +30,7 @@ def render_pod(pod: PodPlan) -> list[str]:
         lines.append(f"  does not fit: nothing will be touched on pod {pod.pod}")
         lines.extend("  " + line for line in render_infeasible(pod.infeasible))
     for (phase, wave), steps in groupby(pod.steps, key=lambda s: (s.phase, s.wave)):
-        lines.append(f"  {_PHASE_TITLE[phase]}, wave {wave}:")
+        lines.append(f"  {_PHASE_TITLE[phase]}:" if phase == "provision" else f"  {_PHASE_TITLE[phase]}, wave {wave}:")
         for step in steps:
             on = f"  [GPU {','.join(map(str, step.gpus))}]" if len(pod.gpus) > 1 and step.gpus else ""
             lines.append(f"    {step.render()}{on}")
@@ -51,13 +51,16 @@ def summary(pod: PodPlan) -> str:
             return f"Not planned: pod {pod.pod} could not be observed."
         return f"No changes. Pod {pod.pod} is up to date."
     restarted = {s.service for s in pod.steps if s.action == "restart"}
-    count = {a: 0 for a in ("start", "sleep", "stop", "wake", "restart")}
+    count = {a: 0 for a in ("start", "sleep", "stop", "wake", "restart", "setup", "download")}
     for step in pod.steps:
         if step.action == "stop" and step.service in restarted:
             continue  # the stop half of a restart
         count[step.action] += 1
+    provision = ""
+    if count["setup"] or count["download"]:
+        provision = f"{count['setup']} set-up step(s), {count['download']} download(s), "
     return (
-        f"Plan: {count['start']} to start, {count['sleep']} to sleep, {count['stop']} to stop, "
+        f"Plan: {provision}{count['start']} to start, {count['sleep']} to sleep, {count['stop']} to stop, "
         f"{count['wake']} to wake, {count['restart']} to restart."
     )
 

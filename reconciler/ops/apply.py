@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, AsyncContextManager, Callable, Sequence
 
@@ -22,12 +22,14 @@ from gpumod.ops.events import (
     Note,
     PassStarted,
     PlanBuilt,
+    Progress,
     Reporter,
     RunFinished,
     StepFinished,
     StepStarted,
 )
 from gpumod.ops.snapshot import Snapshot, observe_and_plan, select_pods
+from gpumod.provision import run_provision
 from gpumod.ports import Clock, SystemClock
 from gpumod.secrets import load_secret_values
 from gpumod.spec import SpecSet, load_specs
@@ -386,8 +388,31 @@ async def _execute_pod(
             reporter.event(StepFinished(pod, item))
         elif event == "start":
             reporter.event(StepStarted(pod, item))
+        elif event == "progress":
+            step, ev = item
+            reporter.event(Progress(pod, step, ev.kind, ev.done, ev.total, ev.rate, ev.file))
 
-    executor = PodExecutor(
+    provisioning = [s for s in pod_plan.steps if s.phase == "provision"]
+    prov = snap.provision.pod(pod) if snap.provision else None
+    if provisioning and prov is not None:
+        outcomes = await run_provision(handle.transport, prov, provisioning, report)
+        failed = [o for o in outcomes if o.status != "ok"]
+        rest = tuple(s for s in pod_plan.steps if s.phase != "provision")
+        if failed:  # starts need what failed: nothing more on this pod this run
+            for step in rest:
+                outcomes.append(StepOutcome(step, "skipped", "the pod's set-up or a download failed"))
+                report("done", outcomes[-1])
+            return PodRun(pod, outcomes, error=f"{failed[0].step.detail} failed: {failed[0].message}")
+        after = await _pod_executor(handle, desired, clock, report, secrets, supervisor).run(
+            replace(pod_plan, steps=rest)
+        )
+        return PodRun(pod, outcomes + after.outcomes, after.error)
+    return await _pod_executor(handle, desired, clock, report, secrets, supervisor).run(pod_plan)
+
+
+def _pod_executor(handle: Any, desired: DesiredPod, clock: Clock, report: Callable[[str, Any], None],
+                  secrets: dict[str, dict[str, str]], supervisor: Any) -> PodExecutor:
+    return PodExecutor(
         agent=handle.agent,
         ctx=handle.ctx,
         desired=desired,
@@ -399,4 +424,3 @@ async def _execute_pod(
         supervisor=supervisor,
         unit_env=handle.unit_env,
     )
-    return await executor.run(pod_plan)

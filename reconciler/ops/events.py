@@ -9,6 +9,7 @@ that ignores an event type simply does nothing for it, so new events never break
     PlanBuilt(plan, pass_no)         a plan with changes, about to be confirmed / run
     StepStarted(pod, step)           one step begins on a pod
     StepFinished(pod, outcome)       one step ended (ok / failed / skipped)
+    Progress(pod, step, ...)         a download step's bytes so far, total, rate
     Note(text, detail)               a line for a person ("waiting for x to become ready")
     RunFinished(result)              an apply run ended (its ApplyResult: the recap)
     RunFailed(error, traceback)      an apply run of ``watch`` raised (invalid specs, a bug...)
@@ -20,9 +21,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, Union
 
 from gpumod.core.model import Plan, Step
-from gpumod.execute import StepOutcome
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # annotations only: `plan` does not load the executor
+    from gpumod.execute import StepOutcome
     from gpumod.ops.apply import ApplyResult
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "NullReporter",
     "PassStarted",
     "PlanBuilt",
+    "Progress",
     "Reporter",
     "RunFailed",
     "RunFinished",
@@ -64,6 +66,27 @@ class StepFinished:
 
 
 @dataclass(frozen=True)
+class Progress:
+    """A download step's progress on a pod: bytes present / total, this run's rate (bytes/s)."""
+
+    pod: str
+    step: Step
+    kind: str  # start | progress | done
+    done: int
+    total: int
+    rate: int = 0
+    file: str = ""
+
+    @property
+    def eta_s(self) -> float | None:
+        return None if self.rate <= 0 else max(0, self.total - self.done) / self.rate
+
+    def to_json(self) -> dict[str, object]:
+        return {"event": "progress", "pod": self.pod, "service": self.step.service, "what": self.step.detail,
+                "kind": self.kind, "done": self.done, "total": self.total, "rate": self.rate, "file": self.file}
+
+
+@dataclass(frozen=True)
 class Note:
     text: str
     detail: bool = True  # a secondary line (a face may dim it); False: a headline of watch
@@ -80,7 +103,7 @@ class RunFailed:
     traceback: str = ""  # set when the error is a bug (not a GpumodError)
 
 
-Event = Union[PassStarted, PlanBuilt, StepStarted, StepFinished, Note, RunFinished, RunFailed]
+Event = Union[PassStarted, PlanBuilt, StepStarted, StepFinished, Progress, Note, RunFinished, RunFailed]
 
 
 class Reporter(Protocol):

@@ -45,6 +45,12 @@ def save(result: PlanResult, path: Path, spec_dir: str | Path, pod_names: Sequen
     from gpumod.saved_plan import save_plan
 
     snap = result.snapshot
+    provisioning = [p.pod for p in snap.plan.pods if any(s.phase == "provision" for s in p.steps)]
+    if provisioning:  # a saved plan holds VRAM steps only: set-up and downloads are not replayable
+        raise GpumodError(
+            f"the plan has set-up or download steps (pod {', '.join(provisioning)}): it cannot be saved",
+            hint=f"run `gpumod apply {spec_dir}` (or `gpumod setup {spec_dir}` first), then save the plan",
+        )
     try:
         save_plan(
             path, spec_dir=Path(spec_dir), pod_names=list(pod_names) if pod_names else None, pod_specs=snap.pods,

@@ -18,9 +18,11 @@ from gpumod.core.model import DesiredPod, ObservedPod, Plan
 from gpumod.core.plan import plan as make_plan
 from gpumod.errors import GpumodError
 from gpumod.observe import observe_pod
-from gpumod.spec import PresetCatalog, SpecSet, load_specs, resolve_service
+from gpumod.provision import Provision, plan_provision, setup_probe
+from gpumod.spec import PresetCatalog, SpecSet, resolve_service
 from gpumod.spec.models import PodSpec, ServiceSpec
-from gpumod.wiring import Fleet, PodHandle
+from gpumod.spec_cache import load_specs_cached
+from gpumod.wiring import Fleet, PodHandle, gpumod_home
 
 __all__ = [
     "Snapshot",
@@ -41,6 +43,7 @@ class Snapshot:
     desired: tuple[DesiredPod, ...]
     observed: tuple[ObservedPod, ...]
     plan: Plan
+    provision: Provision | None = None  # set-up and downloads of pods with setup: (their steps are in plan)
 
     def desired_pod(self, name: str) -> DesiredPod | None:
         return next((d for d in self.desired if d.name == name), None)
@@ -73,7 +76,7 @@ async def observe_fleet(fleet: Fleet) -> tuple[ObservedPod, ...]:
     async def one(handle: PodHandle) -> ObservedPod:
         if handle.error:
             return ObservedPod(handle.name, reachable=False, error=handle.error)
-        return await observe_pod(handle.agent)
+        return await observe_pod(handle.agent, setup=setup_probe(handle))
 
     return tuple(await asyncio.gather(*(one(h) for h in handles)))
 
@@ -160,15 +163,24 @@ def plan_observed(
     return Snapshot(specs, pods, desired, observed, plan_with_alternatives(desired, observed, catalog))
 
 
-async def observe_and_plan(fleet: Fleet, specs: SpecSet, pods: list[PodSpec], *, empty: bool = False) -> Snapshot:
-    """Observe the fleet's pods and plan them against the specs: one pass, nothing touched."""
+async def observe_and_plan(
+    fleet: Fleet, specs: SpecSet, pods: list[PodSpec], *, empty: bool = False, provision: bool = True
+) -> Snapshot:
+    """Observe the fleet's pods and plan them against the specs: one pass, nothing touched.
+    ``provision``: plan set-up and downloads of pods with ``setup:`` (asks the hub for file lists;
+    raises ``SetupRefusedError``); ``status`` leaves it out."""
     observed = await observe_fleet(fleet)
-    return plan_observed(specs, PresetCatalog.load(), pods, observed, empty=empty)
+    snap = plan_observed(specs, PresetCatalog.load(), pods, observed, empty=empty)
+    if empty or not provision or not any(p.setup is not None for p in pods):
+        return snap
+    state_dirs = {h.name: h.agent.state_dir for h in fleet.handles.values()}
+    prov = await plan_provision(pods, snap.desired, observed, state_dirs=state_dirs)
+    return replace(snap, plan=prov.merged(snap.plan), provision=prov)
 
 
-async def snapshot(spec_dir: str | Path, pod_names: Sequence[str] | None) -> Snapshot:
+async def snapshot(spec_dir: str | Path, pod_names: Sequence[str] | None, *, provision: bool = True) -> Snapshot:
     """What `plan` and `status` show (no lock: they change nothing)."""
-    specs = load_specs(spec_dir)
+    specs = load_specs_cached(spec_dir, gpumod_home() / "cache" / "specs")
     pods = select_pods(specs, pod_names)
     async with Fleet(pods) as fleet:
-        return await observe_and_plan(fleet, specs, pods)
+        return await observe_and_plan(fleet, specs, pods, provision=provision)

@@ -109,7 +109,7 @@ class StatusResult:
 
 async def status(spec_dir: str | Path, pod_names: Sequence[str] | None = None) -> StatusResult:
     """Observe and plan the selected pods; what each service is, wants to be, and why not."""
-    return status_of(await snapshot(spec_dir, pod_names))
+    return status_of(await snapshot(spec_dir, pod_names, provision=False))  # no hub calls, no set-up refusals
 
 
 def status_of(snap: Snapshot) -> StatusResult:

@@ -145,12 +145,12 @@ def _pick_gpus(gpus: list[SimGpu], ids: str | None) -> list[SimGpu]:
     return out
 
 
-def _table(rows: list[GpuRow], apps: list[AppRow]) -> list[str]:
+def _table(rows: list[GpuRow], apps: list[AppRow], driver: str = DRIVER_VERSION) -> list[str]:
     width = 89
     bar = "+" + "-" * (width - 2) + "+"
     out = [
         bar,
-        f"| NVIDIA-SMI {DRIVER_VERSION} (gpumod sim)   Driver Version: {DRIVER_VERSION}"
+        f"| NVIDIA-SMI {driver} (gpumod sim)   Driver Version: {driver}"
         f"   CUDA Version: {CUDA_VERSION}".ljust(width - 1)
         + "|",
         "|" + "-" * 41 + "+" + "-" * 24 + "+" + "-" * 20 + "|",
@@ -253,7 +253,9 @@ def run(argv: Sequence[str], env: dict[str, str] | os._Environ[str]) -> tuple[in
         return 0, _xml(rows, apps), ""
     query = args.query_gpu or args.query_apps
     if query is None:
-        return 0, "\n".join(_table(rows, apps)) + "\n", ""
+        # GPUMOD_SIM_DRIVER_VERSION: a pod's sim: driver_version (an old driver, for set-up refusals)
+        driver = env.get("GPUMOD_SIM_DRIVER_VERSION") or DRIVER_VERSION
+        return 0, "\n".join(_table(rows, apps, driver)) + "\n", ""
     if args.query_gpu and args.query_apps:
         return 2, "", BAD_ARGS
     if args.fmt is None:

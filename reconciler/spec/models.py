@@ -15,6 +15,8 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 from pydantic_core import PydanticCustomError
 
+from gpumod.spec.setup_models import PodSetup
+
 NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$")
 NAME_RULE = (
     "use lower-case letters, digits, '.', '_' and '-' (at most 63 characters, starting and ending "
@@ -70,7 +72,7 @@ ArgValue = Union[bool, int, float, str, list[Union[int, float, str]], None]
 
 
 class _Doc(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class SecretRef(_Doc):
@@ -137,6 +139,10 @@ class SimSettings(_Doc):
     load_s: float = Field(0.5, ge=0, description="time a sim server spends 'loading' before it answers")
     sleep_s: float = Field(0.2, ge=0)
     wake_s: float = Field(0.2, ge=0)
+    driver_version: str | None = Field(
+        None, pattern=r"^[0-9]+(\.[0-9]+){1,2}$",
+        description="the NVIDIA driver the simulated nvidia-smi reports (default 550.54.15), e.g. an old one",
+    )
 
 
 class Health(_Doc):
@@ -184,6 +190,11 @@ class PodSpec(_Doc):
         description="the address clients use for this pod's exposed services (default: the SSH host); "
         "for pods behind a proxy or NAT",
     )
+    setup: PodSetup | None = Field(
+        None,
+        description="a bare rented GPU box: what gpumod installs there (uv, a venv with vLLM, a model cache); "
+        "missing pieces become plan steps, run before any start",
+    )
     env: EnvMap | None = Field(
         None,
         description="environment of every service on this pod (a service's own env wins); "
@@ -204,7 +215,8 @@ class ModeSpec(_Doc):
     max_awake: int = Field(1, ge=0, description="standby members awake at once")
 
     def members(self) -> list[ModeMember]:
-        return [m if isinstance(m, ModeMember) else ModeMember(name=m) for m in self.services]
+        # a bare name was validated as this document's: no need to build ModeMember's validator for it
+        return [m if isinstance(m, ModeMember) else ModeMember.model_construct(name=m) for m in self.services]
 
 
 class ServiceFields(_Doc):

@@ -12,12 +12,14 @@ a consequence of the mistake already reported ("no driver" after "unknown key 'd
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from gpumod.spec.nodes import Loc
 from gpumod.spec.source import Document, close_key, error_locs
+
+if TYPE_CHECKING:
+    from gpumod.spec.nodes import Loc
 
 M = TypeVar("M", bound=BaseModel)
 

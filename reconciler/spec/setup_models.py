@@ -53,7 +53,7 @@ class PodSetup(BaseModel):
     are never part of this block: they are passed as step environment at run time.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     vllm: str = Field(
         "release",
@@ -143,7 +143,7 @@ class PodSetup(BaseModel):
 class ModelSource(BaseModel):
     """``model:`` of a Service as a download source: a Hugging Face repo and an optional revision."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     repo: str = Field(description="Hugging Face repo id, e.g. Qwen/Qwen3-0.6B")
     revision: str | None = Field(None, description="branch, tag or commit (default: main)")

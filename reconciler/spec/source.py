@@ -15,17 +15,22 @@ import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
 from gpumod.errors import Problem
 from gpumod.spec.models import NAME_RE, NAME_RULE
-from gpumod.spec.nodes import MAX_DEPTH, LineMap, Loc, control_character, measure, where
 
-# libyaml's parser keeps the same marks and is ~10x faster; pure Python when it is not built in.
-_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+if TYPE_CHECKING:
+    import yaml
+
+    from gpumod.spec.nodes import Loc
+
+# PyYAML and gpumod.spec.nodes (which needs it) are imported when a file is parsed: a `plan` whose
+# specs come from the spec cache (gpumod.spec_cache) parses none. libyaml's parser keeps the same
+# marks and is ~10x faster; pure Python when it is not built in. None: chosen on first use.
+_Loader: Any = None
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -60,6 +65,13 @@ def parse_yaml(text: str, path: str) -> tuple[list[Document], list[Problem]]:
     Never raises on bad input: unreadable characters, syntax errors, recursive aliases, alias
     bombs and absurd nesting all come back as problems at their line (see ``gpumod.spec.nodes``).
     """
+    global _Loader
+    import yaml
+
+    from gpumod.spec.nodes import MAX_DEPTH, LineMap, measure
+
+    if _Loader is None:
+        _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     docs: list[Document] = []
     problems: list[Problem] = []
     try:
@@ -112,6 +124,10 @@ def parse_yaml(text: str, path: str) -> tuple[list[Document], list[Problem]]:
 
 
 def _yaml_problem(path: str, err: yaml.YAMLError, text: str) -> Problem:
+    import yaml
+
+    from gpumod.spec.nodes import control_character
+
     if isinstance(err, yaml.reader.ReaderError):
         # libyaml counts bytes, PyYAML characters: find the character itself
         char = chr(err.character) if isinstance(err.character, int) else str(err.character)
@@ -193,7 +209,7 @@ def _explain(model: type[BaseModel], doc: Document, errors: list[Any]) -> list[t
         else:
             msgs = list(dict.fromkeys(_lower(e["msg"]) for _, e in branch_errors))
             got = _got(branch_errors[0][1])
-            out.append((doc.line_of(*at), f"{where(at)}: {' or '.join(msgs)}{got}"))
+            out.append((doc.line_of(*at), f"{_where(at)}: {' or '.join(msgs)}{got}"))
     return list(dict.fromkeys(out))
 
 
@@ -212,11 +228,11 @@ def _message(model: type[BaseModel], loc: Loc, err: dict[str, Any]) -> str:
         return f"missing key '{loc[-1]}'{_in(loc[:-1])}; add it"
     if kind == "string_pattern_mismatch" and err.get("ctx", {}).get("pattern") == NAME_RE.pattern:
         return (
-            f"{where(loc)}: {err['input']!r} is not a valid name; {NAME_RULE}"
+            f"{_where(loc)}: {err['input']!r} is not a valid name; {NAME_RULE}"
         )
     if kind == "value_error":
-        return f"{where(loc)}: {err['msg'].removeprefix('Value error, ')}"
-    return f"{where(loc)}: {_lower(err['msg'])}{_got(err)}"
+        return f"{_where(loc)}: {err['msg'].removeprefix('Value error, ')}"
+    return f"{_where(loc)}: {_lower(err['msg'])}{_got(err)}"
 
 
 def _got(err: dict[str, Any]) -> str:
@@ -239,7 +255,7 @@ def _lower(msg: str) -> str:
 
 
 def _in(loc: Loc) -> str:
-    return f" in {where(loc)}" if loc else ""
+    return f" in {_where(loc)}" if loc else ""
 
 
 def fields_at(model: type[BaseModel], loc: Loc) -> set[str]:
@@ -274,3 +290,9 @@ def _alternatives(tp: Any) -> list[Any]:
     if origin is typing.Union or origin is types.UnionType:
         return [a for arg in typing.get_args(tp) for a in _alternatives(arg)]
     return [tp]
+
+
+def _where(loc: Loc) -> str:
+    from gpumod.spec.nodes import where  # it imports PyYAML: only on the way to a problem
+
+    return where(loc)

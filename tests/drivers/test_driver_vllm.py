@@ -208,3 +208,12 @@ def test_within_budget_pins_the_share_of_the_smallest_gpu():
     assert vllm.within_budget(budgeted, 40000, [24576]).gpu_memory_utilization == 1.0
     assert vllm.within_budget(chat(), 7000, [24576]) == chat()  # a share the spec set is kept
     assert vllm.within_budget(budgeted, 7000, []) == budgeted  # no GPU known: left to vLLM
+
+
+def test_a_model_with_a_revision_serves_the_repo_at_that_revision():
+    from gpumod.reach import served_model
+
+    svc = ResolvedService(name="emb", driver="vllm", port=8001, model="acme/emb@v2")
+    assert vllm.launch(svc, (0,), CTX).argv == (
+        "vllm", "serve", "acme/emb", "--host", "127.0.0.1", "--port", "8001", "--revision", "v2")
+    assert served_model(svc) == "acme/emb"  # vLLM serves it under the repo id

@@ -139,3 +139,27 @@ def _wait(predicate, timeout: float = 10) -> bool:
     from testkit import wait_until
 
     return wait_until(predicate, timeout)
+
+
+def test_two_downloads_into_one_shared_cache_wait_for_each_other_and_fetch_once(
+    hub: HubServer, tmp_path: Path
+) -> None:
+    """Pods sharing a model cache (an NFS models_path) download the same repo at once: the second
+    waits for the file the first is fetching instead of failing, and no byte is fetched twice."""
+    release = hub.hold_after(REPO.repo_id, BIG, 1 * MiB)
+    cache = tmp_path / "hub"
+    argv = download_argv(sys.executable, REPO.repo_id, str(cache), endpoint=hub.endpoint)
+    first = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert hub.wait_bytes(REPO.repo_id, BIG, 1 * MiB)
+        second = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        assert _wait(lambda: any(r.method == "GET" and "/api/models/" in r.path for r in hub.log()[1:]))
+    finally:
+        release.set()
+    out1, err1 = first.communicate(timeout=60)
+    out2, _ = second.communicate(timeout=60)
+    assert (first.returncode, second.returncode) == (0, 0), (err1, out2)
+    waited = [e for e in map(parse_event, out2.splitlines()) if e is not None and e.kind == "retry"]
+    assert waited and "waiting" in waited[0].fields["error"]
+    for f in REPO.files:
+        assert hub.bytes_sent(REPO.repo_id, f.path) == f.size, f"{f.path}: bytes fetched twice"

@@ -14,7 +14,8 @@ from e2e_helpers import ROOT, Gpumod, kill_recorded, use_free_ports
 
 pytestmark = pytest.mark.e2e
 EXAMPLES = sorted(p for p in (ROOT / "examples").iterdir() if p.is_dir())
-SSH_EXAMPLES = [p for p in EXAMPLES if p.name == "ssh-fleet"]  # real hosts: applied on test pods below
+# real hosts: applied on test pods (ssh-fleet below, rented-pod in test_rented_pod.py)
+SSH_EXAMPLES = [p for p in EXAMPLES if p.name in ("ssh-fleet", "rented-pod")]
 SIM_EXAMPLES = [p for p in EXAMPLES if p not in SSH_EXAMPLES]
 
 
