@@ -50,7 +50,9 @@ def synthetic(services: int, gpus: int, seed: int = 7) -> tuple[list[DesiredPod]
             if roll < 0.10:
                 continue  # not running: start
             if roll < 0.13:
-                seen.append(ObservedService(name, "failed", spec.spec_hash(), gpu_set, failures=2, last_failure_at=995.0))
+                seen.append(
+                    ObservedService(name, "failed", spec.spec_hash(), gpu_set, failures=2, last_failure_at=995.0)
+                )
                 continue
             spec_hash = "0ld0ld0ld0ld" if roll < 0.18 else spec.spec_hash()
             if roll > 0.95:
@@ -78,7 +80,10 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=7)
     args = parser.parse_args()
     print(f"pure plan(), median of {args.runs} runs, pods of {GPUS_PER_POD} GPUs")
-    print(f"{'services':>9} {'GPUs':>5} {'pods':>5} {'steps':>6} {'median ms':>10} {'µs/service':>11} {'× 100-svc run':>14}")
+    print(
+        f"{'services':>9} {'GPUs':>5} {'pods':>5} {'steps':>6} {'median ms':>10} {'µs/service':>11} "
+        f"{'× 100-svc run':>14}"
+    )
     base = None
     for services, gpus in SIZES:
         ms, steps, infeasible = median_ms(services, gpus, args.runs)

@@ -81,9 +81,14 @@ def main() -> int:
     p_med, c_med = statistics.median(persistent), statistics.median(cli)
     ratio = c_med / p_med
     print(f"P5 ssh overhead, {args.n} sequential `true` steps against a private sshd on 127.0.0.1")
-    print(f"  asyncssh, one connection : median {p_med * 1000:7.2f} ms/step  (connect + first step {connect * 1000:.1f} ms)")
+    print(
+        f"  asyncssh, one connection : median {p_med * 1000:7.2f} ms/step  "
+        f"(connect + first step {connect * 1000:.1f} ms)"
+    )
     print(f"  ssh CLI, one per step    : median {c_med * 1000:7.2f} ms/step")
-    print(f"  ratio                    : {ratio:.1f}x  (target >= {TARGET:g}x: {'met' if ratio >= TARGET else 'NOT met'})")
+    print(
+        f"  ratio                    : {ratio:.1f}x  (target >= {TARGET:g}x: {'met' if ratio >= TARGET else 'NOT met'})"
+    )
     return 0
 
 

@@ -1,8 +1,8 @@
 """The command driver: any argv with an HTTP health endpoint (``command`` and ``fastapi``).
 
-The spec's ``command`` is an argv list, never a shell line; ``{port}``, ``{host}`` (127.0.0.1, or 0.0.0.0 with ``expose: true``), ``{python}`` (the pod's
-Python) and ``{model}`` are substituted inside each item, so a value with spaces or ``;`` stays
-one argument. Such services cannot sleep.
+The spec's ``command`` is an argv list, never a shell line; ``{port}``, ``{host}`` (127.0.0.1, or 0.0.0.0 with
+``expose: true``), ``{python}`` (the pod's Python) and ``{model}`` are substituted inside each item, so a value
+with spaces or ``;`` stays one argument. Such services cannot sleep.
 """
 
 from __future__ import annotations

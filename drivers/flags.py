@@ -59,7 +59,9 @@ class Flags:
         return argv
 
 
-def gpu_env(gpus: tuple[int, ...], base: Iterable[tuple[str, str]], svc_env: Iterable[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
+def gpu_env(
+    gpus: tuple[int, ...], base: Iterable[tuple[str, str]], svc_env: Iterable[tuple[str, str]]
+) -> tuple[tuple[str, str], ...]:
     """CUDA_VISIBLE_DEVICES = exactly the chosen GPUs (never overridable), then defaults, then the spec's env."""
     env: dict[str, str] = {"CUDA_VISIBLE_DEVICES": ",".join(str(g) for g in gpus)}
     for key, value in list(base) + list(svc_env):

@@ -33,7 +33,9 @@ class VllmDriver:
 
     def launch(self, svc: ResolvedService, gpus: tuple[int, ...], ctx: PodContext) -> Launch:
         if not svc.model:
-            raise GpumodError(f"service {svc.name}: the vllm driver needs `model`", hint="set `model:` (a Hugging Face id)")
+            raise GpumodError(
+                f"service {svc.name}: the vllm driver needs `model`", hint="set `model:` (a Hugging Face id)"
+            )
         flags = Flags(aliases={"tp": "tensor-parallel-size"}, short=("tp",))
         flags.set("host", svc.bind_host)
         flags.set("port", str(svc.port))

@@ -90,14 +90,14 @@ def _run(fn: Callable[[], int], *, error_code: int = 2) -> None:
         code = fn()
     except GpumodError as e:
         _report(e)
-        raise typer.Exit(2 if isinstance(e, (SpecError, InfeasibleError, StalePlanError, ProvisionRefusedError)) else
-                         error_code)
+        refused = (SpecError, InfeasibleError, StalePlanError, ProvisionRefusedError)
+        raise typer.Exit(2 if isinstance(e, refused) else error_code) from None
     except KeyboardInterrupt:
         if _log_format is LogFormat.json:
             get_logger("gpumod.cli").warning("cli.interrupted")
         else:
             err.print("interrupted")
-        raise typer.Exit(130)
+        raise typer.Exit(130) from None
     raise typer.Exit(code)
 
 
@@ -119,8 +119,8 @@ def _report(e: GpumodError) -> None:
         return
     for line in details:
         err.print(line, markup=False)
-    for line in error_lines(e.message, e.hint):
-        err.print(line)
+    for text in error_lines(e.message, e.hint):
+        err.print(text)
 
 
 @app.command()
@@ -395,7 +395,8 @@ def unlock(
         if not specs.exists():
             raise GpumodError(
                 f"no spec directory {specs} here: unlock reads how to reach pod {pod} from the specs",
-                hint="pass the spec directory that defines the pod: " + shlex.join(["gpumod", "unlock", pod, "--specs", "DIR"]),
+                hint="pass the spec directory that defines the pod: "
+                + shlex.join(["gpumod", "unlock", pod, "--specs", "DIR"]),
             )
         found = asyncio.run(ops_unlock.unlock(specs, pod, confirm=ask))
         owner = found.owner
@@ -410,7 +411,9 @@ def unlock(
         if found.was_locked:
             out.print(f"pod {pod}: broke the lock held by {who(owner)}" + (" (holder killed)" if found.killed else ""))
         else:
-            out.print(f"pod {pod}: was not locked" + (f" (stale owner record of {who(owner)} removed)" if owner else ""))
+            out.print(
+                f"pod {pod}: was not locked" + (f" (stale owner record of {who(owner)} removed)" if owner else "")
+            )
         return 0
 
     _run(body)

@@ -75,7 +75,9 @@ def _pod(directory: Path, name: str) -> PodSpec:
     specs = load_specs(directory)
     pod = specs.pod(name)
     if pod is None:
-        raise GpumodError(f"no pod named {name} in {directory}", hint=f"pods: {', '.join(p.name for p in specs.pods) or 'none'}")
+        raise GpumodError(
+            f"no pod named {name} in {directory}", hint=f"pods: {', '.join(p.name for p in specs.pods) or 'none'}"
+        )
     return pod
 
 
@@ -101,7 +103,9 @@ def ssh(
     ctx: typer.Context,
     directory: Path = typer.Argument(..., help="spec directory (or one YAML file)", show_default=False),
     pod: str = typer.Argument(..., help="the pod", show_default=False),
-    command: Optional[List[str]] = typer.Argument(None, help="a command to run there (else a login shell)", show_default=False),
+    command: Optional[List[str]] = typer.Argument(
+        None, help="a command to run there (else a login shell)", show_default=False
+    ),
 ) -> None:
     """Run a command on POD over SSH with gpumod's connection settings (local/sim pods: here)."""
     _exec(directory, pod, [*(command or []), *ctx.args], tty=False)

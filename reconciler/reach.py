@@ -80,7 +80,9 @@ def endpoints_of(pods: Sequence[PodSpec], desired: Sequence[Any], observed: Sequ
         for ds in want.services if want is not None else ():
             svc = ds.spec
             running = obs.service(svc.name) if obs is not None and obs.reachable else None
-            status = "unreachable" if obs is not None and not obs.reachable else (running.status if running else "stopped")
+            status = (
+                "unreachable" if obs is not None and not obs.reachable else (running.status if running else "stopped")
+            )
             port = running.port if running is not None and running.port else svc.port
             if not remote:
                 reach, url = "local", f"http://127.0.0.1:{port}/v1"

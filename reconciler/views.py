@@ -259,7 +259,11 @@ def render_simulation(sim: SimulationResult) -> list[str]:
     who uses what, both bars, fits or by how much not; then the alternatives."""
     current_mode = sim.current_mode
     proposed_plan = sim.proposed.plan.pod(sim.pod)
-    lines = [f"pod {sim.pod}", f"  current:  mode {current_mode}", f"  proposed: {_what(sim.mode or current_mode, sim.services, sim.add, sim.dependencies)}"]
+    lines = [
+        f"pod {sim.pod}",
+        f"  current:  mode {current_mode}",
+        f"  proposed: {_what(sim.mode or current_mode, sim.services, sim.add, sim.dependencies)}",
+    ]
     if sim.unobserved:
         lines.append(f"  (not observed: {sim.unobserved}; priced on the declared GPUs with nothing running)")
     now, then = sim.budgets(sim.current), sim.budgets(sim.proposed)
@@ -276,7 +280,9 @@ def render_simulation(sim: SimulationResult) -> list[str]:
         lines.append(f"  {'':<{width}} {'current':>12} {'proposed':>12}")
         for name in names:
             lines.append(f"  {name:<{width}} {_mib(used_now.get(name)):>12} {_mib(used_then.get(name)):>12}")
-        lines.append(f"  {'total':<{width}} {_mib(cur.need_mb if cur else None):>12} {_mib(new.need_mb if new else None):>12}")
+        lines.append(
+            f"  {'total':<{width}} {_mib(cur.need_mb if cur else None):>12} {_mib(new.need_mb if new else None):>12}"
+        )
         for label, b in (("current ", cur), ("proposed", new)):
             if b is not None:
                 lines.append(f"  {label} {bar(b.need_mb, b.capacity_mb)}  {_verdict(b)}")

@@ -72,7 +72,8 @@ def test_a_face_imported_by_the_mcp_server_or_the_mcp_server_by_the_operations_i
 def test_the_tui_reaching_the_engine_or_the_cli_views_is_reported(tmp_path: Path) -> None:
     pkg = _layout(tmp_path)
     render = pkg / "tui" / "render.py"
-    render.write_text(render.read_text() + "\nfrom gpumod.views import bar  # planted\nimport gpumod.execute  # planted\n")
+    planted = "\nfrom gpumod.views import bar  # planted\nimport gpumod.execute  # planted\n"
+    render.write_text(render.read_text() + planted)
     res = _lint(tmp_path)
     assert res.returncode != 0
     assert "gpumod.tui.render -> gpumod.views" in res.stdout and "gpumod.tui.render -> gpumod.execute" in res.stdout

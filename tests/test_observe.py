@@ -52,23 +52,62 @@ RAW = {
     "now": 1795600000.5,
     "hostname": "box",
     "boot_id": "b",
-    "smi": {"ok": True, "rc": 0, "stderr": "", "stdout": smi_xml(
-        [(G0, 24564, 19876), (G1, 24564, 4)],
-        [(101, 18000, G0), (102, 900, G0), (103, 2100, G1), (104, 700, G1), (999, 512, G0)])},
+    "smi": {
+        "ok": True,
+        "rc": 0,
+        "stderr": "",
+        "stdout": smi_xml(
+            [(G0, 24564, 19876), (G1, 24564, 4)],
+            [(101, 18000, G0), (102, 900, G0), (103, 2100, G1), (104, 700, G1), (999, 512, G0)],
+        ),
+    },
     "services": {
-        "chat": alive(meta("chat", "vllm", "l1", pid=101, gpus=[0]), [101, 102],
-                      {"health": (200, ""), "sleep": (200, '{"is_sleeping":false}'), "metrics": (200, sample("vllm_metrics_awake.txt"))}),
-        "vlm": alive(meta("vlm", "vllm", "l1", pid=103, gpus=[1], sleep_level="l1"), [103],
-                     {"health": (200, ""), "sleep": (200, '{"is_sleeping":true}'), "metrics": (200, sample("vllm_metrics_l1_grepped.txt"))}),
-        "code": alive(meta("code", "llamacpp", "router", pid=104, gpus=[1]), [104],
-                      {"health": (200, '{"status":"ok"}'), "models": (200, sample("llamacpp_models_unloaded.json"))}),
-        "loading": alive(meta("loading", "vllm", pid=105), [105], {"health": (0, "Connection refused"), "metrics": (0, "")}),
+        "chat": alive(
+            meta("chat", "vllm", "l1", pid=101, gpus=[0]),
+            [101, 102],
+            {
+                "health": (200, ""),
+                "sleep": (200, '{"is_sleeping":false}'),
+                "metrics": (200, sample("vllm_metrics_awake.txt")),
+            },
+        ),
+        "vlm": alive(
+            meta("vlm", "vllm", "l1", pid=103, gpus=[1], sleep_level="l1"),
+            [103],
+            {
+                "health": (200, ""),
+                "sleep": (200, '{"is_sleeping":true}'),
+                "metrics": (200, sample("vllm_metrics_l1_grepped.txt")),
+            },
+        ),
+        "code": alive(
+            meta("code", "llamacpp", "router", pid=104, gpus=[1]),
+            [104],
+            {"health": (200, '{"status":"ok"}'), "models": (200, sample("llamacpp_models_unloaded.json"))},
+        ),
+        "loading": alive(
+            meta("loading", "vllm", pid=105), [105], {"health": (0, "Connection refused"), "metrics": (0, "")}
+        ),
         "sick": alive(meta("sick", "vllm", pid=106), [106], {"health": (503, ""), "metrics": (0, "")}),
-        "emb": alive(meta("emb", "llamacpp", pid=107), [107], {"health": (503, sample("llamacpp_health_loading.json"))}),
+        "emb": alive(
+            meta("emb", "llamacpp", pid=107), [107], {"health": (503, sample("llamacpp_health_loading.json"))}
+        ),
         "box": alive(meta("box", "docker", pid=108), [108], {"health": (200, "ok")}),
-        "dead": {"meta": meta("dead", "vllm", pid=109, failures=2, last_failure_at=1795599990.0),
-                 "alive": False, "leader": "zombie", "state": "Z", "pids": [], "probes": {}},
-        "broken": {"meta": {"name": "broken"}, "alive": False, "state": "", "pids": [], "error": "unreadable record: Expecting value"},
+        "dead": {
+            "meta": meta("dead", "vllm", pid=109, failures=2, last_failure_at=1795599990.0),
+            "alive": False,
+            "leader": "zombie",
+            "state": "Z",
+            "pids": [],
+            "probes": {},
+        },
+        "broken": {
+            "meta": {"name": "broken"},
+            "alive": False,
+            "state": "",
+            "pids": [],
+            "error": "unreadable record: Expecting value",
+        },
     },
 }
 
@@ -147,11 +186,19 @@ async def test_observe_pod_unreachable_is_reported_not_raised():
 def test_the_cause_of_the_last_failed_start_and_the_field_digests_are_read_back():
     raw = dict(RAW)
     dead = dict(RAW["services"]["dead"])
-    dead["meta"] = {**dead["meta"], "last_error": "not healthy after 6 s (not listening yet)",
-                    "last_log_line": "[x] [/path]", "extra": {"model": "m", "spec_fields": {"port": "ab12", "context": "cd34"}}}
+    dead["meta"] = {
+        **dead["meta"],
+        "last_error": "not healthy after 6 s (not listening yet)",
+        "last_log_line": "[x] [/path]",
+        "extra": {"model": "m", "spec_fields": {"port": "ab12", "context": "cd34"}},
+    }
     raw["services"] = {"dead": dead}
     got = parse_observation("box", raw).service("dead")
-    assert (got.failures, got.last_error, got.last_log_line) == (2, "not healthy after 6 s (not listening yet)", "[x] [/path]")
+    assert (got.failures, got.last_error, got.last_log_line) == (
+        2,
+        "not healthy after 6 s (not listening yet)",
+        "[x] [/path]",
+    )
     assert got.spec_fields == (("context", "cd34"), ("port", "ab12"))
     old = parse_observation("box", RAW).service("chat")  # a record written before these fields existed
     assert (old.last_error, old.last_log_line, old.spec_fields) == ("", "", ())

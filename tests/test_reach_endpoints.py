@@ -30,7 +30,11 @@ OBSERVED = [ObservedPod("p", services=(ObservedService("chat", "running", port=8
 def test_remote_services_are_public_when_exposed_and_tunnelled_else() -> None:
     found = {e.service: e for e in endpoints_of([pod("ssh://root@10.0.0.5")], desired(CHAT, PUB), OBSERVED)}
     assert (found["chat"].reach, found["chat"].url, found["chat"].status) == ("tunnel", None, "running")
-    assert (found["pub"].reach, found["pub"].url, found["pub"].status) == ("public", "http://10.0.0.5:8001/v1", "stopped")
+    assert (found["pub"].reach, found["pub"].url, found["pub"].status) == (
+        "public",
+        "http://10.0.0.5:8001/v1",
+        "stopped",
+    )
     assert found["pub"].api_key == "env:PUB_KEY" and found["pub"].api_key_env == "PUB_KEY"
     assert found["chat"].api_key is None and found["chat"].model == "org/chat"
 

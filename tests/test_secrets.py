@@ -98,7 +98,9 @@ def test_unreadable_or_odd_files_never_show_their_content(tmp_path: Path) -> Non
     assert "s3cr3t" not in text
 
 
-@pytest.mark.parametrize(("mode", "warned"), [(0o600, False), (0o400, False), (0o640, True), (0o644, True), (0o602, True)])
+@pytest.mark.parametrize(
+    ("mode", "warned"), [(0o600, False), (0o400, False), (0o640, True), (0o644, True), (0o602, True)]
+)
 def test_files_other_users_can_read_are_used_with_a_warning(tmp_path: Path, mode: int, warned: bool) -> None:
     path = private(tmp_path / "k", SECRET, mode=mode)
     warnings: list[str] = []

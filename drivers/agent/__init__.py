@@ -245,7 +245,13 @@ class PodAgent:
         if not calls:
             return []
         wire = [
-            {"method": c.method, "path": c.path, "body": c.body, "timeout_s": c.timeout_s, "ok_status": list(c.ok_status)}
+            {
+                "method": c.method,
+                "path": c.path,
+                "body": c.body,
+                "timeout_s": c.timeout_s,
+                "ok_status": list(c.ok_status),
+            }
             for c in calls
         ]
         budget = sum(c.timeout_s for c in calls) + 15.0

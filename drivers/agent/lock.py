@@ -6,8 +6,8 @@ stdlib-only holder (``lockholder.py``) that stays alive on one long-running tran
 (one SSH channel for the whole run). When gpumod releases the lock, exits or loses its
 connection, the holder sees EOF on stdin and exits, and the kernel frees the flock: a crashed run
 never leaves the pod locked. The operation it had under way on the pod goes on without it, so a
-new holder first waits (up to ``DRAIN_S``) for the pod's running operations to end. A holder left behind by a half-open connection is broken with
-``gpumod unlock POD`` (``break_pod_lock``), which only kills a pid whose start time matches.
+new holder first waits (up to ``DRAIN_S``) for the pod's running operations to end. A holder left behind by a half-open
+connection is broken with ``gpumod unlock POD`` (``break_pod_lock``), which only kills a pid whose start time matches.
 
 The request framing reuses the pod agent's (script + ``MARKER`` + JSON payload), preceded by
 its length on one line so that the holder can keep reading stdin after it.

@@ -265,7 +265,7 @@ OPS = {"hold": op_hold, "break": op_break, "peek": op_peek}
 
 def main(payload: dict) -> int:
     try:
-        op = OPS.get(payload.get("op"))
+        op = OPS.get(payload.get("op") or "")
         if op is None:
             raise Refused("unknown operation %r" % (payload.get("op"),))
         return op(payload)
@@ -275,4 +275,4 @@ def main(payload: dict) -> int:
 
 
 if __name__ == "__gpumod_agent__":
-    sys.exit(main(PAYLOAD))  # noqa: F821 - set by LOCK_BOOT
+    sys.exit(main(PAYLOAD))  # type: ignore[name-defined]  # noqa: F821 - set by LOCK_BOOT

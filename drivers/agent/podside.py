@@ -81,8 +81,8 @@ def op_observe(state: PodState, args: dict) -> dict:
     names = args.get("names")
     probe = args.get("probe", True)
     procs = scan_proc()
-    entries = {}
-    units = {}  # scope -> [(name, record)] of the systemd-supervised services
+    entries: dict = {}
+    units: dict = {}  # scope -> [(name, record)] of the systemd-supervised services
     for name in state.names():
         if names is not None and name not in names:
             continue
@@ -119,7 +119,7 @@ def op_observe(state: PodState, args: dict) -> dict:
                     todo.append((name, p["key"], int(record["port"]), p["path"], p.get("grep") or "", api_key))
     init = init_info() if args.get("init", True) else None
     smi = args.get("gpus", True)  # health polls of one service skip nvidia-smi
-    calls = [smi_xml] if smi else []
+    calls: list = [smi_xml] if smi else []
     calls += [
         (lambda port=port, path=path, grep=grep, k=k: http_call(port, "GET", path, None, PROBE_TIMEOUT_S, grep, k))
         for _, _, port, path, grep, k in todo
@@ -198,7 +198,9 @@ def op_start(state: PodState, args: dict) -> dict:
         procs = scan_proc()
         if old:
             if leader_state(old, procs) == "alive":
-                raise Refused("service %s is already running on this pod (pid %s); stop it first" % (name, old.get("pid")))
+                raise Refused(
+                    "service %s is already running on this pod (pid %s); stop it first" % (name, old.get("pid"))
+                )
             left = session_members(old, procs)
             if left:
                 raise Refused("processes of the previous %s are still alive (pids %s); stop it first"
@@ -226,7 +228,7 @@ def op_start(state: PodState, args: dict) -> dict:
                 )
             except OSError as err:
                 os.write(log_fd, ("=== gpumod: cannot run %s: %s\n" % (argv[0], err)).encode())
-                raise Refused("cannot start %s: %s: %s" % (name, argv[0], err.strerror or err))
+                raise Refused("cannot start %s: %s: %s" % (name, argv[0], err.strerror or err)) from err
         finally:
             os.close(log_fd)
         record = service_record(name, child.pid, started_at, argv, launch, cwd, port, log_path, old)
@@ -413,7 +415,7 @@ def main(payload: dict) -> int:
         if sim and info is None:
             sys.stdout.write(json.dumps({"sim_setup": "needed"}) + "\n")
             return 4
-        op = OPS.get(payload.get("op"))
+        op = OPS.get(payload.get("op") or "")
         if op is None:
             raise Refused("unknown operation %r" % payload.get("op"))
         state = PodState(payload["state_dir"], payload["pod"])
@@ -430,6 +432,6 @@ def main(payload: dict) -> int:
 
 
 if __name__ == "__gpumod_agent__":
-    sys.exit(main(PAYLOAD))  # noqa: F821 - set by BOOT
+    sys.exit(main(PAYLOAD))  # type: ignore[name-defined]  # noqa: F821 - set by BOOT
 elif __name__ == "__main__":  # debugging with gpumod installed: python3 podside.py < payload.json
     sys.exit(main(json.load(sys.stdin)))

@@ -48,11 +48,11 @@ def systemctl(scope: str, args: list, timeout: float = SYSTEMCTL_TIMEOUT_S) -> t
         proc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               env=systemctl_env(scope), timeout=timeout)
     except FileNotFoundError:
-        raise SystemdError("systemctl is not installed on the pod (use supervisor: process)")
+        raise SystemdError("systemctl is not installed on the pod (use supervisor: process)") from None
     except subprocess.TimeoutExpired:
-        raise SystemdError("`%s` timed out after %.0f s" % (" ".join(argv), timeout))
+        raise SystemdError("`%s` timed out after %.0f s" % (" ".join(argv), timeout)) from None
     except OSError as err:
-        raise SystemdError("cannot run systemctl: %s" % err)
+        raise SystemdError("cannot run systemctl: %s" % err) from err
     return proc.returncode, proc.stdout.decode("utf-8", "replace"), proc.stderr.decode("utf-8", "replace").strip()
 
 
@@ -135,7 +135,7 @@ def resolve_exec(unit_text: str, argv: list) -> str:
         old = "ExecStart=" + exec_program(program)
         new = "ExecStart=" + exec_program(os.path.abspath(found))
     except ValueError as err:
-        raise SystemdError(str(err))
+        raise SystemdError(str(err)) from err
     lines = unit_text.split("\n")
     for i, line in enumerate(lines):
         if line == old or line.startswith(old + " "):
@@ -202,7 +202,7 @@ def cgroup_dir(main_pid: int, control_group: str, known: str = "") -> str:
 
 def cgroup_pids(directory: str) -> list:
     """Every pid in the cgroup and its sub-cgroups."""
-    pids = set()
+    pids: set = set()
     if not directory:
         return []
     for root, _, files in os.walk(directory):

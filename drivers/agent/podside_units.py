@@ -97,7 +97,9 @@ def start_unit(state: PodState, args: dict) -> dict:
     argv = [str(a) for a in launch["argv"]]
     unit = unit_name(state.pod, name)
     if args.get("unit", unit) != unit:
-        raise Refused("unit %s does not belong to service %s of pod %s (%s)" % (args.get("unit"), name, state.pod, unit))
+        raise Refused(
+            "unit %s does not belong to service %s of pod %s (%s)" % (args.get("unit"), name, state.pod, unit)
+        )
     if not argv or not args.get("unit_text"):
         raise Refused("service %s: a systemd start needs the command line and the unit text" % name)
     scope = args.get("scope") or ("system" if os.geteuid() == 0 else "user")
@@ -110,7 +112,9 @@ def start_unit(state: PodState, args: dict) -> dict:
         procs = scan_proc()
         if old and old.get("supervisor") != "systemd":
             if leader_state(old, procs) == "alive" or session_members(old, procs):
-                raise Refused("service %s is already running on this pod (pid %s); stop it first" % (name, old.get("pid")))
+                raise Refused(
+                    "service %s is already running on this pod (pid %s); stop it first" % (name, old.get("pid"))
+                )
         props = show_units(scope, [unit]).get(unit, {})
         current = unit_summary(props, time.monotonic())
         if current["alive"] and not current["crash_loop"]:
@@ -131,8 +135,8 @@ def start_unit(state: PodState, args: dict) -> dict:
                 warnings.append(warning)
         try:
             text = resolve_exec(str(args["unit_text"]), argv)
-        except SystemdError as err:
-            raise Refused("cannot start %s: %s" % (name, err))
+        except SystemdError as error:
+            raise Refused("cannot start %s: %s" % (name, error)) from error
         env_file = None
         if args.get("env_file_text") is not None:
             env_file = state.env_file_path(name)
@@ -149,8 +153,8 @@ def start_unit(state: PodState, args: dict) -> dict:
         path = os.path.join(unit_dir(scope), unit)
         try:
             changed = write_if_changed(path, text)
-        except OSError as err:
-            raise Refused("cannot write the unit file %s: %s" % (path, err.strerror or err))
+        except OSError as error:
+            raise Refused("cannot write the unit file %s: %s" % (path, error.strerror or error)) from error
         reloaded = changed or props.get("NeedDaemonReload") == "yes"
         if reloaded:
             rc, _, err = systemctl(scope, ["daemon-reload"])

@@ -25,7 +25,7 @@ RESTARTS_FOR_LOOP = 3  # ...once it has been restarted this often (one restart a
 def parse_show(text: str) -> list:
     """Blocks of ``Key=Value`` lines → one dict per block, in output order."""
     blocks = []
-    current = {}
+    current: dict = {}
     for line in text.splitlines():
         if not line.strip():
             if current:
@@ -58,7 +58,8 @@ def unit_summary(props: dict, now_monotonic_s=None) -> dict:
     ``alive``: active (or reloading) with a main process. ``crash_loop``: systemd is restarting it
     (``activating``/``auto-restart``), gave up after restarts (``failed`` with ``NRestarts`` > 0),
     or restarted it (``RESTARTS_FOR_LOOP`` times or more) within the last ``RECENT_RESTART_S``
-    seconds. ``uptime_s`` and ``exited_ago_s`` need ``now_monotonic_s`` (CLOCK_MONOTONIC of the machine, the clock of systemd's timestamps).
+    seconds. ``uptime_s`` and ``exited_ago_s`` need ``now_monotonic_s`` (CLOCK_MONOTONIC of the machine, the clock of
+    systemd's timestamps).
     """
     active = props.get("ActiveState", "")
     sub = props.get("SubState", "")

@@ -61,7 +61,7 @@ def repo_files(endpoint, repo, revision, token):
             info = json.loads(resp.read().decode())
     except urllib.error.HTTPError as err:
         code = err.headers.get("X-Error-Code") or ""
-        raise DownloadError("%s@%s: hub answered %s %s" % (repo, revision, err.code, code or err.reason))
+        raise DownloadError("%s@%s: hub answered %s %s" % (repo, revision, err.code, code or err.reason)) from err
     files = []
     for sibling in info.get("siblings") or []:
         lfs = sibling.get("lfs") or {}
@@ -135,10 +135,10 @@ def _fetch(url, token, part, size, path, progress):
         except urllib.error.HTTPError as err:
             if err.code == 416 and _size(part) == size:
                 return
-            raise DownloadError("%s: hub answered %s %s" % (path, err.code, err.reason))
+            raise DownloadError("%s: hub answered %s %s" % (path, err.code, err.reason)) from err
         except (OSError, ValueError, http.client.HTTPException) as err:  # dropped, timed out, truncated
             if attempt + 1 == ATTEMPTS:
-                raise DownloadError("%s: %s (kept %d bytes; run again to resume)" % (path, err, _size(part)))
+                raise DownloadError("%s: %s (kept %d bytes; run again to resume)" % (path, err, _size(part))) from err
             _emit("retry", file=path, error=str(err), have=_size(part))
             time.sleep(min(2 ** attempt, 10) * 0.2)
     if _size(part) != size:

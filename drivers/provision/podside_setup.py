@@ -103,7 +103,7 @@ def _size(path):
 
 def _scan_cache(cache):
     """Every ``models--org--name`` folder: refs, snapshot files with sizes, .incomplete blobs."""
-    repos = []
+    repos: list = []
     try:
         entries = sorted(os.listdir(cache))
     except OSError:
@@ -124,13 +124,13 @@ def _scan_cache(cache):
         except OSError:
             revisions = []
         for rev in revisions:
-            files = []
+            found: list = []
             base = os.path.join(snap_root, rev)
             for dirpath, _dirs, names in os.walk(base):
                 for name in names:
                     full = os.path.join(dirpath, name)
-                    files.append([os.path.relpath(full, base), _size(full)])
-            snapshots[rev] = sorted(files)
+                    found.append([os.path.relpath(full, base), _size(full)])
+            snapshots[rev] = sorted(found)
         incomplete = []
         try:
             blobs = sorted(os.listdir(os.path.join(root, "blobs")))

@@ -39,8 +39,8 @@ class LocalTransport:
                 env=env,
                 start_new_session=True,
             )
-        except OSError as err:
-            return CommandResult(127, b"", f"{argv[0]}: {err.strerror or err}\n".encode())
+        except OSError as error:
+            return CommandResult(127, b"", f"{argv[0]}: {error.strerror or error}\n".encode())
         # A cancelled task (Ctrl+C) leaves the command to finish on its own: the pod agent's
         # operations are bounded, and killing one between spawning a service and recording it
         # would leave a process nobody knows about.

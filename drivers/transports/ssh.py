@@ -292,7 +292,9 @@ class SshTransport:
         conns: list[asyncssh.SSHClientConnection] = []
         try:
             for hop in self.hops:
-                conns.append(await self._connect(hop.host, hop.port, hop.user, self.host.key, conns[-1] if conns else None))
+                conns.append(
+                    await self._connect(hop.host, hop.port, hop.user, self.host.key, conns[-1] if conns else None)
+                )
             conns.append(
                 await self._connect(self.host.host or "", self.host.port, self.host.user, self.host.key,
                                     conns[-1] if conns else None)
@@ -356,7 +358,9 @@ class SshTransport:
             policy.record_accepted()
         except OSError as exc:
             conn.close()
-            raise PodError(self.pod, f"cannot record the new host key of {where} in {self.known_hosts}: {exc}") from None
+            raise PodError(
+                self.pod, f"cannot record the new host key of {where} in {self.known_hosts}: {exc}"
+            ) from None
         return conn
 
     def _host_key_error(self, host: str, port: int, policy: _HostKeyPolicy, exc: Exception) -> PodError:

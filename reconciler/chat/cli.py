@@ -55,13 +55,19 @@ def prompt(
     service: str = typer.Argument(..., help="the service to chat with", show_default=False),
     message: Optional[List[str]] = typer.Argument(None, help="the message (words are joined)", show_default=False),
     pod: Optional[str] = typer.Option(None, "--pod", "-p", help="the pod, when the service runs on several"),
-    interactive: bool = typer.Option(False, "--interactive", "-i", help="then read more messages, one per line, until EOF"),
+    interactive: bool = typer.Option(
+        False, "--interactive", "-i", help="then read more messages, one per line, until EOF"
+    ),
     cont: bool = typer.Option(False, "--continue", "-c", help="continue the last session with this service"),
     as_json: bool = typer.Option(False, "--json", help="one JSON event per line on stdout"),
-    allow_bash: bool = typer.Option(False, "--allow-bash", help="also give the model a bash tool (runs in this folder)"),
+    allow_bash: bool = typer.Option(
+        False, "--allow-bash", help="also give the model a bash tool (runs in this folder)"
+    ),
     api_key_env: str = typer.Option(
-        "OPENAI_API_KEY", "--api-key-env",
-        help="environment variable holding the service's API key (default: the secret of its VLLM_API_KEY/LLAMA_API_KEY env)",
+        "OPENAI_API_KEY",
+        "--api-key-env",
+        help="environment variable holding the service's API key (default: the secret of its "
+             "VLLM_API_KEY/LLAMA_API_KEY env)",
     ),
     max_rounds: int = typer.Option(10, "--max-rounds", min=1, help="tool-call rounds per message"),
 ) -> None:
@@ -70,14 +76,16 @@ def prompt(
     try:
         if not text and not interactive:
             raise GpumodError("no message", hint='give one: gpumod prompt DIR SERVICE "message" (or -i)')
-        asyncio.run(_chat(directory, service, pod, text, interactive, cont, as_json, allow_bash, api_key_env, max_rounds))
+        asyncio.run(
+            _chat(directory, service, pod, text, interactive, cont, as_json, allow_bash, api_key_env, max_rounds)
+        )
     except GpumodError as e:
         if as_json:
             print(json.dumps({"type": "error", "message": e.message, "hint": e.hint}), flush=True)
         fail(e)
     except KeyboardInterrupt:
         err.print("interrupted")
-        raise typer.Exit(130)
+        raise typer.Exit(130) from None
 
 
 async def _chat(
@@ -141,7 +149,8 @@ async def _chat(
 def _api_message(e: Any) -> str:
     body = getattr(e, "body", None)
     if isinstance(body, dict):
-        inner = body.get("error") if isinstance(body.get("error"), dict) else body
+        error = body.get("error")
+        inner = error if isinstance(error, dict) else body
         return str(inner.get("message") or inner.get("detail") or e)
     return str(getattr(e, "message", e))
 
@@ -171,15 +180,23 @@ class ConsolePrinter:
     def event(self, event: dict[str, Any]) -> None:
         kind = event["type"]
         handlers: dict[str, Callable[[dict[str, Any]], None]] = {
-            "reasoning": lambda e: self._switch(kind) or self._write(e["text"], "dim"),
-            "content": lambda e: self._switch(kind) or self._write(e["text"]),
+            "reasoning": lambda e: self._text(kind, e["text"], "dim"),
+            "content": lambda e: self._text(kind, e["text"]),
             "tool_call": self._tool_call,
             "tool_result": self._tool_result,
             "done": lambda e: self._newline(),
-            "error": lambda e: (self._newline(), err.print(Text.assemble(("error:", "red"), " ", e["message"]))),
+            "error": self._error,
         }
         handlers[kind](event)
         self.last = kind
+
+    def _text(self, kind: str, text: str, style: str = "") -> None:
+        self._switch(kind)
+        self._write(text, style)
+
+    def _error(self, event: dict[str, Any]) -> None:
+        self._newline()
+        err.print(Text.assemble(("error:", "red"), " ", event["message"]))
 
     def _switch(self, kind: str) -> None:
         if self.last and self.last != kind:
@@ -191,6 +208,8 @@ class ConsolePrinter:
 
     def _tool_result(self, e: dict[str, Any]) -> None:
         lines = e["result"].splitlines() or [""]
-        shown = lines[:RESULT_LINES] + ([f"… {len(lines) - RESULT_LINES} more line(s)"] if len(lines) > RESULT_LINES else [])
+        shown = lines[:RESULT_LINES] + (
+            [f"… {len(lines) - RESULT_LINES} more line(s)"] if len(lines) > RESULT_LINES else []
+        )
         style = "red" if e["is_error"] else "dim"
         self._write("".join(f"  {line}\n" for line in shown), style)

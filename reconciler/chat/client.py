@@ -69,7 +69,11 @@ async def chat_turn(
         message: dict[str, Any] = {"role": "assistant", "content": answer or None}
         if calls:
             message["tool_calls"] = [
-                {"id": c["id"] or f"call_{i}", "type": "function", "function": {"name": c["name"], "arguments": c["arguments"]}}
+                {
+                    "id": c["id"] or f"call_{i}",
+                    "type": "function",
+                    "function": {"name": c["name"], "arguments": c["arguments"]},
+                }
                 for i, c in sorted(calls.items())
             ]
         messages.append(message)

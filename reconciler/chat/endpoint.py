@@ -77,7 +77,9 @@ def find_target(spec_dir: str | Path, service: str, pod: str | None = None) -> T
     if pod is not None:
         chosen = specs.pod(pod)
         if chosen is None:
-            raise GpumodError(f"no pod named {pod} in {spec_dir}", hint=f"pods: {', '.join(p.name for p in specs.pods)}")
+            raise GpumodError(
+                f"no pod named {pod} in {spec_dir}", hint=f"pods: {', '.join(p.name for p in specs.pods)}"
+            )
     else:
         candidates = _pods_running(specs, service) or (list(specs.pods) if len(specs.pods) == 1 else [])
         if not candidates:

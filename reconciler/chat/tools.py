@@ -91,7 +91,9 @@ class Toolbox:
             if not isinstance(args, dict):
                 raise ToolError("arguments must be a JSON object")
             if name not in tools:
-                raise ToolError(f"no tool named {name!r}; tools: {', '.join(s['function']['name'] for s in self.schemas())}")
+                raise ToolError(
+                    f"no tool named {name!r}; tools: {', '.join(s['function']['name'] for s in self.schemas())}"
+                )
             return _cap(tools[name](**args)), False
         except ValueError as e:
             return f"error: arguments are not JSON: {e}", True
@@ -167,7 +169,12 @@ class Toolbox:
             return self._python_rg(words)
         proc = subprocess.run(
             [binary, "--color=never", "--no-heading", "-n", *words],
-            cwd=self.root, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=BASH_TIMEOUT_S, check=False,
+            cwd=self.root,
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            timeout=BASH_TIMEOUT_S,
+            check=False,
         )
         if proc.returncode == 1:
             return "No matches found"

@@ -3,9 +3,9 @@
 Every service on a GPU that does not fit is tried in turn: put it on standby or to sleep (if it
 can sleep), a smaller context (when its KV cache per token is known), a smaller preset (the CLI
 knows the catalog and passes ``smaller``), pin it to the GPU of the pod with most room, or drop
-it from the mode (with the members that depend on it: the mode must stay valid); and for the pod, fewer standby members awake at once (``max_awake``). Each
-candidate is a changed DesiredPod whose changed service gets its footprint from the footprint
-rules again, and that the planner prices again (``needs``): an alternative is offered only when
+it from the mode (with the members that depend on it: the mode must stay valid); and for the pod, fewer standby members
+awake at once (``max_awake``). Each candidate is a changed DesiredPod whose changed service gets its footprint from
+the footprint rules again, and that the planner prices again (``needs``): an alternative is offered only when
 that re-pricing confirms a saving (a context change saves nothing when ``vram_mb`` is fixed), and
 its saving is exactly what the plan would gain: the standby budget, the brief awake peak of a
 start-then-sleep and measured VRAM all count. Sorted by saving, then text.

@@ -38,7 +38,9 @@ def build_desired(
 
     ``services`` replaces a pod's mode by exactly these services (all active), named ``custom``.
     """
-    selected = _select(specs, pods, mode_override, {p: [*add.get(p, ()), *services.get(p, ())] for p in {*add, *services}})
+    selected = _select(
+        specs, pods, mode_override, {p: [*add.get(p, ()), *services.get(p, ())] for p in {*add, *services}}
+    )
     problems: list[Problem] = []
     hints: set[str] = set()
     out: list[DesiredPod] = []
@@ -95,7 +97,11 @@ def _desired_pod(
     if not gpus:
         path, line = specs.where("Pod", pod.name)
         raise SpecError(
-            [Problem(path, line, f"pod {pod.name} has no GPUs known: none observed and none declared; add gpus: [...]")],
+            [
+                Problem(
+                    path, line, f"pod {pod.name} has no GPUs known: none observed and none declared; add gpus: [...]"
+                )
+            ],
             hint="declare the pod's GPUs (gpus: [...]) or check that nvidia-smi works on the pod",
         )
     mode_name = mode_override.get(pod.name, pod.mode)
@@ -164,8 +170,14 @@ def _desired_service(
     )
     if resolved.secrets:  # a missing secret is reported at its own `env:` line, not the document's
         origins = tuple(
-            (key, specs.source("Service", name, "env", key) if key in (svc.env or {}) else
-             specs.source("Pod", pod.name, "env", key) if key in (pod.env or {}) else dict(resolved.secret_origins)[key])
+            (
+                key,
+                specs.source("Service", name, "env", key)
+                if key in (svc.env or {})
+                else specs.source("Pod", pod.name, "env", key)
+                if key in (pod.env or {})
+                else dict(resolved.secret_origins)[key],
+            )
             for key, _ in resolved.secrets
         )
         resolved = replace(resolved, secret_origins=origins)

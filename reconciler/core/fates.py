@@ -58,7 +58,7 @@ class Fate:
 
 def backoff_s(failures: int) -> int:
     """Seconds to wait after the n-th consecutive failed start (5, 10, 20, 40, 60, 60, ...)."""
-    return min(2 ** (min(max(failures, 1), 8) - 1) * BACKOFF_BASE_S, BACKOFF_CAP_S)
+    return min(int(2 ** (min(max(failures, 1), 8) - 1)) * BACKOFF_BASE_S, BACKOFF_CAP_S)
 
 
 def decide(

@@ -215,7 +215,7 @@ class Plan:
     def pod(self, name: str) -> PodPlan | None:
         return next((p for p in self.pods if p.pod == name), None)
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {
             "pods": {
                 p.pod: {
@@ -257,7 +257,7 @@ class Plan:
         }
 
 
-def _infeasible_json(inf: Infeasibility | None) -> dict | None:
+def _infeasible_json(inf: Infeasibility | None) -> dict[str, Any] | None:
     if inf is None:
         return None
     return {

@@ -24,8 +24,8 @@ def waves(
     """Wave number (from 1) per stepped service.
 
     ``before[x]`` names the services whose steps must precede x's (services without a step are
-    ignored). ``serial`` steps each get a wave of their own, ahead of the other ready steps. A dependency cycle (rejected by the
-    spec checks, so never expected here) is broken at its smallest name rather than looping.
+    ignored). ``serial`` steps each get a wave of their own, ahead of the other ready steps. A dependency cycle
+    (rejected by the spec checks, so never expected here) is broken at its smallest name rather than looping.
     """
     nodes = sorted(set(steps))
     present = set(nodes)

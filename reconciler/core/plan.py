@@ -258,7 +258,9 @@ def _sleep_an_active_member_for_a_serial_start(
             continue
         victim = max(awake, key=lambda f: (f.svc.footprint.wake_delta_mb, f.name))
         serial = sorted(
-            n for n, f in fates.items() if f.sleep_after and set(placement.of.get(n, ())) & set(placement.of[victim.name])
+            n
+            for n, f in fates.items()
+            if f.sleep_after and set(placement.of.get(n, ())) & set(placement.of[victim.name])
         )
         victim.free = ("sleep", f"makes room to start {starter}, woken right after")
         victim.fill = ("wake", f"active in mode {mode}: woken after {', '.join(serial)} started")

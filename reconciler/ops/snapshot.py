@@ -19,7 +19,7 @@ from gpumod.core.plan import plan as make_plan
 from gpumod.errors import GpumodError
 from gpumod.observe import observe_pod
 from gpumod.provision import Provision, plan_provision, setup_probe
-from gpumod.spec import PresetCatalog, SpecSet, load_specs, resolve_service
+from gpumod.spec import PresetCatalog, SpecSet, resolve_service
 from gpumod.spec.models import PodSpec, ServiceSpec
 from gpumod.spec_cache import load_specs_cached
 from gpumod.wiring import Fleet, PodHandle, gpumod_home

@@ -83,7 +83,9 @@ def tool_call_for(body: dict[str, Any]) -> dict[str, Any] | None:
             args[key] = "*"
         else:
             args[key] = ""
-    call_id = "chatcmpl-tool-" + hashlib.sha1(json.dumps([len(messages), tool.get("name"), args]).encode()).hexdigest()[:16]
+    call_id = (
+        "chatcmpl-tool-" + hashlib.sha1(json.dumps([len(messages), tool.get("name"), args]).encode()).hexdigest()[:16]
+    )
     return {"id": call_id, "name": tool["name"], "arguments": json.dumps(args)}
 
 
@@ -113,7 +115,11 @@ def chat_completion(flavour: str, model: str, body: dict[str, Any], *, reasoning
             "role": "assistant",
             "content": None,
             "tool_calls": [
-                {"id": call["id"], "type": "function", "function": {"name": call["name"], "arguments": call["arguments"]}}
+                {
+                    "id": call["id"],
+                    "type": "function",
+                    "function": {"name": call["name"], "arguments": call["arguments"]},
+                }
             ],
         }
     if reasoning:

@@ -5,8 +5,8 @@ command must work and print the same bytes a real driver would, computed from th
 in ``$GPUMOD_SIM_DIR`` (see ``gpumod.sim.gpu``). Supported: ``--query-gpu=...``,
 ``--query-compute-apps=...`` with ``--format=csv[,noheader][,nounits]``, ``-q -x`` (the XML
 log, with the elements gpumod reads: names, UUIDs, framebuffer memory and processes, laid out
-and indented as the real one), ``-i/--id``, ``-L/--list-gpus`` and a bare call (a short table). Without a sim directory it fails like a
-machine without a driver (exit 9).
+and indented as the real one), ``-i/--id``, ``-L/--list-gpus`` and a bare call (a short table). Without a sim directory
+it fails like a machine without a driver (exit 9).
 """
 
 from __future__ import annotations

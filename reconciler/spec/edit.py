@@ -193,7 +193,7 @@ def _member_result(
     return SpecEdit(summary, pod.name, pod.mode, hunks, service=service, shared_with=_sharing(specs, pod))
 
 
-class _Dumper(yaml.SafeDumper):
+class _Dumper(yaml.SafeDumper):  # type: ignore[misc]  # PyYAML ships no types: its classes are Any
     """Safe YAML, with multi-line strings as ``|`` blocks (as a person would write them)."""
 
 

@@ -33,7 +33,7 @@ _NAMES = {0: "NUL", 9: "tab", 10: "newline", 13: "carriage return", 27: "escape"
 
 
 def line(node: yaml.Node) -> int:
-    return node.start_mark.line + 1
+    return int(node.start_mark.line) + 1
 
 
 def control_character(text: str, *, free_text: bool = False) -> str | None:

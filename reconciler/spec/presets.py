@@ -126,11 +126,11 @@ class _PackagedCatalog(PresetCatalog):
     def _all(self) -> PresetCatalog:
         return PresetCatalog.from_texts((path, f.read_text(encoding="utf-8")) for path, f in self._files)
 
-    @property  # type: ignore[override]
+    @property
     def presets(self) -> tuple[PresetSpec, ...]:
         return self._all.presets
 
-    @property  # type: ignore[override]
+    @property
     def sources(self) -> Mapping[str, str]:
         return self._all.sources
 
@@ -362,10 +362,11 @@ def resolve_service(
     origins = {k: (pod_source or source) if k in from_pod else source for k in secrets}
     origins.update({k: v for k, v in (env_sources or {}).items() if k in secrets})
     api_key: SecretRef | None = f["api_key"]
-    key_env: str | None = API_KEY_ENV.get(f["driver"], DEFAULT_API_KEY_ENV)
+    env_name = API_KEY_ENV.get(f["driver"], DEFAULT_API_KEY_ENV)
+    key_env: str | None = env_name
     if api_key is not None:
-        secrets[key_env] = api_key.ref()
-        origins[key_env] = source
+        secrets[env_name] = api_key.ref()
+        origins[env_name] = source
     elif key_env not in secrets:  # the key may also be set by hand, as a secret env entry
         key_env = None
     return ResolvedService(

@@ -4,8 +4,8 @@ A user fixes a spec by going to a line, so every problem gpumod reports carries 
 PyYAML's composer keeps marks on its nodes; ``parse_yaml`` turns each document into plain data
 plus a map from every key path (``("health", "path")``, ``("services", 2)``) to its 1-based
 line, after ``gpumod.spec.nodes`` has checked the node graph (alias bombs, recursive aliases,
-control characters): hostile input is a problem at its line, never a traceback. ``validate`` runs a pydantic model on a document and reports each error at the line of
-the key or list item it is about, in words that say what to do.
+control characters): hostile input is a problem at its line, never a traceback. ``validate`` runs a pydantic model on a
+document and reports each error at the line of the key or list item it is about, in words that say what to do.
 """
 
 from __future__ import annotations
@@ -160,7 +160,7 @@ def validate(model: type[M], doc: Document) -> tuple[M | None, list[Problem]]:
     return None, [Problem(doc.path, line, msg) for line, msg in _explain(model, doc, errors)]
 
 
-def error_locs(doc: Document, errors: list[Any]) -> list[tuple[Loc, dict]]:
+def error_locs(doc: Document, errors: list[Any]) -> list[tuple[Loc, dict[str, Any]]]:
     """Each pydantic error with the key path it is about in ``doc`` (union tags left out)."""
     return [(_split_loc(doc, tuple(err["loc"]), err["type"] == "missing")[0], err) for err in errors]
 
@@ -191,8 +191,8 @@ def _split_loc(doc: Document, loc: Loc, missing: bool) -> tuple[Loc, int | None]
 def _explain(model: type[BaseModel], doc: Document, errors: list[Any]) -> list[tuple[int, str]]:
     # Errors under a union (e.g. a mode member: a name, or a mapping) come once per branch.
     # Keep the branch that got deepest into the data; merge branches that failed at the same spot.
-    plain: list[tuple[Loc, dict]] = []
-    unions: dict[Loc, list[tuple[Loc, dict]]] = {}
+    plain: list[tuple[Loc, dict[str, Any]]] = []
+    unions: dict[Loc, list[tuple[Loc, dict[str, Any]]]] = {}
     for err in errors:
         data_loc, tag_at = _split_loc(doc, tuple(err["loc"]), err["type"] == "missing")
         if any(data_loc[:n] in doc.refused for n in range(1, len(data_loc) + 1)):
@@ -213,7 +213,7 @@ def _explain(model: type[BaseModel], doc: Document, errors: list[Any]) -> list[t
     return list(dict.fromkeys(out))
 
 
-def _message(model: type[BaseModel], loc: Loc, err: dict) -> str:
+def _message(model: type[BaseModel], loc: Loc, err: dict[str, Any]) -> str:
     kind = err["type"]
     if kind == "extra_forbidden":
         key = loc[-1]
@@ -235,7 +235,7 @@ def _message(model: type[BaseModel], loc: Loc, err: dict) -> str:
     return f"{_where(loc)}: {_lower(err['msg'])}{_got(err)}"
 
 
-def _got(err: dict) -> str:
+def _got(err: dict[str, Any]) -> str:
     value = err.get("input")
     if isinstance(value, (str, int, float, bool)) or value is None:
         return f", got {value!r}"

@@ -48,7 +48,7 @@ class Parsed:
     shared: set[int]
 
 
-class _Composer(yaml.SafeLoader):
+class _Composer(yaml.SafeLoader):  # type: ignore[misc]  # PyYAML ships no types: its classes are Any
     """PyYAML's pure-Python composer (marks hold character offsets), noting anchored nodes."""
 
     def __init__(self, text: str) -> None:
@@ -57,7 +57,7 @@ class _Composer(yaml.SafeLoader):
 
     def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node | None:
         event = self.peek_event()
-        node = super().compose_node(parent, index)  # type: ignore[arg-type]
+        node = super().compose_node(parent, index)
         if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
             self.shared.add(id(node))
         return node
@@ -209,7 +209,7 @@ def add_key(text: str, mapping: yaml.Node, entry: str, what: str) -> str:
     if mapping.flow_style:  # {kind: Mode, name: a} -> {kind: Mode, name: a, services: [x]}
         at = last_index(mapping.value[-1][1])
         return text[:at] + ", " + entry + text[at:]
-    column = mapping.value[0][0].start_mark.column
+    column: int = mapping.value[0][0].start_mark.column
     _, end, after = line_bounds(text, last_index(mapping) - 1)
     eol = text[end:after] or eol_of(text)
     lead = "" if text[end:after] else eol

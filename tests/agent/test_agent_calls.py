@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from agent_helpers import free_port, start_server
 
-from gpumod.drivers.agent import BOOT, MARKER, PodAgent, agent_script, build_request, split_request
+from gpumod.drivers.agent import MARKER, PodAgent, agent_script, build_request, split_request
 from gpumod.drivers.agent import podside
 from gpumod.drivers.base import HttpCall
 from gpumod.drivers.transports.local import LocalTransport
@@ -27,7 +27,8 @@ SMI_XML = (
     "\t\t<product_name>NVIDIA GeForce RTX 4090</product_name>\n\t\t<uuid>GPU-aaaa</uuid>\n"
     "\t\t<fb_memory_usage>\n\t\t\t<total>24564 MiB</total>\n\t\t\t<used>1234 MiB</used>\n\t\t</fb_memory_usage>\n"
     "\t\t<processes>\n\t\t\t<process_info>\n\t\t\t\t<pid>4242</pid>\n\t\t\t\t<type>C</type>\n"
-    "\t\t\t\t<used_memory>1200 MiB</used_memory>\n\t\t\t</process_info>\n\t\t</processes>\n\t</gpu>\n</nvidia_smi_log>\n"
+    "\t\t\t\t<used_memory>1200 MiB</used_memory>"
+    "\n\t\t\t</process_info>\n\t\t</processes>\n\t</gpu>\n</nvidia_smi_log>\n"
 )
 
 
@@ -85,7 +86,12 @@ async def test_http_timeout_is_status_zero(agent, reaper):
 
 
 async def test_nvidia_smi_missing_is_reported_not_raised(state_dir, tmp_path):
-    agent = PodAgent(LocalTransport(env={"PATH": str(tmp_path / "empty")}), pod="box", state_dir=str(state_dir), python=sys.executable)
+    agent = PodAgent(
+        LocalTransport(env={"PATH": str(tmp_path / "empty")}),
+        pod="box",
+        state_dir=str(state_dir),
+        python=sys.executable,
+    )
     raw = await agent.observe()
     assert raw["smi"]["ok"] is False and raw["smi"]["rc"] == 127
     assert "nvidia-smi" in raw["smi"]["stderr"]

@@ -60,7 +60,10 @@ def main():
     if args.ignore_term:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if args.child_ignores_term:
-        code = "import signal,time;signal.signal(signal.SIGTERM,signal.SIG_IGN);print('child ready',flush=True);time.sleep(600)"
+        code = (
+            "import signal,time;signal.signal(signal.SIGTERM,signal.SIG_IGN);"
+            "print('child ready',flush=True);time.sleep(600)"
+        )
         child = subprocess.Popen([sys.executable, "-c", code])
         print("child pid %d" % child.pid, flush=True)
     print("tag=%s" % args.tag, flush=True)

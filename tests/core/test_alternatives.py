@@ -97,7 +97,9 @@ def test_every_drop_alternative_for_specs_everything_is_valid_and_saves_what_it_
     before = _plan_sim_box(specs_dir)
     drops = 0
     for alt in before.infeasible.alternatives:  # type: ignore[union-attr]
-        found = re.fullmatch(r"drop (\S+)(?: \(with (.+), which depends? on it\))? from mode everything: saves \d+ MiB", alt.text)
+        found = re.fullmatch(
+            r"drop (\S+)(?: \(with (.+), which depends? on it\))? from mode everything: saves \d+ MiB", alt.text
+        )
         if not found:
             continue
         gone = {found[1], *(found[2].split(", ") if found[2] else ())}

@@ -55,7 +55,9 @@ def test_observed_gpus_win_and_pick_the_preset_config(tmp_path: Path) -> None:
 
 
 def test_mode_override_and_added_services(specs: SpecSet) -> None:
-    (box,) = build_desired(specs, CATALOG, {}, pods=["box"], mode_override={"box": "rag"}, add={"box": ["chat", "glm-code"]})
+    (box,) = build_desired(
+        specs, CATALOG, {}, pods=["box"], mode_override={"box": "rag"}, add={"box": ["chat", "glm-code"]}
+    )
     assert box.mode == "rag" and box.max_awake == 1
     assert [(s.name, s.target) for s in box.services] == [
         ("embedding-code", "active"),

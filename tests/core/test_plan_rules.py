@@ -23,7 +23,9 @@ from gpumod.spec.resolved import ResolvedService
 GPU = GpuInfo(0, "NVIDIA GeForce RTX 4090", 24564)
 
 
-def svc(name: str, awake: int, *, asleep: int = 300, sleep: str = "l1", target: str = "active", **spec) -> DesiredService:
+def svc(
+    name: str, awake: int, *, asleep: int = 300, sleep: str = "l1", target: str = "active", **spec
+) -> DesiredService:
     resolved = ResolvedService(name=name, driver="vllm", port=8000 + len(name), sleep=sleep, **spec)
     return DesiredService(name, target, resolved, Footprint(awake, awake if sleep == "none" else asleep))
 
@@ -109,7 +111,9 @@ def test_smaller_preset_hook_and_move_to_another_gpu_are_offered() -> None:
     texts = [a.text for a in box.infeasible.alternatives]
     assert "use preset chat-small for chat (2000 MiB awake): saves 4000 MiB" in texts
     assert "pin chat to GPU 1 (has 24052 MiB free): saves 6000 MiB" in texts
-    assert box.infeasible.alternatives == tuple(sorted(box.infeasible.alternatives, key=lambda a: (-a.saves_mb, a.text)))
+    assert box.infeasible.alternatives == tuple(
+        sorted(box.infeasible.alternatives, key=lambda a: (-a.saves_mb, a.text))
+    )
 
 
 def test_tensor_parallel_beyond_the_pods_gpus_is_a_shortfall_on_an_absent_gpu() -> None:

@@ -71,4 +71,7 @@ def test_a_failed_start_whose_backoff_is_over_is_retried_with_its_cause() -> Non
         last_error="not healthy after 6 s (not listening yet)",
     )
     (step,) = _plan(chat, failed).steps
-    assert (step.action, step.reason) == ("start", "retry (1 failed start, last: not healthy after 6 s (not listening yet))")
+    assert (step.action, step.reason) == (
+        "start",
+        "retry (1 failed start, last: not healthy after 6 s (not listening yet))",
+    )

@@ -227,7 +227,9 @@ async def test_fake_docker_foreground_model_on_the_process_supervisor(tmp_path: 
     pid = started["pid"]
     started_pids.append(pid)
 
-    assert _wait(lambda: calls.exists() and any("env_sha256" in json.loads(ln) for ln in calls.read_text().splitlines()))
+    assert _wait(
+        lambda: calls.exists() and any("env_sha256" in json.loads(ln) for ln in calls.read_text().splitlines())
+    )
     deadline = time.monotonic() + 10
     status = None
     while time.monotonic() < deadline:

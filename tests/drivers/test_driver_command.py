@@ -32,7 +32,15 @@ def asr(**kw) -> ResolvedService:
 
 def test_golden_command_with_substitutions_and_no_shell():
     launch = driver_for("fastapi").launch(asr(), (0,), CTX)
-    assert launch.argv == ("/opt/py/bin/python3", "-m", "uvicorn", "app:app", "--port", "9000", "--model=Qwen/Qwen3-ASR 1.7B; x")
+    assert launch.argv == (
+        "/opt/py/bin/python3",
+        "-m",
+        "uvicorn",
+        "app:app",
+        "--port",
+        "9000",
+        "--model=Qwen/Qwen3-ASR 1.7B; x",
+    )
     assert launch.env == (("CUDA_VISIBLE_DEVICES", "0"), ("ASR_BATCH", "4"))
     assert launch.probes == (Probe("health", "/healthz"),)
     assert (launch.cwd, launch.sleep, launch.driver) == ("~/asr", "none", "fastapi")
@@ -51,7 +59,10 @@ def test_command_services_cannot_sleep():
     assert CommandDriver().after_start(asr()) == []
 
 
-@pytest.mark.parametrize("status, readiness", [(0, "refused"), (200, "ready"), (204, "ready"), (503, "loading"), (404, "error"), (500, "error")])
+@pytest.mark.parametrize(
+    "status, readiness",
+    [(0, "refused"), (200, "ready"), (204, "ready"), (503, "loading"), (404, "error"), (500, "error")],
+)
 def test_parse_health(status, readiness):
     assert CommandDriver().parse("none", {"health": HttpAnswer(status, "")}).readiness == readiness
 

@@ -18,11 +18,15 @@ MODEL = "Devstral-Small-2-24B-Instruct-Q4_K_M"
 
 
 def single(**kw) -> ResolvedService:
-    return ResolvedService(**{**dict(name="emb", driver="llamacpp", port=7072, model_path="/models/bge m3.gguf", context=8192), **kw})
+    return ResolvedService(
+        **{**dict(name="emb", driver="llamacpp", port=7072, model_path="/models/bge m3.gguf", context=8192), **kw}
+    )
 
 
 def router(**kw) -> ResolvedService:
-    base = dict(name="code", driver="llamacpp", port=7070, models_dir="/models", model=MODEL, sleep="router", context=32768)
+    base = dict(
+        name="code", driver="llamacpp", port=7070, models_dir="/models", model=MODEL, sleep="router", context=32768
+    )
     return ResolvedService(**{**base, **kw})
 
 
@@ -55,7 +59,9 @@ def test_golden_router():
 
 
 def test_args_override_short_and_long_spellings_and_remove_defaults():
-    svc = single(args=(("ngl", 40), ("ctx-size", 4096), ("fit", None), ("jinja", True), ("-fa", "on"), ("n_gpu_layers", 41)))
+    svc = single(
+        args=(("ngl", 40), ("ctx-size", 4096), ("fit", None), ("jinja", True), ("-fa", "on"), ("n_gpu_layers", 41))
+    )
     argv = llama.launch(svc, (0,), CTX).argv
     assert argv == (
         "llama-server", "-m", "/models/bge m3.gguf", "--host", "127.0.0.1", "--port", "7072",
@@ -74,7 +80,9 @@ def test_router_calls():
     load = HttpCall("POST", "/models/load", body={"model": MODEL}, timeout_s=60.0)
     assert llama.after_start(router()) == [load]
     assert llama.wake_calls(router()) == [load]
-    assert llama.sleep_calls(router(), "router") == [HttpCall("POST", "/models/unload", body={"model": MODEL}, timeout_s=60.0)]
+    assert llama.sleep_calls(router(), "router") == [
+        HttpCall("POST", "/models/unload", body={"model": MODEL}, timeout_s=60.0)
+    ]
     assert llama.after_start(single()) == []
 
 

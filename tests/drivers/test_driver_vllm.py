@@ -49,7 +49,11 @@ def test_golden_argv_and_env_with_sleep():
     assert launch.env == (("CUDA_VISIBLE_DEVICES", "1"), ("VLLM_SERVER_DEV_MODE", "1"))
     assert (launch.name, launch.port, launch.gpus, launch.driver, launch.sleep) == ("chat", 7071, (1,), "vllm", "l1")
     assert launch.spec_hash == chat().spec_hash()
-    assert launch.probes == (Probe("health", "/health"), Probe("sleep", "/is_sleeping"), Probe("metrics", "/metrics", grep="vllm:engine_sleep_state"))
+    assert launch.probes == (
+        Probe("health", "/health"),
+        Probe("sleep", "/is_sleeping"),
+        Probe("metrics", "/metrics", grep="vllm:engine_sleep_state"),
+    )
 
 
 def test_minimal_service_without_sleep_has_no_dev_mode_and_no_sleep_probe():
@@ -67,7 +71,9 @@ def test_tensor_parallel_lists_exactly_the_chosen_gpus():
 
 
 def test_args_override_in_place_without_stray_values():
-    svc = chat(args=(("max_model_len", 8192), ("--gpu-memory-utilization", 0.5), ("enable-sleep-mode", False), ("seed", None)))
+    svc = chat(
+        args=(("max_model_len", 8192), ("--gpu-memory-utilization", 0.5), ("enable-sleep-mode", False), ("seed", None))
+    )
     argv = vllm.launch(svc, (0,), CTX).argv
     assert argv == (
         "vllm", "serve", "Qwen/Qwen3-VL-2B-Instruct", "--host", "127.0.0.1", "--port", "7071",
@@ -128,12 +134,26 @@ def test_parse_refused_means_still_loading():
 
 
 def test_parse_awake():
-    state = vllm.parse("l1", {"health": HttpAnswer(200, ""), "sleep": answer("vllm_is_sleeping_false.json"), "metrics": answer("vllm_metrics_awake.txt")})
+    state = vllm.parse(
+        "l1",
+        {
+            "health": HttpAnswer(200, ""),
+            "sleep": answer("vllm_is_sleeping_false.json"),
+            "metrics": answer("vllm_metrics_awake.txt"),
+        },
+    )
     assert (state.readiness, state.sleep_level) == ("ready", None)
 
 
 def test_parse_l1_from_is_sleeping_and_metrics():
-    state = vllm.parse("l1", {"health": HttpAnswer(200, ""), "sleep": answer("vllm_is_sleeping_true.json"), "metrics": answer("vllm_metrics_l1.txt")})
+    state = vllm.parse(
+        "l1",
+        {
+            "health": HttpAnswer(200, ""),
+            "sleep": answer("vllm_is_sleeping_true.json"),
+            "metrics": answer("vllm_metrics_l1.txt"),
+        },
+    )
     assert (state.readiness, state.sleep_level) == ("ready", "l1")
 
 
@@ -148,7 +168,11 @@ def test_parse_the_grepped_metrics_the_agent_sends():
 
 
 def test_parse_is_sleeping_without_gauge_falls_back_to_the_spec_level():
-    answers = {"health": HttpAnswer(200, ""), "sleep": answer("vllm_is_sleeping_true.json"), "metrics": answer("vllm_metrics_no_sleep_gauge.txt")}
+    answers = {
+        "health": HttpAnswer(200, ""),
+        "sleep": answer("vllm_is_sleeping_true.json"),
+        "metrics": answer("vllm_metrics_no_sleep_gauge.txt"),
+    }
     assert vllm.parse("l2", answers).sleep_level == "l2"
     assert vllm.parse("none", answers).sleep_level == "l1"
 
@@ -167,7 +191,11 @@ def test_metrics_sleep_level_reads_every_engine():
 
 def test_parse_a_wake_in_flight_is_still_asleep():
     """/is_sleeping already false but the gauge still says offloaded: not awake yet."""
-    answers = {"health": HttpAnswer(200, ""), "sleep": answer("vllm_is_sleeping_false.json"), "metrics": answer("vllm_metrics_l1.txt")}
+    answers = {
+        "health": HttpAnswer(200, ""),
+        "sleep": answer("vllm_is_sleeping_false.json"),
+        "metrics": answer("vllm_metrics_l1.txt"),
+    }
     assert vllm.parse("l1", answers).sleep_level == "l1"
 
 

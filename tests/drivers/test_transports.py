@@ -25,7 +25,9 @@ def gone_or_zombie(pid: int) -> bool:
 
 async def test_local_runs_argv_with_stdin_and_env_overrides():
     transport = LocalTransport(env={"GPUMOD_T": "a b;c"})
-    code = "import os,sys;sys.stdout.write(sys.stdin.read()+'|'+os.environ['GPUMOD_T']);sys.stderr.write('e');sys.exit(3)"
+    code = (
+        "import os,sys;sys.stdout.write(sys.stdin.read()+'|'+os.environ['GPUMOD_T']);sys.stderr.write('e');sys.exit(3)"
+    )
     result = await transport.run([sys.executable, "-c", code], stdin=b"in; $(x)", timeout=10)
     assert (result.returncode, result.stdout, result.stderr) == (3, b"in; $(x)|a b;c", b"e")
     await transport.close()
@@ -73,7 +75,9 @@ async def test_fake_transport_records_and_replays_in_order():
 async def test_agent_sends_boot_and_payload_and_keeps_secrets_out_of_argv():
     fake = FakeTransport().push_json({"pid": 7, "started_at": 1.0})
     agent = PodAgent(fake, pod="box", state_dir="~/.gpumod", python="python3", env={"PATH": "/sim/bin"})
-    launch = Launch("web", ("srv", "--port", "80"), (("A", "1"),), None, 80, (0,), "h", "command", "none", (Probe("health", "/h"),))
+    launch = Launch(
+        "web", ("srv", "--port", "80"), (("A", "1"),), None, 80, (0,), "h", "command", "none", (Probe("health", "/h"),)
+    )
     assert await agent.start(launch, secret_env={"HF_TOKEN": "hf_secret"}) == {"pid": 7, "started_at": 1.0}
     call = fake.calls[0]
     assert call.argv == ("python3", "-S", "-c", BOOT)  # stdlib-only agent: no site-packages scan
@@ -102,9 +106,17 @@ async def test_agent_errors_become_pod_errors():
 async def test_agent_http_converts_answers_and_budgets_the_timeout():
     fake = FakeTransport().push_json({"answers": [{"status": 200, "body": "{}"}, {"status": 0, "body": "refused"}]})
     agent = PodAgent(fake, pod="box", state_dir="/s")
-    answers = await agent.http(8000, [HttpCall("POST", "/a", body={"x": 1}, timeout_s=5), HttpCall("GET", "/b", timeout_s=7)])
+    answers = await agent.http(
+        8000, [HttpCall("POST", "/a", body={"x": 1}, timeout_s=5), HttpCall("GET", "/b", timeout_s=7)]
+    )
     assert [(a.status, a.body) for a in answers] == [(200, "{}"), (0, "refused")]
     assert fake.calls[0].timeout >= 12
     _, payload = split_request(fake.calls[0].stdin)
-    assert payload["args"]["calls"][0] == {"method": "POST", "path": "/a", "body": {"x": 1}, "timeout_s": 5, "ok_status": [200]}
+    assert payload["args"]["calls"][0] == {
+        "method": "POST",
+        "path": "/a",
+        "body": {"x": 1},
+        "timeout_s": 5,
+        "ok_status": [200],
+    }
     assert await agent.http(8000, []) == [] and len(fake.calls) == 1

@@ -150,7 +150,9 @@ def orphans_and_duplicates(g: Gpumod) -> tuple[list[str], list[str]]:
         for p in procs
         if p.session not in owned
     ]
-    sessions = Counter(names.get(p.port or 0, f"port {p.port}") for p in {(p.session, p.port): p for p in procs}.values())
+    sessions = Counter(
+        names.get(p.port or 0, f"port {p.port}") for p in {(p.session, p.port): p for p in procs}.values()
+    )
     duplicates = [f"{name} runs in {n} sessions" for name, n in sorted(sessions.items()) if n > 1]
     return orphans, duplicates
 

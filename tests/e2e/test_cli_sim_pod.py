@@ -176,7 +176,9 @@ def test_a_server_started_by_hand_is_left_alone_but_its_vram_counts(gpumod: Gpum
     assert gpumod.run("apply", str(gpumod.specs), "--yes").returncode == 0  # creates the sim pod
     sim = gpumod.home / "sim" / POD
     env = gpumod.env | {
-        "GPUMOD_SIM_DIR": str(sim), "CUDA_VISIBLE_DEVICES": "0", "GPUMOD_SIM_VRAM_MB": "2000",  # what is left of the GPU in mode code
+        "GPUMOD_SIM_DIR": str(sim),
+        "CUDA_VISIBLE_DEVICES": "0",
+        "GPUMOD_SIM_VRAM_MB": "2000",  # what is left of the GPU in mode code
         "GPUMOD_SIM_LOAD_S": "0.1",
     }
     by_hand = subprocess.Popen(

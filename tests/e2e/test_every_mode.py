@@ -104,7 +104,9 @@ def test_warm_switches_between_modes(repo: Gpumod, request: pytest.FixtureReques
         pod = _switch(repo, mode)
         planned = repo.run("plan", str(repo.specs), "-o", "json")
         assert planned.returncode in (0, 1), planned.stdout + planned.stderr
-        free = {s["service"]: s["wave"] for s in json.loads(planned.stdout)["pods"][pod]["steps"] if s["phase"] == "free"}
+        free = {
+            s["service"]: s["wave"] for s in json.loads(planned.stdout)["pods"][pod]["steps"] if s["phase"] == "free"
+        }
         for dependent, wave in free.items():
             for dependency in depends_on.get(dependent, ()):
                 if dependency in free:

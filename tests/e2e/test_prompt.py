@@ -68,7 +68,10 @@ def test_json_events_arrive_in_order_and_continue_resends_the_first_exchange(cha
     g, work = chatting
     first = events(prompt(g, work, "--json", "list files using ls"))
     assert kinds(first) == ["reasoning", "tool_call", "tool_result", "reasoning", "content", "done"]
-    call, result = first[[e["type"] for e in first].index("tool_call")], next(e for e in first if e["type"] == "tool_result")
+    call, result = (
+        first[[e["type"] for e in first].index("tool_call")],
+        next(e for e in first if e["type"] == "tool_result"),
+    )
     assert (call["name"], result["result"], result["is_error"]) == ("ls", "alpha.txt\nbeta.py", False)
     assert first[-1]["text"] == "The tool returned 2 line(s); the first is: alpha.txt"
 

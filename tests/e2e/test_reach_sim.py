@@ -93,7 +93,10 @@ def test_endpoints_and_tunnel_of_a_sim_pod(box) -> None:
     res = g.run("tunnel", str(g.specs), timeout=60)
     assert res.returncode == 0, res.stdout + res.stderr
     lines = res.stdout.splitlines()
-    assert f"export OPENAI_BASE_URL=http://127.0.0.1:{chat_port}/v1  # service chat (model Qwen/Qwen3-8B) on pod box" in lines
+    assert (
+        f"export OPENAI_BASE_URL=http://127.0.0.1:{chat_port}/v1  # service chat (model Qwen/Qwen3-8B) on pod box"
+        in lines
+    )
     assert any(ln.startswith(f"export OPENAI_BASE_URL=http://127.0.0.1:{web_port}/v1  # service web") for ln in lines)
 
     client = openai.OpenAI(base_url=f"http://127.0.0.1:{chat_port}/v1", api_key="unused", max_retries=0, timeout=10)

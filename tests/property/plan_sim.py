@@ -46,7 +46,9 @@ def allocations(pod: DesiredPod, observed: ObservedPod, pod_plan: PodPlan) -> li
     return _walk(pod, observed, pod_plan)[1]
 
 
-def _walk(pod: DesiredPod, observed: ObservedPod, pod_plan: PodPlan) -> tuple[list[dict[int, int]], list[dict[int, int]]]:
+def _walk(
+    pod: DesiredPod, observed: ObservedPod, pod_plan: PodPlan
+) -> tuple[list[dict[int, int]], list[dict[int, int]]]:
     live: dict[str, _Live] = {}
     for s in observed.services:
         if s.alive:

@@ -7,17 +7,25 @@ import json
 import openai
 import pytest
 
-LS = {"type": "function", "function": {"name": "ls", "parameters": {"type": "object", "properties": {"path": {"type": "string"}}}}}
+LS = {
+    "type": "function",
+    "function": {"name": "ls", "parameters": {"type": "object", "properties": {"path": {"type": "string"}}}},
+}
 READ = {
     "type": "function",
-    "function": {"name": "read", "parameters": {"type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"]}},
+    "function": {
+        "name": "read",
+        "parameters": {"type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"]},
+    },
 }
 
 
 @pytest.fixture
 def client(start_server):
     def make(*extra: str) -> openai.OpenAI:
-        srv = start_server("vllm", ["serve", "Qwen/Qwen3-8B", "--host", "127.0.0.1", "--gpu-memory-utilization", "0.2", *extra])
+        srv = start_server(
+            "vllm", ["serve", "Qwen/Qwen3-8B", "--host", "127.0.0.1", "--gpu-memory-utilization", "0.2", *extra]
+        )
         assert srv.wait_status("/health", 200)
         return openai.OpenAI(base_url=f"http://127.0.0.1:{srv.port}/v1", api_key="EMPTY", max_retries=0)
 
@@ -41,10 +49,15 @@ def test_a_request_naming_a_tool_is_answered_with_that_call_streamed(client) -> 
 def test_after_a_tool_result_it_sums_it_up_and_without_tools_it_greets(client) -> None:
     api = client()
     done = api.chat.completions.create(
-        model="Qwen/Qwen3-8B", tools=[LS],
+        model="Qwen/Qwen3-8B",
+        tools=[LS],
         messages=[
             {"role": "user", "content": "list files"},
-            {"role": "assistant", "content": None, "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "ls", "arguments": "{}"}}]},
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "ls", "arguments": "{}"}}],
+            },
             {"role": "tool", "tool_call_id": "c1", "content": "alpha.txt\nbeta.py"},
         ],
     )
@@ -56,6 +69,8 @@ def test_after_a_tool_result_it_sums_it_up_and_without_tools_it_greets(client) -
 
 def test_a_reasoning_parser_adds_reasoning_content(client) -> None:
     api = client("--reasoning-parser", "qwen3")
-    chunks = list(api.chat.completions.create(model="Qwen/Qwen3-8B", stream=True, messages=[{"role": "user", "content": "hi"}]))
+    chunks = list(
+        api.chat.completions.create(model="Qwen/Qwen3-8B", stream=True, messages=[{"role": "user", "content": "hi"}])
+    )
     reasoning = "".join(getattr(c.choices[0].delta, "reasoning_content", None) or "" for c in chunks if c.choices)
     assert reasoning == "The last message is from the user; I answer it."

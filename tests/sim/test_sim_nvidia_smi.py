@@ -190,7 +190,11 @@ def test_q_x_is_the_xml_log_the_parser_reads_like_the_csv(busy) -> None:
     code, out, err = smi(pod, "-q", "-x")
     assert code == 0 and err == ""
     lines = out.splitlines()
-    assert lines[:3] == ['<?xml version="1.0" ?>', '<!DOCTYPE nvidia_smi_log SYSTEM "nvsmi_device_v12.dtd">', "<nvidia_smi_log>"]
+    assert lines[:3] == [
+        '<?xml version="1.0" ?>',
+        '<!DOCTYPE nvidia_smi_log SYSTEM "nvsmi_device_v12.dtd">',
+        "<nvidia_smi_log>",
+    ]
     assert "\t<attached_gpus>2</attached_gpus>" in lines and "\t\t\t<used>19600 MiB</used>" in lines
     gpus, apps = parse_xml(out)
     csv = smi(pod, "--query-gpu=index,uuid,name,memory.total,memory.used", "--format=csv,noheader,nounits")[1]

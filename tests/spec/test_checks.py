@@ -42,7 +42,9 @@ def test_pod_mode_not_defined(repo) -> None:
 
 
 def test_mode_member_not_defined_suggests_a_close_name(repo) -> None:
-    root = repo(**{"a.yaml": svc("embedding", 1) + "---\nkind: Mode\nname: m\nservices:\n  - embedding\n  - embeding\n"})
+    root = repo(
+        **{"a.yaml": svc("embedding", 1) + "---\nkind: Mode\nname: m\nservices:\n  - embedding\n  - embeding\n"}
+    )
     assert problems_of(root) == ["specs/a.yaml:12: service 'embeding' is not defined; did you mean 'embedding'?"]
 
 
@@ -63,7 +65,8 @@ def test_unknown_preset_lists_close_matches(repo) -> None:
 def test_depends_on_unknown_service(repo) -> None:
     root = repo(**{"a.yaml": svc("s", 1, "depends_on:\n  - s2\n  - nope\n") + "---\n" + svc("s2", 2)})
     assert problems_of(root) == [
-        "specs/a.yaml:9: service s depends on 'nope', which is not defined; define a Service named 'nope' or use one of: s, s2"
+        "specs/a.yaml:9: service s depends on 'nope', which is not defined; define a Service named 'nope' or use "
+        "one of: s, s2"
     ]
 
 
@@ -100,7 +103,9 @@ def test_a_long_dependency_chain_is_fine(repo) -> None:
 
 
 def test_two_members_of_a_mode_on_one_port(repo) -> None:
-    root = repo(**{"a.yaml": svc("a", 7000) + "---\n" + svc("b", 7000) + "---\nkind: Mode\nname: m\nservices: [a, b]\n"})
+    root = repo(
+        **{"a.yaml": svc("a", 7000) + "---\n" + svc("b", 7000) + "---\nkind: Mode\nname: m\nservices: [a, b]\n"}
+    )
     assert problems_of(root) == [
         "specs/a.yaml:17: services a and b of mode m both use port 7000; give one of them another port"
     ]
@@ -264,7 +269,8 @@ def test_models_and_commands_are_required_per_driver(repo) -> None:
     ]
     assert problems_of(repo(**{"a.yaml": "---\n".join(docs)})) == [
         "specs/a.yaml:1: service v (driver vllm) has no model; set model: <Hugging Face id>",
-        "specs/a.yaml:7: service l (driver llamacpp) has no model; set model_path: <file.gguf> or models_dir: <dir> (router)",
+        "specs/a.yaml:7: service l (driver llamacpp) has no model; set model_path: <file.gguf> or models_dir: "
+        "<dir> (router)",
         "specs/a.yaml:14: service f (driver fastapi) has no command; set command: [argv, ...]",
         "specs/a.yaml:20: service d (driver docker) has no image; set image: <repository:tag>",
     ]

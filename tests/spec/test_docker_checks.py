@@ -41,7 +41,9 @@ def test_a_docker_service_validates_and_resolves(repo) -> None:
 
 def test_an_image_is_required(repo) -> None:
     root = repo(**{"svc.yaml": "kind: Service\nname: web\ndriver: docker\nport: 8080\nvram_mb: 100\n"})
-    assert problems_of(root) == ["specs/svc.yaml:1: service web (driver docker) has no image; set image: <repository:tag>"]
+    assert problems_of(root) == [
+        "specs/svc.yaml:1: service web (driver docker) has no image; set image: <repository:tag>"
+    ]
 
 
 def test_sec_d7_privileged_is_refused(repo) -> None:
@@ -152,19 +154,24 @@ def test_ports_network_and_shm_shapes(repo) -> None:
     assert "port mapping 99999:1 needs ports from 1 to 65535" in problems[2]
     root = repo(**{"svc.yaml": docker("ports: ['8080:80', '99999:1']\n")})
     assert problems_of(root) == [
-        "specs/svc.yaml:7: service web: port mapping 8080:80 publishes its own port 8080 again; set container_port instead",
+        "specs/svc.yaml:7: service web: port mapping 8080:80 publishes its own port 8080 again; set "
+        "container_port instead",
         "specs/svc.yaml:7: service web: port mapping 99999:1 needs ports from 1 to 65535",
     ]
 
 
 def test_docker_fields_on_other_drivers_and_cwd_on_docker(repo) -> None:
-    svc = "kind: Service\nname: app\ndriver: command\ncommand: [x]\nport: 1\nvram_mb: 1\nimage: a/b\nvolumes: ['/etc:/e']\n"
+    svc = (
+        "kind: Service\nname: app\ndriver: command\ncommand: [x]\nport: 1\nvram_mb: 1\nimage: a/b\nvolumes: "
+        "['/etc:/e']\n"
+    )
     root = repo(**{"a.yaml": svc, "b.yaml": docker("cwd: /srv\nsleep: l1\n")})
     assert problems_of(root) == [
         "specs/a.yaml:7: service app: image applies only to driver docker; remove it or set driver: docker",
         "specs/a.yaml:8: service app: volume source /etc is refused (SEC-D9): /etc holds the host's configuration "
         "and credentials; mount only the folders the service needs",
         "specs/a.yaml:8: service app: volumes applies only to driver docker; remove it or set driver: docker",
-        "specs/b.yaml:7: service web: cwd does not apply to driver docker (the image sets its working directory); remove it",
+        "specs/b.yaml:7: service web: cwd does not apply to driver docker (the image sets its working "
+        "directory); remove it",
         "specs/b.yaml:8: driver docker cannot sleep at level l1; use sleep: none",
     ]

@@ -47,7 +47,9 @@ def resolved(repo, driver: str, extra: str):
 def test_expose_without_a_key_is_refused_at_its_line(repo) -> None:
     root = repo(**{"pod.yaml": POD, "svc.yaml": svc_doc("vllm", "expose: true\n")})
     problems = problems_of(root)
-    assert len(problems) == 1 and problems[0].startswith("specs/svc.yaml:7: service web has expose: true but no api_key")
+    assert len(problems) == 1 and problems[0].startswith(
+        "specs/svc.yaml:7: service web has expose: true but no api_key"
+    )
 
 
 def test_a_key_without_expose_and_expose_with_a_key_validate(repo) -> None:

@@ -17,7 +17,8 @@ BROKEN = "invalid/broken.yaml:4: invalid YAML: "
 INVALID_EXPECTED = [
     "invalid/more.yaml:1: duplicate Mode 'code' (also at invalid/more.yaml:21); rename or remove one",
     "invalid/more.yaml:6: service chat cannot sleep; set sleep: l1|l2|router on it or make it active in mode code",
-    "invalid/more.yaml:7: service b depends on a, which is not in mode code; add a to the mode or drop it from depends_on",
+    "invalid/more.yaml:7: service b depends on a, which is not in mode code; add a to the mode or drop it from "
+    "depends_on",
     "invalid/more.yaml:7: services embed and b of mode code both use port 7072; give one of them another port",
     "invalid/more.yaml:8: service 'ghost2' is not defined; define a Service named 'ghost2' or use one of: "
     "a, b, chat, coder, dupkey, embed, pinned",
@@ -31,7 +32,8 @@ INVALID_EXPECTED = [
     "invalid/more.yaml:31: name: 'Bad_Name' is not a valid name; use lower-case letters, digits, '.', '_' and '-' "
     "(at most 63 characters, starting and ending with a letter or digit)",
     "invalid/more.yaml:32: unknown key 'stat'; did you mean 'state'?",
-    "invalid/more.yaml:33: max_awake: input should be a valid integer, unable to parse string as an integer, got 'lots'",
+    "invalid/more.yaml:33: max_awake: input should be a valid integer, unable to parse string as an integer, got "
+    "'lots'",
     "invalid/pods.yaml:4: mode 'cod' is not defined; did you mean 'code'?",
     "invalid/pods.yaml:9: pod nogpu is simulated (host: sim) but declares no gpus; "
     "add gpus: [{name: NVIDIA GeForce RTX 4090, memory_mb: 24564}]",
@@ -77,7 +79,9 @@ def test_hidden_files_and_folders_are_skipped(repo) -> None:
 
 
 def test_a_single_file_is_accepted(repo) -> None:
-    root = repo(**{"one.yaml": "kind: Mode\nname: b\n---\nkind: Mode\nname: a\n", "other.yaml": "kind: Mode\nname: c\n"})
+    root = repo(
+        **{"one.yaml": "kind: Mode\nname: b\n---\nkind: Mode\nname: a\n", "other.yaml": "kind: Mode\nname: c\n"}
+    )
     specs = loaded(root / "one.yaml")
     assert [m.name for m in specs.modes] == ["a", "b"] and specs.source("Mode", "a") == "specs/one.yaml:4"
 
@@ -91,7 +95,9 @@ def test_a_single_file_is_cross_checked_alone(monkeypatch: pytest.MonkeyPatch) -
 
 def test_empty_directory_is_a_problem(repo) -> None:
     root = repo(**{"README.md": "no specs here"})
-    assert problems_of(root) == ["specs:0: no spec files found under specs; add *.yaml files with kind: Pod, Service and Mode"]
+    assert problems_of(root) == [
+        "specs:0: no spec files found under specs; add *.yaml files with kind: Pod, Service and Mode"
+    ]
 
 
 def test_missing_path_is_a_problem(repo) -> None:
@@ -166,7 +172,8 @@ def test_nested_keys_and_wrong_types_point_at_their_line(repo) -> None:
         "specs/svc.yaml:9: unknown key 'timeout'; did you mean 'startup_timeout_s'?",
         "specs/svc.yaml:10: gpus[1]: input should be a valid integer, unable to parse string as an integer, got 'two'",
         "specs/svc.yaml:11: sleep: input should be 'none', 'l1', 'l2' or 'router', got 'deep'",
-        "specs/svc.yaml:12: env.1BAD: '1BAD' is not a valid variable name; use letters, digits and '_' (no digit first)",
+        "specs/svc.yaml:12: env.1BAD: '1BAD' is not a valid variable name; use letters, digits and '_' (no digit "
+        "first)",
     ]
 
 

@@ -94,7 +94,12 @@ def test_seed_presets() -> None:
         "llamacpp", "router", 7070, 19100, 32768, 170, "code",
     )
     chat = CATALOG.get("qwen3-vl-2b-instruct")
-    assert chat is not None and (chat.sleep, chat.vram_mb, chat.gpu_memory_utilization, chat.context) == ("l1", None, 0.35, 1024)  # util x total: vLLM reserves a share of the total
+    assert chat is not None and (chat.sleep, chat.vram_mb, chat.gpu_memory_utilization, chat.context) == (
+        "l1",
+        None,
+        0.35,
+        1024,
+    )  # util x total: vLLM reserves a share of the total
     assert len(CATALOG.by_role("embedding")) >= 2
     rerankers = sorted(CATALOG.by_role("reranker"), key=lambda p: p.vram_mb or 0)
     assert len(rerankers) >= 2 and all(r.sleep == "l2" for r in rerankers)
@@ -118,7 +123,9 @@ TOY = PresetCatalog(
             env={"A": "1", "B": "2"},
             health={"path": "/ready", "startup_timeout_s": 300},
             configs=[
-                PresetConfig(gpu_count=1, gpu_types=["H100", "H200"], args={"tool-call-parser": "hermes"}, vram_mb=70000),
+                PresetConfig(
+                    gpu_count=1, gpu_types=["H100", "H200"], args={"tool-call-parser": "hermes"}, vram_mb=70000
+                ),
                 PresetConfig(gpu_count=1, gpu_types=["B200"], env={"B": "b200"}),
                 PresetConfig(
                     gpu_count=2,
@@ -138,7 +145,9 @@ def resolve(gpu_name: str | None = "NVIDIA H100 80GB HBM3", **fields):
 
 
 def test_service_fields_override_the_preset_and_dicts_merge_key_by_key() -> None:
-    r = resolve(preset="toy", port=7001, args={"dtype": "float16", "enforce-eager": None, "max-num-seqs": 4}, env={"B": "x"})
+    r = resolve(
+        preset="toy", port=7001, args={"dtype": "float16", "enforce-eager": None, "max-num-seqs": 4}, env={"B": "x"}
+    )
     assert r.port == 7001 and r.model == "org/toy" and r.sleep == "l1" and r.preset == "toy"
     assert dict(r.args) == {"dtype": "float16", "max-num-seqs": 4, "tool-call-parser": "hermes"}
     assert dict(r.env) == {"A": "1", "B": "x"}
@@ -175,7 +184,9 @@ def test_config_args_for_fields_are_lifted_and_a_service_can_override_them() -> 
         (None, "2", 70000),  # GPU unknown: the first config for the count
     ],
 )
-def test_config_choice_by_gpu_name_and_count(gpu_name: str | None, expected_env_b: str, expected_vram: int | None) -> None:
+def test_config_choice_by_gpu_name_and_count(
+    gpu_name: str | None, expected_env_b: str, expected_vram: int | None
+) -> None:
     r = resolve(gpu_name=gpu_name, preset="toy")
     assert dict(r.env)["B"] == expected_env_b and r.vram_mb == expected_vram
 
@@ -197,7 +208,13 @@ def test_no_silent_fallback_to_another_gpu_type() -> None:
 
 def test_defaults_and_pinned_gpus() -> None:
     r = resolve(preset="bare", gpus=[1, 3])
-    assert (r.sleep, r.gpu_count, r.pinned_gpus, r.health_path, r.startup_timeout_s) == ("none", 2, (1, 3), "/health", 120)
+    assert (r.sleep, r.gpu_count, r.pinned_gpus, r.health_path, r.startup_timeout_s) == (
+        "none",
+        2,
+        (1, 3),
+        "/health",
+        120,
+    )
     assert (r.stop_timeout_s, r.drift, r.command, r.source) == (30.0, "correct", ("srv", "{port}"), "specs/s.yaml:3")
     r = resolve(driver="command", command=["x"], port=1, vram_mb=1)
     assert (r.gpu_count, r.pinned_gpus, r.preset, r.args, r.env) == (1, None, None, (), ())

@@ -36,8 +36,14 @@ def test_references_and_plain_values_validate(repo) -> None:
 @pytest.mark.parametrize(
     ("value", "message"),
     [
-        ("{from_env: A, from_file: b}", "env.T: a secret reference has exactly one key, from_env (a variable) or from_file (a path), got a mapping"),
-        ("{}", "env.T: a secret reference has exactly one key, from_env (a variable) or from_file (a path), got a mapping"),
+        (
+            "{from_env: A, from_file: b}",
+            "env.T: a secret reference has exactly one key, from_env (a variable) or from_file (a path), got a mapping",
+        ),
+        (
+            "{}",
+            "env.T: a secret reference has exactly one key, from_env (a variable) or from_file (a path), got a mapping",
+        ),
         ("{from_envv: A}", "unknown key 'from_envv'; did you mean 'from_env'?"),
         ("{from_env: 1BAD}", "env.T: from_env names an environment variable (letters, digits, '_'), got a mapping"),
         ("{from_file: ''}", "env.T: from_file is the path of a local file, got a mapping"),
@@ -75,10 +81,12 @@ def test_plain_text_secrets_are_refused_without_echoing_the_value(repo) -> None:
     problems = problems_of(root)
     hint = "or {from_file: PATH} (see docs/secrets.md)"
     assert problems == [
-        f"specs/pod.yaml:5: env HF_TOKEN looks like a secret in plain text; use HF_TOKEN: {{from_env: HF_TOKEN}} {hint}",
+        f"specs/pod.yaml:5: env HF_TOKEN looks like a secret in plain text; use HF_TOKEN: {{from_env: HF_TOKEN}} "
+        f"{hint}",
         "specs/svc.yaml:8: env OPENAI_API_KEY looks like a secret in plain text; "
         f"use OPENAI_API_KEY: {{from_env: OPENAI_API_KEY}} {hint}",
-        f"specs/svc.yaml:9: env db_password looks like a secret in plain text; use db_password: {{from_env: db_password}} {hint}",
+        f"specs/svc.yaml:9: env db_password looks like a secret in plain text; use db_password: {{from_env: "
+        f"db_password}} {hint}",
     ]
     assert not any("SECRET" in p for p in problems)
 
@@ -98,7 +106,9 @@ def test_what_looks_like_a_secret(key: str, secret: bool) -> None:
 
 def test_validation_checks_the_shape_not_the_presence(repo, monkeypatch) -> None:
     monkeypatch.delenv("GPUMOD_TEST_NOT_SET", raising=False)
-    root = repo(**{"svc.yaml": service("  HF_TOKEN: {from_env: GPUMOD_TEST_NOT_SET}\n  K: {from_file: /nonexistent/k}\n")})
+    root = repo(
+        **{"svc.yaml": service("  HF_TOKEN: {from_env: GPUMOD_TEST_NOT_SET}\n  K: {from_file: /nonexistent/k}\n")}
+    )
     assert problems_of(root) == []
 
 
@@ -118,9 +128,11 @@ def resolved(root, name: str = "web", with_pod: bool = True) -> ResolvedService:
 def test_resolution_keeps_plain_values_and_secret_references_apart(repo) -> None:
     root = repo(
         **{
-            "pods__box.yaml": POD + "env:\n  HF_TOKEN: {from_env: HF_TOKEN}\n  HF_HOME: /pod\n  SHARED: {from_file: pod.key}\n",
+            "pods__box.yaml": POD
+            + "env:\n  HF_TOKEN: {from_env: HF_TOKEN}\n  HF_HOME: /pod\n  SHARED: {from_file: pod.key}\n",
             "svc.yaml": service("  HF_HOME: /svc\n  SHARED: {from_env: SVC_SHARED}\n  API_KEY: {from_file: ~/k}\n")
-            + "---\n" + MODE,
+            + "---\n"
+            + MODE,
         }
     )
     svc = resolved(root)

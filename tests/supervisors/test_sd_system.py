@@ -41,7 +41,9 @@ class NsenterTransport:
         self.pod = pod
         self.local = LocalTransport()
 
-    async def run(self, argv: Sequence[str], *, stdin: bytes | None = None, timeout: float | None = None) -> CommandResult:
+    async def run(
+        self, argv: Sequence[str], *, stdin: bytes | None = None, timeout: float | None = None
+    ) -> CommandResult:
         return await self.local.run(self.pod.nsenter_argv(*argv), stdin=stdin, timeout=timeout)
 
     async def close(self) -> None:

@@ -29,7 +29,9 @@ async def test_env_reaches_the_child():
 
 
 async def test_close_kills_a_child_that_ignores_eof():
-    proc = await LocalTransport().open_process([sys.executable, "-c", "import time;print('up',flush=True);time.sleep(60)"])
+    proc = await LocalTransport().open_process(
+        [sys.executable, "-c", "import time;print('up',flush=True);time.sleep(60)"]
+    )
     assert await proc.readline() == "up\n"
     pid = proc.pid
     started = time.monotonic()

@@ -144,8 +144,16 @@ async def test_timeout_kills_the_remote_command_and_what_it_forked(ssh, tmp_path
     victims = pids.read_text().split()
 
     async def gone() -> bool:  # pids of the pod's PID namespace: look from the pod
-        check = await ssh.run(["sh", "-c", "for p; do grep -qsv '^[0-9]* ([^)]*) Z' /proc/$p/stat && exit 1; done; exit 0",
-                               "sh", *victims], timeout=10)
+        check = await ssh.run(
+            [
+                "sh",
+                "-c",
+                "for p; do grep -qsv '^[0-9]* ([^)]*) Z' /proc/$p/stat && exit 1; done; exit 0",
+                "sh",
+                *victims,
+            ],
+            timeout=10,
+        )
         return check.ok
 
     deadline = time.monotonic() + 5

@@ -7,7 +7,10 @@ import sys
 
 
 def test_the_cli_starts_without_importing_textual() -> None:
-    code = "import sys, gpumod.cli; gpumod.cli.register_all(); print(sorted(m for m in sys.modules if m.split('.')[0] in ('textual', 'gpumod')))"
+    code = (
+        "import sys, gpumod.cli; gpumod.cli.register_all(); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('textual', 'gpumod')))"
+    )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     loaded = eval(res.stdout)  # a printed list of module names
     assert "gpumod.tui.command" in loaded  # the command is registered...
