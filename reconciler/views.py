@@ -176,19 +176,10 @@ def render_recap(result: ApplyResult) -> list[str]:
 # -- status ----------------------------------------------------------------------------------
 
 
-def _since(started_at: float | None, now: float) -> str:
-    if not started_at:
-        return "-"
-    secs = int(max(0, now - started_at))
-    if secs < 120:
-        return f"{secs}s"
-    if secs < 7200:
-        return f"{secs // 60}m"
-    return f"{secs // 3600}h{(secs % 3600) // 60:02d}m"
-
-
 def status_table(result: StatusResult, *, visual: bool = False) -> list[Any]:
     from rich.table import Table  # only `status` draws tables
+
+    from gpumod.ops.status import since_text
 
     now = result.now
     out: list[Any] = []
@@ -209,7 +200,7 @@ def status_table(result: StatusResult, *, visual: bool = False) -> list[Any]:
                 ",".join(map(str, r.gpus)) or "-",
                 f"{r.vram_used_mb}/{budget} MiB",
                 str(r.port or "-"),
-                _since(r.since, now),
+                since_text(r.since, now),
                 *((r.note,) if with_notes else ()),
             ]
             texts = [Text(c) for c in cells]

@@ -16,7 +16,7 @@ from typing import Any, Sequence
 from gpumod.core.model import GpuInfo
 from gpumod.ops.snapshot import Snapshot, snapshot
 
-__all__ = ["PodStatus", "ServiceStatus", "StatusResult", "status", "status_of"]
+__all__ = ["PodStatus", "ServiceStatus", "StatusResult", "since_text", "status", "status_of"]
 
 
 @dataclass(frozen=True)
@@ -194,3 +194,15 @@ def _note(
     if message and state not in ("running", "sleeping"):
         return str(message)
     return ""
+
+
+def since_text(started_at: float | None, now: float) -> str:
+    """How long a service has run, as every status table shows it: ``42s``, ``7m``, ``3h05m``."""
+    if not started_at:
+        return "-"
+    secs = int(max(0, now - started_at))
+    if secs < 120:
+        return f"{secs}s"
+    if secs < 7200:
+        return f"{secs // 60}m"
+    return f"{secs // 3600}h{(secs % 3600) // 60:02d}m"

@@ -22,7 +22,7 @@ from gpumod.ops.apply import ApplyResult
 from gpumod.ops.events import Event, Note, PassStarted, PlanBuilt, RunFailed, RunFinished, StepFinished, StepStarted
 from gpumod.ops.logs import LogsResult
 from gpumod.ops.simulate import SimulationResult
-from gpumod.ops.status import PodStatus, ServiceStatus, StatusResult
+from gpumod.ops.status import PodStatus, ServiceStatus, StatusResult, since_text
 
 __all__ = [
     "BAR_WIDTH",
@@ -178,17 +178,6 @@ def pod_title(pod: PodStatus) -> Text:
     return title
 
 
-def since(started_at: float | None, now: float) -> str:
-    if not started_at:
-        return "-"
-    secs = int(max(0, now - started_at))
-    if secs < 120:
-        return f"{secs}s"
-    if secs < 7200:
-        return f"{secs // 60}m"
-    return f"{secs // 3600}h{(secs % 3600) // 60:02d}m"
-
-
 def table_rows(result: StatusResult, pod: PodStatus) -> list[tuple[Text, ...]]:
     """The service table's rows, one per service, in the order of ``COLUMNS``."""
     rows = []
@@ -207,7 +196,7 @@ def _row(r: ServiceStatus, now: float) -> tuple[Text, ...]:
         Text(",".join(map(str, r.gpus)) or "-"),
         Text(f"{r.vram_used_mb}/{budget} MiB"),
         Text(str(r.port or "-")),
-        Text(since(r.since, now)),
+        Text(since_text(r.since, now)),
         Text(r.note, style="yellow" if r.note else ""),
     )
     return cells
