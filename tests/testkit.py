@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import time
+from dataclasses import dataclass
 from typing import Callable
 
 
@@ -22,3 +23,17 @@ def wait_until(predicate: Callable[[], object], timeout: float = 5.0, step: floa
             return True
         time.sleep(step)
     return bool(predicate())
+
+
+@dataclass
+class FakeClock:
+    """A ``gpumod.ports.Clock`` whose ``sleep`` only advances ``t``: executor waits (health,
+    VRAM release, fill) run in zero seconds, and ``t`` says how long they would have taken."""
+
+    t: float = 0.0
+
+    def now(self) -> float:
+        return self.t
+
+    async def sleep(self, seconds: float) -> None:
+        self.t += seconds

@@ -19,18 +19,8 @@ from gpumod.core.model import DesiredPod, PodPlan, Step
 from gpumod.core.plan import plan
 from gpumod.execute import PodExecutor, StepOutcome
 from plan_sim import allocations
+from testkit import FakeClock
 from test_plan_properties import SETTINGS, worlds
-
-
-@dataclass
-class _Clock:
-    t: float = 0.0
-
-    def now(self) -> float:
-        return self.t
-
-    async def sleep(self, seconds: float) -> None:
-        self.t += seconds
 
 
 @dataclass
@@ -70,7 +60,7 @@ class _WaitOnly(PodExecutor):
 def _waits(pod: DesiredPod, pod_plan: PodPlan, expected: list[dict[int, int]]) -> tuple[list[int], str]:
     gpus = tuple(sorted({g.index for g in pod.gpus} | {g for need in expected for g in need}))
     fake = _Pod(expected, gpus, polls=[0] * len(expected))
-    executor = _WaitOnly(agent=fake, ctx=None, desired=pod, clock=_Clock(), vram_release_timeout_s=5)  # type: ignore[arg-type]
+    executor = _WaitOnly(agent=fake, ctx=None, desired=pod, clock=FakeClock(), vram_release_timeout_s=5)  # type: ignore[arg-type]
     run = asyncio.run(executor.run(pod_plan))
     return fake.polls, run.error
 
