@@ -166,11 +166,7 @@ def service_status(
             _json(inventory.rows_to_json(rows))
             return 0
         for p, r in rows:
-            budget = "-" if r.vram_budget_mb is None else str(r.vram_budget_mb)
-            line = (
-                f"{p}/{r.service}: {r.state} (target {r.target}), "
-                f"VRAM {r.vram_used_mb}/{budget} MiB, port {r.port or '-'}"
-            )
+            line = f"{p}/{r.service}: {r.state} (target {r.target}), VRAM {r.vram_text}, port {r.port or '-'}"
             out.print(line + (f" — {r.note}" if r.note else ""))
         return 0
 

@@ -43,15 +43,6 @@ __all__ = [
 BAR_WIDTH = 60
 COLUMNS = ("service", "state", "target", "GPU", "VRAM used/budget", "port", "since", "why not running")
 PALETTE = ("green", "blue", "magenta", "cyan", "yellow", "bright_green", "bright_blue", "bright_magenta", "red")
-STATE_STYLE = {
-    "running": "green",
-    "sleeping": "cyan",
-    "starting": "yellow",
-    "unhealthy": "red",
-    "failed": "red",
-    "stopped": "dim",
-    "absent": "dim",
-}
 FOREIGN = "not gpumod's"
 RESERVE = "reserve"
 
@@ -187,14 +178,12 @@ def table_rows(result: StatusResult, pod: PodStatus) -> list[tuple[Text, ...]]:
 
 
 def _row(r: ServiceStatus, now: float) -> tuple[Text, ...]:
-    state = "degraded" if r.degraded else r.state + (f" ({r.sleep_level})" if r.sleep_level else "")
-    budget = "-" if r.vram_budget_mb is None else str(r.vram_budget_mb)
     cells = (
         Text(r.service),
-        Text(state, style="red" if r.degraded else STATE_STYLE.get(r.state, "")),
+        Text(r.state_label, style=r.state_style),
         Text(r.target),
         Text(",".join(map(str, r.gpus)) or "-"),
-        Text(f"{r.vram_used_mb}/{budget} MiB"),
+        Text(r.vram_text),
         Text(str(r.port or "-")),
         Text(since_text(r.since, now)),
         Text(r.note, style="yellow" if r.note else ""),
