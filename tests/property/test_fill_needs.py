@@ -16,11 +16,10 @@ from dataclasses import dataclass, field
 from hypothesis import given
 
 from gpumod.core.model import DesiredPod, PodPlan, Step
-from gpumod.core.plan import plan
 from gpumod.execute import PodExecutor, StepOutcome
 from plan_sim import allocations
 from testkit import FakeClock
-from test_plan_properties import SETTINGS, worlds
+from test_plan_properties import SETTINGS, executed, worlds
 
 
 @dataclass
@@ -68,12 +67,7 @@ def _waits(pod: DesiredPod, pod_plan: PodPlan, expected: list[dict[int, int]]) -
 @SETTINGS
 @given(worlds())
 def test_the_executor_waits_for_exactly_the_need_the_plan_priced(world) -> None:
-    desired, observed = world
-    result = plan(desired, observed)
-    for pod, seen in zip(desired, observed):
-        pod_plan = result.pod(pod.name)
-        if not pod_plan.fits or not seen.reachable:
-            continue
+    for pod, seen, pod_plan in executed(world):
         fill_waves = sorted({s.wave for s in pod_plan.steps if s.phase == "fill"})
         expected = allocations(pod, seen, pod_plan)
         assert [pod_plan.need_before(w) for w in fill_waves] == expected  # (a)
