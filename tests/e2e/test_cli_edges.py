@@ -16,6 +16,8 @@ import sys
 import textwrap
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -299,14 +301,24 @@ asyncio.run(main())
 """
 
 
-def test_a_locked_pod_names_the_real_unlock_line_and_unlock_asks_before_breaking_a_live_holder(edge) -> None:
-    g = edge(_sh_service("s", "sleep 300"), "s")
+@contextmanager
+def _lock_held(g: Gpumod) -> Iterator[subprocess.Popen[str]]:
+    """A live process holding POD's lock (HOLD): it prints "lost" when its lock is broken; killed after."""
     holder = subprocess.Popen(
         [sys.executable, "-c", HOLD, str(g.home), POD], stdout=subprocess.PIPE, text=True, env=g.env,
         stdin=subprocess.PIPE,
     )
     try:
         assert holder.stdout.readline().strip() == "held"
+        yield holder
+    finally:
+        holder.kill()
+        holder.wait(timeout=10)
+
+
+def test_a_locked_pod_names_the_real_unlock_line_and_unlock_asks_before_breaking_a_live_holder(edge) -> None:
+    g = edge(_sh_service("s", "sleep 300"), "s")
+    with _lock_held(g) as holder:
         res = g.run("apply", str(g.specs), "--yes")
         assert res.returncode == 1, res.stdout + res.stderr
         assert f"gpumod unlock {POD} --specs {g.specs}" in res.stdout + res.stderr
@@ -328,9 +340,6 @@ def test_a_locked_pod_names_the_real_unlock_line_and_unlock_asks_before_breaking
             cwd=g.home, stdin=subprocess.DEVNULL, timeout=60,
         )
         assert elsewhere.returncode == 2 and "--specs" in elsewhere.stderr and "Traceback" not in elsewhere.stderr
-    finally:
-        holder.kill()
-        holder.wait(timeout=10)
 
 
 def _on_a_terminal(g: Gpumod, answer: str, *args: str) -> tuple[int, str]:
@@ -368,12 +377,7 @@ def _on_a_terminal(g: Gpumod, answer: str, *args: str) -> tuple[int, str]:
 
 def test_unlock_on_a_terminal_asks_before_breaking_a_live_holder(edge) -> None:
     g = edge(_sh_service("s", "sleep 300"), "s")
-    holder = subprocess.Popen(
-        [sys.executable, "-c", HOLD, str(g.home), POD], stdout=subprocess.PIPE, text=True, env=g.env,
-        stdin=subprocess.PIPE,
-    )
-    try:
-        assert holder.stdout.readline().strip() == "held"
+    with _lock_held(g) as holder:
         code, out = _on_a_terminal(g, "n", "unlock", POD, "--specs", str(g.specs))
         assert code == 1, out
         assert "locked right now" in out and "gpumod apply elsewhere/" in out
@@ -381,6 +385,3 @@ def test_unlock_on_a_terminal_asks_before_breaking_a_live_holder(edge) -> None:
         code, out = _on_a_terminal(g, "y", "unlock", POD, "--specs", str(g.specs))
         assert code == 0 and "broke the lock" in out, out
         assert holder.stdout.readline().strip() == "lost"
-    finally:
-        holder.kill()
-        holder.wait(timeout=10)
