@@ -10,6 +10,8 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -124,6 +126,16 @@ sim: {{load_s: 0.3, sleep_s: 0.1, wake_s: 0.1}}
 ---
 """
     (g.specs / "all.yaml").write_text(pod_doc + rest)
+
+
+def http_status(url: str, key: str | None = None) -> int:
+    """GET URL (with ``Authorization: Bearer KEY`` when KEY is given) and return the HTTP status."""
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {key}"} if key else {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.status
+    except urllib.error.HTTPError as err:
+        return err.code
 
 
 def kill_recorded(home: Path) -> None:

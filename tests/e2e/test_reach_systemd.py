@@ -5,12 +5,10 @@ server's command line; clients need it, and gpumod's own sleep and wake calls se
 from __future__ import annotations
 
 import secrets
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
-from e2e_helpers import Gpumod, write_sdpod_specs
+from e2e_helpers import Gpumod, http_status, write_sdpod_specs
 
 pytestmark = pytest.mark.e2e
 
@@ -32,15 +30,6 @@ kind: Mode
 name: quiet
 services: [{name: pub, state: sleeping}]
 """
-
-
-def status_of(url: str, key: str | None = None) -> int:
-    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {key}"} if key else {})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as answer:
-            return answer.status
-    except urllib.error.HTTPError as err:
-        return err.code
 
 
 def test_exposed_unit_keeps_its_key_in_the_environment_file(systemd_pod, tmp_path: Path) -> None:
@@ -65,8 +54,8 @@ def test_exposed_unit_keeps_its_key_in_the_environment_file(systemd_pod, tmp_pat
         assert "vllm" in cmdline and key not in cmdline
 
         url = f"http://{systemd_pod.ip}:8311"
-        assert status_of(f"{url}/v1/models") == 401
-        assert status_of(f"{url}/v1/models", key) == 200
+        assert http_status(f"{url}/v1/models") == 401
+        assert http_status(f"{url}/v1/models", key) == 200
 
         write_sdpod_specs(g, systemd_pod, state, "quiet", SERVICES)  # the sleep call needs the key (401 without it)
         res = g.run("apply", str(g.specs), "--yes")
