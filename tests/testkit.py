@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import time
+from pathlib import Path
 from dataclasses import dataclass
 from typing import Callable
 
@@ -23,6 +24,20 @@ def wait_until(predicate: Callable[[], object], timeout: float = 5.0, step: floa
             return True
         time.sleep(step)
     return bool(predicate())
+
+
+
+def pids_by_argv(match: Callable[[list[bytes]], bool]) -> list[int]:
+    """PIDs of the processes on this machine whose argv (read from /proc, split at NUL) MATCH accepts."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if match(argv):
+            found.append(int(proc.name))
+    return found
 
 
 @dataclass

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from testkit import free_port
+from testkit import free_port, pids_by_argv
 
 from e2e_helpers import Gpumod, kill_recorded, wait_for
 
@@ -237,15 +237,7 @@ def test_plan_on_an_unreachable_pod_does_not_say_no_changes(tmp_path: Path) -> N
 
 def _followers(log: Path) -> list[int]:
     """PIDs of processes following ``log`` (the follow script's argv names it)."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        try:
-            argv = (proc / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if str(log).encode() in argv and any(b"threading" in a for a in argv):
-            found.append(int(proc.name))
-    return found
+    return pids_by_argv(lambda argv: str(log).encode() in argv and any(b"threading" in a for a in argv))
 
 
 def test_logs_follow_until_ctrl_c_and_logs_of_a_stopped_service(edge) -> None:
