@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import subprocess
 import time
 from pathlib import Path
 from dataclasses import dataclass
@@ -38,6 +39,18 @@ def pids_by_argv(match: Callable[[list[bytes]], bool]) -> list[int]:
         if match(argv):
             found.append(int(proc.name))
     return found
+
+
+# A git author and committer for the commits tests make, and for the ones gpumod makes (--commit).
+GIT_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+
+
+def git(cwd: Path | str, *args: str) -> str:
+    """Run git in CWD as GIT_ENV's author, with no user config (HOME is CWD); its stdout."""
+    return subprocess.run(
+        ["git", *args], cwd=cwd, check=True, capture_output=True, text=True,
+        env={**GIT_ENV, "HOME": str(cwd), "PATH": "/usr/bin:/bin"},
+    ).stdout
 
 
 @dataclass
