@@ -160,3 +160,15 @@ def wait_for(predicate, timeout: float = 30.0, interval: float = 0.2):
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         time.sleep(interval)
+
+
+def runs_on_sim_pods_only(repo: Path) -> bool:
+    """Whether every Pod of a spec repo is a simulated pod on this machine (``host: sim``): such a
+    repo is applied here as it is; one with SSH pods is applied on the tests' own pods instead."""
+    hosts = [
+        doc.get("host")
+        for path in sorted(repo.rglob("*.y*ml"))
+        for doc in yaml.safe_load_all(path.read_text())
+        if isinstance(doc, dict) and doc.get("kind") == "Pod"
+    ]
+    return bool(hosts) and all(host == "sim" for host in hosts)

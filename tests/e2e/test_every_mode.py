@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-from e2e_helpers import ROOT, Gpumod, kill_recorded, use_free_ports
+from e2e_helpers import ROOT, Gpumod, kill_recorded, runs_on_sim_pods_only, use_free_ports
 
 pytestmark = pytest.mark.e2e
 
 REPOS = {"specs": ROOT / "specs"} | {
-    p.name: p for p in sorted((ROOT / "examples").iterdir()) if p.is_dir() and p.name != "ssh-fleet"
-}
+    p.name: p for p in sorted((ROOT / "examples").iterdir()) if p.is_dir() and runs_on_sim_pods_only(p)
+}  # the examples with SSH pods are applied on the tests' own pods (test_examples.py, test_rented_pod.py)
 DOES_NOT_FIT = {("specs", "everything")}  # the README's example of a mode that cannot fit
 # warm switches, one apply after the other on the same pod; together they visit every mode that fits
 SWITCHES = {

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from e2e_helpers import ROOT, Gpumod, kill_recorded, use_free_ports
+from e2e_helpers import ROOT, Gpumod, kill_recorded, runs_on_sim_pods_only, use_free_ports
 
 pytestmark = pytest.mark.e2e
 EXAMPLES = sorted(p for p in (ROOT / "examples").iterdir() if p.is_dir())
 # real hosts: applied on test pods (ssh-fleet below, rented-pod in test_rented_pod.py)
-SSH_EXAMPLES = [p for p in EXAMPLES if p.name in ("ssh-fleet", "rented-pod")]
+SSH_EXAMPLES = [p for p in EXAMPLES if not runs_on_sim_pods_only(p)]
 SIM_EXAMPLES = [p for p in EXAMPLES if p not in SSH_EXAMPLES]
 
 
