@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Coroutine, Optional
 
 import typer
 from rich.text import Text
@@ -81,6 +81,17 @@ def mode_status(
     _run(body)
 
 
+def _edit(
+    verb: Callable[..., Coroutine[Any, Any, SwitchResult]], no_apply: bool, yes: bool, output: Output
+) -> int:
+    """Run a spec-editing verb with the CLI's apply, confirmation and progress options; print it."""
+    quiet = output is Output.json
+    result = asyncio.run(
+        verb(apply_after=not no_apply, confirm=_confirm(yes or quiet), reporter=ConsoleReporter(out, quiet=quiet))
+    )
+    return _print_switch(result, quiet)
+
+
 def _print_switch(result: SwitchResult, as_json: bool) -> int:
     if as_json:
         _json(result.to_json())
@@ -115,14 +126,7 @@ def mode_switch(
 
     def body() -> int:
         _need(specs)
-        quiet = output is Output.json
-        result = asyncio.run(
-            switch_mode(
-                specs, mode, pod, commit=commit, apply_after=not no_apply,
-                confirm=_confirm(yes or quiet), reporter=ConsoleReporter(out, quiet=quiet),
-            )
-        )
-        return _print_switch(result, quiet)
+        return _edit(lambda **o: switch_mode(specs, mode, pod, commit=commit, **o), no_apply, yes, output)
 
     _run(body)
 
@@ -162,11 +166,7 @@ def service_status(
             _json(inventory.rows_to_json(rows))
             return 0
         for p, r in rows:
-            budget = "-" if r.vram_budget_mb is None else str(r.vram_budget_mb)
-            line = (
-                f"{p}/{r.service}: {r.state} (target {r.target}), "
-                f"VRAM {r.vram_used_mb}/{budget} MiB, port {r.port or '-'}"
-            )
+            line = f"{p}/{r.service}: {r.state} (target {r.target}), VRAM {r.vram_text}, port {r.port or '-'}"
             out.print(line + (f" — {r.note}" if r.note else ""))
         return 0
 
@@ -218,14 +218,7 @@ def start(
         for key, value in (("gpus", gpus), ("gpu_memory_utilization", memory), ("context", context)):
             if value is not None:
                 doc[key] = value
-        quiet = output is Output.json
-        result = asyncio.run(
-            start_service(
-                specs, doc, pod, apply_after=not no_apply,
-                confirm=_confirm(yes or quiet), reporter=ConsoleReporter(out, quiet=quiet),
-            )
-        )
-        return _print_switch(result, quiet)
+        return _edit(lambda **o: start_service(specs, doc, pod, **o), no_apply, yes, output)
 
     _run(body)
 
@@ -243,13 +236,6 @@ def stop(
 
     def body() -> int:
         _need(specs)
-        quiet = output is Output.json
-        result = asyncio.run(
-            stop_service(
-                specs, name, pod, apply_after=not no_apply,
-                confirm=_confirm(yes or quiet), reporter=ConsoleReporter(out, quiet=quiet),
-            )
-        )
-        return _print_switch(result, quiet)
+        return _edit(lambda **o: stop_service(specs, name, pod, **o), no_apply, yes, output)
 
     _run(body)

@@ -26,15 +26,6 @@ if TYPE_CHECKING:  # events and results of verbs `plan` does not load (benchmark
     from gpumod.ops.status import StatusResult
 
 BAR_WIDTH = 40
-STATE_STYLE = {
-    "running": "green",
-    "sleeping": "cyan",
-    "starting": "yellow",
-    "unhealthy": "red",
-    "failed": "red",
-    "stopped": "dim",
-    "absent": "dim",
-}
 
 
 def styled(*parts: str | tuple[str, str]) -> Text:
@@ -176,19 +167,10 @@ def render_recap(result: ApplyResult) -> list[str]:
 # -- status ----------------------------------------------------------------------------------
 
 
-def _since(started_at: float | None, now: float) -> str:
-    if not started_at:
-        return "-"
-    secs = int(max(0, now - started_at))
-    if secs < 120:
-        return f"{secs}s"
-    if secs < 7200:
-        return f"{secs // 60}m"
-    return f"{secs // 3600}h{(secs % 3600) // 60:02d}m"
-
-
 def status_table(result: StatusResult, *, visual: bool = False) -> list[Any]:
     from rich.table import Table  # only `status` draws tables
+
+    from gpumod.ops.status import since_text
 
     now = result.now
     out: list[Any] = []
@@ -200,20 +182,18 @@ def status_table(result: StatusResult, *, visual: bool = False) -> list[Any]:
         ):
             table.add_column(col)
         for r in pod.services:
-            state = "degraded" if r.degraded else r.state + (f" ({r.sleep_level})" if r.sleep_level else "")
-            budget = "-" if r.vram_budget_mb is None else f"{r.vram_budget_mb}"
             cells = [
                 r.service,
-                state,
+                r.state_label,
                 r.target,
                 ",".join(map(str, r.gpus)) or "-",
-                f"{r.vram_used_mb}/{budget} MiB",
+                r.vram_text,
                 str(r.port or "-"),
-                _since(r.since, now),
+                since_text(r.since, now),
                 *((r.note,) if with_notes else ()),
             ]
             texts = [Text(c) for c in cells]
-            texts[1].stylize("red" if r.degraded else STATE_STYLE.get(r.state, ""))
+            texts[1].stylize(r.state_style)
             table.add_row(*texts)
         out.append(table)
         for r in pod.services:

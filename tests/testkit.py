@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import socket
+import subprocess
 import time
+from pathlib import Path
+from dataclasses import dataclass
 from typing import Callable
 
 
@@ -22,3 +25,43 @@ def wait_until(predicate: Callable[[], object], timeout: float = 5.0, step: floa
             return True
         time.sleep(step)
     return bool(predicate())
+
+
+
+def pids_by_argv(match: Callable[[list[bytes]], bool]) -> list[int]:
+    """PIDs of the processes on this machine whose argv (read from /proc, split at NUL) MATCH accepts."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if match(argv):
+            found.append(int(proc.name))
+    return found
+
+
+# A git author and committer for the commits tests make, and for the ones gpumod makes (--commit).
+GIT_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+
+
+def git(cwd: Path | str, *args: str) -> str:
+    """Run git in CWD as GIT_ENV's author, with no user config (HOME is CWD); its stdout."""
+    return subprocess.run(
+        ["git", *args], cwd=cwd, check=True, capture_output=True, text=True,
+        env={**GIT_ENV, "HOME": str(cwd), "PATH": "/usr/bin:/bin"},
+    ).stdout
+
+
+@dataclass
+class FakeClock:
+    """A ``gpumod.ports.Clock`` whose ``sleep`` only advances ``t``: executor waits (health,
+    VRAM release, fill) run in zero seconds, and ``t`` says how long they would have taken."""
+
+    t: float = 0.0
+
+    def now(self) -> float:
+        return self.t
+
+    async def sleep(self, seconds: float) -> None:
+        self.t += seconds

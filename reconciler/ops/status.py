@@ -16,7 +16,18 @@ from typing import Any, Sequence
 from gpumod.core.model import GpuInfo
 from gpumod.ops.snapshot import Snapshot, snapshot
 
-__all__ = ["PodStatus", "ServiceStatus", "StatusResult", "status", "status_of"]
+__all__ = ["PodStatus", "ServiceStatus", "StatusResult", "since_text", "status", "status_of"]
+
+
+_STATE_STYLE = {
+    "running": "green",
+    "sleeping": "cyan",
+    "starting": "yellow",
+    "unhealthy": "red",
+    "failed": "red",
+    "stopped": "dim",
+    "absent": "dim",
+}
 
 
 @dataclass(frozen=True)
@@ -42,6 +53,22 @@ class ServiceStatus:
     retry_at: float | None
     deferred: str  # why the plan leaves it alone for now
     note: str  # why it is not as wanted, for a person ("" when it is)
+
+    @property
+    def state_label(self) -> str:
+        """The state column: ``degraded``, or the state with its sleep level (``sleeping (l1)``)."""
+        return "degraded" if self.degraded else self.state + (f" ({self.sleep_level})" if self.sleep_level else "")
+
+    @property
+    def state_style(self) -> str:
+        """The rich style the faces give the state column (a name; nothing here renders)."""
+        return "red" if self.degraded else _STATE_STYLE.get(self.state, "")
+
+    @property
+    def vram_text(self) -> str:
+        """VRAM used/budget as the tables show it: ``8000/8192 MiB``, ``0/- MiB`` when not desired."""
+        budget = "-" if self.vram_budget_mb is None else str(self.vram_budget_mb)
+        return f"{self.vram_used_mb}/{budget} MiB"
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -194,3 +221,15 @@ def _note(
     if message and state not in ("running", "sleeping"):
         return str(message)
     return ""
+
+
+def since_text(started_at: float | None, now: float) -> str:
+    """How long a service has run, as every status table shows it: ``42s``, ``7m``, ``3h05m``."""
+    if not started_at:
+        return "-"
+    secs = int(max(0, now - started_at))
+    if secs < 120:
+        return f"{secs}s"
+    if secs < 7200:
+        return f"{secs // 60}m"
+    return f"{secs // 3600}h{(secs % 3600) // 60:02d}m"

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping, TypedDict
 
 from gpumod import gitcommit
 from gpumod.core.model import Plan
@@ -22,7 +22,10 @@ from gpumod.ops.events import Reporter
 from gpumod.ops.plan import plan
 from gpumod.spec.edit import SpecEdit, add_service, remove_service_from_mode, set_pod_mode
 
-__all__ = ["SwitchResult", "start_service", "stop_service", "switch_mode"]
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+__all__ = ["EditOptions", "SwitchResult", "start_service", "stop_service", "switch_mode"]
 
 
 @dataclass(frozen=True)
@@ -53,65 +56,44 @@ class SwitchResult:
         }
 
 
+class EditOptions(TypedDict, total=False):
+    """The options every spec-editing verb takes (their defaults are ``_edit_then_apply``'s)."""
+
+    commit: bool  # git commit exactly the edited files (refused with uncommitted changes)
+    apply_after: bool  # False: only edit the specs (--no-apply)
+    confirm: Callable[[Plan], bool]  # asked with the plan before it is applied
+    reporter: Reporter | None
+
+
 async def switch_mode(
-    spec_dir: str | Path,
-    mode: str,
-    pod: str | None = None,
-    *,
-    commit: bool = False,
-    apply_after: bool = True,
-    confirm: Callable[[Plan], bool] = lambda plan: True,
-    reporter: Reporter | None = None,
+    spec_dir: str | Path, mode: str, pod: str | None = None, **options: Unpack[EditOptions]
 ) -> SwitchResult:
     """Set the pod's ``mode:`` (only that line changes), commit it if asked, then apply."""
-    return await _edit_then_apply(
-        spec_dir, lambda: set_pod_mode(spec_dir, pod, mode), commit=commit, apply_after=apply_after,
-        confirm=confirm, reporter=reporter,
-    )
+    return await _edit_then_apply(spec_dir, lambda: set_pod_mode(spec_dir, pod, mode), **options)
 
 
 async def start_service(
-    spec_dir: str | Path,
-    service_doc: Mapping[str, Any],
-    pod: str | None = None,
-    *,
-    commit: bool = False,
-    apply_after: bool = True,
-    confirm: Callable[[Plan], bool] = lambda plan: True,
-    reporter: Reporter | None = None,
+    spec_dir: str | Path, service_doc: Mapping[str, Any], pod: str | None = None, **options: Unpack[EditOptions]
 ) -> SwitchResult:
     """Write a Service document, add it to the pod's mode, then apply."""
-    return await _edit_then_apply(
-        spec_dir, lambda: add_service(spec_dir, pod, service_doc), commit=commit, apply_after=apply_after,
-        confirm=confirm, reporter=reporter,
-    )
+    return await _edit_then_apply(spec_dir, lambda: add_service(spec_dir, pod, service_doc), **options)
 
 
 async def stop_service(
-    spec_dir: str | Path,
-    name: str,
-    pod: str | None = None,
-    *,
-    commit: bool = False,
-    apply_after: bool = True,
-    confirm: Callable[[Plan], bool] = lambda plan: True,
-    reporter: Reporter | None = None,
+    spec_dir: str | Path, name: str, pod: str | None = None, **options: Unpack[EditOptions]
 ) -> SwitchResult:
     """Remove a service from the pod's mode (its document stays), then apply."""
-    return await _edit_then_apply(
-        spec_dir, lambda: remove_service_from_mode(spec_dir, pod, name), commit=commit, apply_after=apply_after,
-        confirm=confirm, reporter=reporter,
-    )
+    return await _edit_then_apply(spec_dir, lambda: remove_service_from_mode(spec_dir, pod, name), **options)
 
 
 async def _edit_then_apply(
     spec_dir: str | Path,
     edit_specs: Callable[[], SpecEdit],
     *,
-    commit: bool,
-    apply_after: bool,
-    confirm: Callable[[Plan], bool],
-    reporter: Reporter | None,
+    commit: bool = False,
+    apply_after: bool = True,
+    confirm: Callable[[Plan], bool] = lambda plan: True,
+    reporter: Reporter | None = None,
 ) -> SwitchResult:
     if commit:
         dirty = gitcommit.uncommitted(spec_dir)

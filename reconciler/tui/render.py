@@ -22,7 +22,7 @@ from gpumod.ops.apply import ApplyResult
 from gpumod.ops.events import Event, Note, PassStarted, PlanBuilt, RunFailed, RunFinished, StepFinished, StepStarted
 from gpumod.ops.logs import LogsResult
 from gpumod.ops.simulate import SimulationResult
-from gpumod.ops.status import PodStatus, ServiceStatus, StatusResult
+from gpumod.ops.status import PodStatus, ServiceStatus, StatusResult, since_text
 
 __all__ = [
     "BAR_WIDTH",
@@ -43,15 +43,6 @@ __all__ = [
 BAR_WIDTH = 60
 COLUMNS = ("service", "state", "target", "GPU", "VRAM used/budget", "port", "since", "why not running")
 PALETTE = ("green", "blue", "magenta", "cyan", "yellow", "bright_green", "bright_blue", "bright_magenta", "red")
-STATE_STYLE = {
-    "running": "green",
-    "sleeping": "cyan",
-    "starting": "yellow",
-    "unhealthy": "red",
-    "failed": "red",
-    "stopped": "dim",
-    "absent": "dim",
-}
 FOREIGN = "not gpumod's"
 RESERVE = "reserve"
 
@@ -178,17 +169,6 @@ def pod_title(pod: PodStatus) -> Text:
     return title
 
 
-def since(started_at: float | None, now: float) -> str:
-    if not started_at:
-        return "-"
-    secs = int(max(0, now - started_at))
-    if secs < 120:
-        return f"{secs}s"
-    if secs < 7200:
-        return f"{secs // 60}m"
-    return f"{secs // 3600}h{(secs % 3600) // 60:02d}m"
-
-
 def table_rows(result: StatusResult, pod: PodStatus) -> list[tuple[Text, ...]]:
     """The service table's rows, one per service, in the order of ``COLUMNS``."""
     rows = []
@@ -198,16 +178,14 @@ def table_rows(result: StatusResult, pod: PodStatus) -> list[tuple[Text, ...]]:
 
 
 def _row(r: ServiceStatus, now: float) -> tuple[Text, ...]:
-    state = "degraded" if r.degraded else r.state + (f" ({r.sleep_level})" if r.sleep_level else "")
-    budget = "-" if r.vram_budget_mb is None else str(r.vram_budget_mb)
     cells = (
         Text(r.service),
-        Text(state, style="red" if r.degraded else STATE_STYLE.get(r.state, "")),
+        Text(r.state_label, style=r.state_style),
         Text(r.target),
         Text(",".join(map(str, r.gpus)) or "-"),
-        Text(f"{r.vram_used_mb}/{budget} MiB"),
+        Text(r.vram_text),
         Text(str(r.port or "-")),
-        Text(since(r.since, now)),
+        Text(since_text(r.since, now)),
         Text(r.note, style="yellow" if r.note else ""),
     )
     return cells

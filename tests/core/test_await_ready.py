@@ -13,23 +13,13 @@ from gpumod.core.model import DesiredPod, GpuInfo
 from gpumod.errors import HealthTimeoutError, StepError
 from gpumod.execute import PodExecutor
 from gpumod.spec.resolved import ResolvedService
+from testkit import FakeClock
 
 GPU = GpuInfo(0, "NVIDIA GeForce RTX 4090", 24564)
 SPEC = ResolvedService(name="chat", driver="vllm", port=7071, model="m", sleep="l1")
 META = {"driver": "vllm", "sleep": "l1", "probes": [{"key": "health", "path": "/health"}]}
 AWAKE = {"health": {"status": 200, "body": ""}, "sleep": {"status": 200, "body": '{"is_sleeping": false}'}}
 ASLEEP = {"health": {"status": 200, "body": ""}, "sleep": {"status": 200, "body": '{"is_sleeping": true}'}}
-
-
-@dataclass
-class _Clock:
-    t: float = 0.0
-
-    def now(self) -> float:
-        return self.t
-
-    async def sleep(self, seconds: float) -> None:
-        self.t += seconds
 
 
 @dataclass
@@ -46,7 +36,7 @@ class _Agent:
 def _wait(entries: list[dict], *, awake: bool = True, timeout: float = 5.0) -> int:
     agent = _Agent(entries)
     desired = DesiredPod("box", "m", (GPU,), 0, 1, ())
-    executor = PodExecutor(agent=agent, ctx=None, desired=desired, clock=_Clock())  # type: ignore[arg-type]
+    executor = PodExecutor(agent=agent, ctx=None, desired=desired, clock=FakeClock())  # type: ignore[arg-type]
     asyncio.run(executor._await_ready(SPEC, awake=awake, timeout=timeout))
     return agent.polls
 

@@ -8,19 +8,9 @@ from dataclasses import dataclass, field
 
 from gpumod.core.model import DesiredPod, FillNeed, GpuInfo, PodPlan, Step
 from gpumod.execute import PodExecutor, StepOutcome
+from testkit import FakeClock
 
 GPU = GpuInfo(0, "NVIDIA GeForce RTX 4090", 24564)
-
-
-@dataclass
-class _Clock:
-    t: float = 0.0
-
-    def now(self) -> float:
-        return self.t
-
-    async def sleep(self, seconds: float) -> None:
-        self.t += seconds
 
 
 @dataclass
@@ -41,7 +31,7 @@ class _Steps(PodExecutor):
 def _run(pod_plan: PodPlan, free_mb: int) -> tuple[list[str], str, list[StepOutcome]]:
     fake = _Pod(free_mb)
     desired = DesiredPod("sim-box", "rag", (GPU,), 512, 1, ())
-    executor = _Steps(agent=fake, ctx=None, desired=desired, clock=_Clock(), vram_release_timeout_s=60)  # type: ignore[arg-type]
+    executor = _Steps(agent=fake, ctx=None, desired=desired, clock=FakeClock(), vram_release_timeout_s=60)  # type: ignore[arg-type]
     run = asyncio.run(executor.run(pod_plan))
     return fake.ran, run.error, run.outcomes
 

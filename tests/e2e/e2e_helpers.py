@@ -10,6 +10,8 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -104,6 +106,36 @@ def use_free_ports(specs: Path) -> None:
             if doc.get("kind") == "Service":
                 doc["port"] = free_port()
         path.write_text(yaml.safe_dump_all(docs, sort_keys=False))
+
+
+def write_sdpod_specs(g: Gpumod, pod, state: Path, mode: str, rest: str) -> None:
+    """Write ``all.yaml``: the ``sdpod`` Pod document for the ``systemd_pod`` fixture (reached over
+    SSH, ``supervisor: auto``, one simulated RTX 4090, its state in STATE), then REST (the test's
+    services and modes)."""
+    pod_doc = f"""kind: Pod
+name: sdpod
+host: ssh://root@{pod.ip}:{pod.port}
+mode: {mode}
+supervisor: auto
+known_hosts: {pod.keys.known_hosts}
+identity_file: {pod.keys.client_key}
+python: {sys.executable}
+state_dir: {state}
+gpus: [{{name: NVIDIA GeForce RTX 4090, memory_mb: 24564}}]
+sim: {{load_s: 0.3, sleep_s: 0.1, wake_s: 0.1}}
+---
+"""
+    (g.specs / "all.yaml").write_text(pod_doc + rest)
+
+
+def http_status(url: str, key: str | None = None) -> int:
+    """GET URL (with ``Authorization: Bearer KEY`` when KEY is given) and return the HTTP status."""
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {key}"} if key else {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.status
+    except urllib.error.HTTPError as err:
+        return err.code
 
 
 def kill_recorded(home: Path) -> None:

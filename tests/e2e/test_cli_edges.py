@@ -16,10 +16,12 @@ import sys
 import textwrap
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from testkit import free_port
+from testkit import free_port, pids_by_argv
 
 from e2e_helpers import Gpumod, kill_recorded, wait_for
 
@@ -235,15 +237,7 @@ def test_plan_on_an_unreachable_pod_does_not_say_no_changes(tmp_path: Path) -> N
 
 def _followers(log: Path) -> list[int]:
     """PIDs of processes following ``log`` (the follow script's argv names it)."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        try:
-            argv = (proc / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if str(log).encode() in argv and any(b"threading" in a for a in argv):
-            found.append(int(proc.name))
-    return found
+    return pids_by_argv(lambda argv: str(log).encode() in argv and any(b"threading" in a for a in argv))
 
 
 def test_logs_follow_until_ctrl_c_and_logs_of_a_stopped_service(edge) -> None:
@@ -299,14 +293,24 @@ asyncio.run(main())
 """
 
 
-def test_a_locked_pod_names_the_real_unlock_line_and_unlock_asks_before_breaking_a_live_holder(edge) -> None:
-    g = edge(_sh_service("s", "sleep 300"), "s")
+@contextmanager
+def _lock_held(g: Gpumod) -> Iterator[subprocess.Popen[str]]:
+    """A live process holding POD's lock (HOLD): it prints "lost" when its lock is broken; killed after."""
     holder = subprocess.Popen(
         [sys.executable, "-c", HOLD, str(g.home), POD], stdout=subprocess.PIPE, text=True, env=g.env,
         stdin=subprocess.PIPE,
     )
     try:
         assert holder.stdout.readline().strip() == "held"
+        yield holder
+    finally:
+        holder.kill()
+        holder.wait(timeout=10)
+
+
+def test_a_locked_pod_names_the_real_unlock_line_and_unlock_asks_before_breaking_a_live_holder(edge) -> None:
+    g = edge(_sh_service("s", "sleep 300"), "s")
+    with _lock_held(g) as holder:
         res = g.run("apply", str(g.specs), "--yes")
         assert res.returncode == 1, res.stdout + res.stderr
         assert f"gpumod unlock {POD} --specs {g.specs}" in res.stdout + res.stderr
@@ -328,9 +332,6 @@ def test_a_locked_pod_names_the_real_unlock_line_and_unlock_asks_before_breaking
             cwd=g.home, stdin=subprocess.DEVNULL, timeout=60,
         )
         assert elsewhere.returncode == 2 and "--specs" in elsewhere.stderr and "Traceback" not in elsewhere.stderr
-    finally:
-        holder.kill()
-        holder.wait(timeout=10)
 
 
 def _on_a_terminal(g: Gpumod, answer: str, *args: str) -> tuple[int, str]:
@@ -368,12 +369,7 @@ def _on_a_terminal(g: Gpumod, answer: str, *args: str) -> tuple[int, str]:
 
 def test_unlock_on_a_terminal_asks_before_breaking_a_live_holder(edge) -> None:
     g = edge(_sh_service("s", "sleep 300"), "s")
-    holder = subprocess.Popen(
-        [sys.executable, "-c", HOLD, str(g.home), POD], stdout=subprocess.PIPE, text=True, env=g.env,
-        stdin=subprocess.PIPE,
-    )
-    try:
-        assert holder.stdout.readline().strip() == "held"
+    with _lock_held(g) as holder:
         code, out = _on_a_terminal(g, "n", "unlock", POD, "--specs", str(g.specs))
         assert code == 1, out
         assert "locked right now" in out and "gpumod apply elsewhere/" in out
@@ -381,6 +377,3 @@ def test_unlock_on_a_terminal_asks_before_breaking_a_live_holder(edge) -> None:
         code, out = _on_a_terminal(g, "y", "unlock", POD, "--specs", str(g.specs))
         assert code == 0 and "broke the lock" in out, out
         assert holder.stdout.readline().strip() == "lost"
-    finally:
-        holder.kill()
-        holder.wait(timeout=10)

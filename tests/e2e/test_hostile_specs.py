@@ -84,40 +84,37 @@ def refused(g: Gpumod, *expected: str, commands: tuple[str, ...] = ("validate", 
     assert g.records() == [], "a service was started"
 
 
+def _under_1_gib() -> None:
+    """preexec_fn: cap gpumod's address space at 1 GiB, so a bomb it expanded would kill it."""
+    resource.setrlimit(resource.RLIMIT_AS, (GIB, GIB))
+
+
+def _refuses_the_bomb(g: Gpumod, *args: str) -> None:
+    """`gpumod ARGS` under 1 GiB: exit 2, one line naming mode.yaml:1, no traceback or MemoryError."""
+    res = subprocess.run(
+        [sys.executable, "-m", "gpumod.cli", *args],
+        capture_output=True, text=True, env=g.env, timeout=120, stdin=subprocess.DEVNULL, preexec_fn=_under_1_gib,
+    )
+    out = res.stdout + res.stderr
+    assert res.returncode == 2, out
+    assert "Traceback" not in out and "MemoryError" not in out, out
+    assert f"{g.specs}/mode.yaml:1: this document expands to more than 100000 values" in out, out
+
+
 def test_an_alias_bomb_under_a_1_gib_limit_is_one_clear_error(make) -> None:
     bomb = alias_bomb()
     assert len(bomb) < 700
     g = make(**{"mode.yaml": MODE + bomb})
 
-    def limited() -> None:
-        resource.setrlimit(resource.RLIMIT_AS, (GIB, GIB))
-
     for command in ("validate", "apply"):
-        res = subprocess.run(
-            [sys.executable, "-m", "gpumod.cli", command, str(g.specs), *(["--yes"] if command == "apply" else [])],
-            capture_output=True, text=True, env=g.env, timeout=120, stdin=subprocess.DEVNULL, preexec_fn=limited,
-        )
-        out = res.stdout + res.stderr
-        assert res.returncode == 2, out
-        assert "Traceback" not in out and "MemoryError" not in out, out
-        assert f"{g.specs}/mode.yaml:1: this document expands to more than 100000 values" in out, out
+        _refuses_the_bomb(g, command, str(g.specs), *(["--yes"] if command == "apply" else []))
     assert g.records() == []
 
 
 def test_watch_refuses_to_start_on_an_alias_bomb(make) -> None:
     g = make(**{"mode.yaml": MODE + alias_bomb()})
 
-    def limited() -> None:
-        resource.setrlimit(resource.RLIMIT_AS, (GIB, GIB))
-
-    res = subprocess.run(
-        [sys.executable, "-m", "gpumod.cli", "watch", str(g.specs), "--interval", "0.2"],
-        capture_output=True, text=True, env=g.env, timeout=120, stdin=subprocess.DEVNULL, preexec_fn=limited,
-    )
-    out = res.stdout + res.stderr
-    assert res.returncode == 2, out
-    assert "Traceback" not in out and "MemoryError" not in out, out
-    assert f"{g.specs}/mode.yaml:1: this document expands to more than 100000 values" in out, out
+    _refuses_the_bomb(g, "watch", str(g.specs), "--interval", "0.2")
     assert g.records() == []
 
 
@@ -125,13 +122,10 @@ def test_watch_reports_an_alias_bomb_saved_later_and_keeps_its_memory(make) -> N
     empty = "kind: Mode\nname: m\nservices: []\n"
     g = make(**{"mode.yaml": empty})
 
-    def limited() -> None:
-        resource.setrlimit(resource.RLIMIT_AS, (GIB, GIB))
-
     proc = subprocess.Popen(
         [sys.executable, "-m", "gpumod.cli", "watch", str(g.specs), "--interval", "0.2"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=g.env, stdin=subprocess.DEVNULL,
-        preexec_fn=limited,
+        preexec_fn=_under_1_gib,
     )
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(proc.stdout or ()), daemon=True)

@@ -5,30 +5,22 @@ and `presets --pod` verdicts."""
 from __future__ import annotations
 
 import json
-import subprocess
 
 import pytest
 
 from e2e_helpers import Gpumod
+from testkit import GIT_ENV, git
 
 pytestmark = pytest.mark.e2e
 POD = "sim-box"
 
 
-GIT_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
-
-
-def _git(cwd, *args: str) -> str:
-    return subprocess.run(
-        ["git", *args], cwd=cwd, check=True, capture_output=True, text=True,
-        env={**GIT_ENV, "HOME": str(cwd), "PATH": "/usr/bin:/bin"},
-    ).stdout
 
 
 def _repo(g: Gpumod) -> None:
-    _git(g.specs, "init", "-q")
-    _git(g.specs, "add", ".")
-    _git(g.specs, "commit", "-q", "-m", "specs")
+    git(g.specs, "init", "-q")
+    git(g.specs, "add", ".")
+    git(g.specs, "commit", "-q", "-m", "specs")
 
 
 def test_mode_switch_commit_edits_one_line_commits_once_and_converges(gpumod: Gpumod) -> None:
@@ -40,14 +32,14 @@ def test_mode_switch_commit_edits_one_line_commits_once_and_converges(gpumod: Gp
     assert "pod sim-box: mode code -> rag" in res.stdout
     assert "Converged" in res.stdout
 
-    log = _git(gpumod.specs, "log", "--format=%s").splitlines()
+    log = git(gpumod.specs, "log", "--format=%s").splitlines()
     assert log == ["pod sim-box: mode code -> rag", "specs"]  # one new commit
-    diff = _git(gpumod.specs, "show", "--format=", "--unified=0", "HEAD")
+    diff = git(gpumod.specs, "show", "--format=", "--unified=0", "HEAD")
     changed = [line for line in diff.splitlines() if line[:1] in "+-" and not line.startswith(("+++", "---"))]
     assert changed == ["-mode: code", "+mode: rag"]
     after = (gpumod.specs / "pod.yaml").read_text().splitlines()
     assert [a for a, b in zip(before, after) if a != b] == ["mode: code"]
-    assert _git(gpumod.specs, "status", "--porcelain") == ""
+    assert git(gpumod.specs, "status", "--porcelain") == ""
 
     services = gpumod.services(POD)
     assert services["chat"]["state"] == "running"  # a service of rag, not of code
@@ -65,7 +57,7 @@ def test_mode_switch_commit_is_refused_with_uncommitted_changes(gpumod: Gpumod) 
     assert "uncommitted changes in" in res.stderr and "services.yaml" in res.stderr
     assert "Traceback" not in res.stderr
     assert (gpumod.specs / "pod.yaml").read_text() == pod_before  # nothing edited
-    assert len(_git(gpumod.specs, "log", "--format=%s").splitlines()) == 1
+    assert len(git(gpumod.specs, "log", "--format=%s").splitlines()) == 1
 
 
 def test_start_then_stop_round_trip_on_the_sim_pod(gpumod: Gpumod) -> None:
@@ -124,6 +116,6 @@ def test_a_switch_to_a_mode_that_does_not_fit_is_refused_and_undone(gpumod: Gpum
     assert res.returncode == 2, res.stdout + res.stderr
     assert "MiB" in res.stderr and "Traceback" not in res.stderr  # the GPU and how much over
     assert (gpumod.specs / "pod.yaml").read_bytes() == pod_before  # the edit was undone
-    assert _git(gpumod.specs, "status", "--porcelain") == ""
-    assert len(_git(gpumod.specs, "log", "--format=%s").splitlines()) == 1  # nothing committed
+    assert git(gpumod.specs, "status", "--porcelain") == ""
+    assert len(git(gpumod.specs, "log", "--format=%s").splitlines()) == 1  # nothing committed
     assert gpumod.records() == []  # nothing started

@@ -22,7 +22,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from e2e_helpers import Gpumod
+from e2e_helpers import Gpumod, http_status
 
 from infra.netns import kill_pod_sshd, ssh_run
 
@@ -89,15 +89,6 @@ def pod(netns_pods, tmp_path: Path):
     g.run("down", str(specs), "--yes", timeout=60)
 
 
-def _get(url: str, key: str | None = None) -> int:
-    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {key}"} if key else {})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as answer:
-            return answer.status
-    except urllib.error.HTTPError as err:
-        return err.code
-
-
 def test_tunnel_brings_a_pod_service_to_the_openai_sdk(pod) -> None:
     import openai
 
@@ -144,12 +135,12 @@ def test_tunnel_brings_a_pod_service_to_the_openai_sdk(pod) -> None:
 def test_exposed_service_needs_its_key_which_never_shows(pod) -> None:
     g, net, state, key, applied = pod
     ip = net.pods[0].ip
-    assert _get(f"http://{ip}:8122/health") == 200  # public, like vLLM's
-    assert _get(f"http://{ip}:8122/v1/models") == 401
-    assert _get(f"http://{ip}:8122/v1/models", "wrong") == 401
-    assert _get(f"http://{ip}:8122/v1/models", key) == 200
-    assert _get(f"http://{ip}:8123/models", key) == 200  # the llama.cpp router, loaded by gpumod with the key
-    assert _get(f"http://{ip}:8123/models") == 401
+    assert http_status(f"http://{ip}:8122/health") == 200  # public, like vLLM's
+    assert http_status(f"http://{ip}:8122/v1/models") == 401
+    assert http_status(f"http://{ip}:8122/v1/models", "wrong") == 401
+    assert http_status(f"http://{ip}:8122/v1/models", key) == 200
+    assert http_status(f"http://{ip}:8123/models", key) == 200  # the llama.cpp router, loaded by gpumod with the key
+    assert http_status(f"http://{ip}:8123/models") == 401
 
     status = {s["service"]: s["state"] for s in g.status()["pods"]["pod-a"]["services"]}
     assert status == {"chat": "running", "pub": "running", "coder": "running"}

@@ -5,30 +5,14 @@ server's command line; clients need it, and gpumod's own sleep and wake calls se
 from __future__ import annotations
 
 import secrets
-import sys
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
-from e2e_helpers import Gpumod
+from e2e_helpers import Gpumod, http_status, write_sdpod_specs
 
 pytestmark = pytest.mark.e2e
 
-SPECS = """
-kind: Pod
-name: sdpod
-host: ssh://root@{ip}:{port}
-mode: {mode}
-supervisor: auto
-known_hosts: {known_hosts}
-identity_file: {key}
-python: {python}
-state_dir: {state}
-gpus: [{{name: NVIDIA GeForce RTX 4090, memory_mb: 24564}}]
-sim: {{load_s: 0.3, sleep_s: 0.1, wake_s: 0.1}}
----
-kind: Service
+SERVICES = """kind: Service
 name: pub
 driver: vllm
 model: Qwen/Qwen3-8B
@@ -36,7 +20,7 @@ port: 8311
 vram_mb: 8000
 sleep: l1
 expose: true
-api_key: {{from_env: GPUMOD_TEST_API_KEY}}
+api_key: {from_env: GPUMOD_TEST_API_KEY}
 ---
 kind: Mode
 name: serve
@@ -44,26 +28,8 @@ services: [pub]
 ---
 kind: Mode
 name: quiet
-services: [{{name: pub, state: sleeping}}]
+services: [{name: pub, state: sleeping}]
 """
-
-
-def write(g: Gpumod, pod, state: Path, mode: str) -> None:
-    (g.specs / "all.yaml").write_text(
-        SPECS.format(
-            ip=pod.ip, port=pod.port, mode=mode, known_hosts=pod.keys.known_hosts, key=pod.keys.client_key,
-            python=sys.executable, state=state,
-        )
-    )
-
-
-def status_of(url: str, key: str | None = None) -> int:
-    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {key}"} if key else {})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as answer:
-            return answer.status
-    except urllib.error.HTTPError as err:
-        return err.code
 
 
 def test_exposed_unit_keeps_its_key_in_the_environment_file(systemd_pod, tmp_path: Path) -> None:
@@ -71,7 +37,7 @@ def test_exposed_unit_keeps_its_key_in_the_environment_file(systemd_pod, tmp_pat
     g = Gpumod(home=tmp_path / "home", specs=tmp_path / "specs", extra_env={"GPUMOD_TEST_API_KEY": key})
     g.specs.mkdir()
     state = tmp_path / "state"
-    write(g, systemd_pod, state, "serve")
+    write_sdpod_specs(g, systemd_pod, state, "serve", SERVICES)
     try:
         res = g.run("apply", str(g.specs), "--yes")
         assert res.returncode == 0, res.stdout + res.stderr
@@ -88,14 +54,14 @@ def test_exposed_unit_keeps_its_key_in_the_environment_file(systemd_pod, tmp_pat
         assert "vllm" in cmdline and key not in cmdline
 
         url = f"http://{systemd_pod.ip}:8311"
-        assert status_of(f"{url}/v1/models") == 401
-        assert status_of(f"{url}/v1/models", key) == 200
+        assert http_status(f"{url}/v1/models") == 401
+        assert http_status(f"{url}/v1/models", key) == 200
 
-        write(g, systemd_pod, state, "quiet")  # the sleep call needs the key (401 without it)
+        write_sdpod_specs(g, systemd_pod, state, "quiet", SERVICES)  # the sleep call needs the key (401 without it)
         res = g.run("apply", str(g.specs), "--yes")
         assert res.returncode == 0, res.stdout + res.stderr
         assert {s["service"]: s["state"] for s in g.status()["pods"]["sdpod"]["services"]} == {"pub": "sleeping"}
-        write(g, systemd_pod, state, "serve")  # and so does the wake
+        write_sdpod_specs(g, systemd_pod, state, "serve", SERVICES)  # and so does the wake
         res = g.run("apply", str(g.specs), "--yes")
         assert res.returncode == 0, res.stdout + res.stderr
         assert {s["service"]: s["state"] for s in g.status()["pods"]["sdpod"]["services"]} == {"pub": "running"}

@@ -6,28 +6,14 @@ from __future__ import annotations
 
 import json
 import secrets
-import sys
 from pathlib import Path
 
 import pytest
-from e2e_helpers import Gpumod, wait_for
+from e2e_helpers import Gpumod, write_sdpod_specs, wait_for
 
 pytestmark = pytest.mark.e2e
 
-SPECS = """
-kind: Pod
-name: sdpod
-host: ssh://root@{ip}:{port}
-mode: {mode}
-supervisor: auto
-known_hosts: {known_hosts}
-identity_file: {key}
-python: {python}
-state_dir: {state}
-gpus: [{{name: NVIDIA GeForce RTX 4090, memory_mb: 24564}}]
-sim: {{load_s: 0.3, sleep_s: 0.1, wake_s: 0.1}}
----
-kind: Service
+SERVICES = """kind: Service
 name: chat
 driver: vllm
 model: Qwen/Qwen3-8B
@@ -35,14 +21,14 @@ port: 8301
 vram_mb: 8000
 sleep: l1
 env:
-  HF_TOKEN: {{from_env: GPUMOD_TEST_HF_TOKEN}}
+  HF_TOKEN: {from_env: GPUMOD_TEST_HF_TOKEN}
 ---
 kind: Service
 name: web
 driver: command
 port: 8302
 vram_mb: 500
-command: ["{{python}}", -m, gpumod.sim.server, --flavour, plain, --, --port, "{{port}}"]
+command: ["{python}", -m, gpumod.sim.server, --flavour, plain, --, --port, "{port}"]
 depends_on: [chat]
 ---
 kind: Mode
@@ -51,17 +37,8 @@ services: [chat, web]
 ---
 kind: Mode
 name: quiet
-services: [{{name: chat, state: sleeping}}]
+services: [{name: chat, state: sleeping}]
 """
-
-
-def write(g: Gpumod, pod, state: Path, mode: str) -> None:
-    (g.specs / "all.yaml").write_text(
-        SPECS.format(
-            ip=pod.ip, port=pod.port, mode=mode, known_hosts=pod.keys.known_hosts, key=pod.keys.client_key,
-            python=sys.executable, state=state,
-        )
-    )
 
 
 def show(pod, unit: str) -> dict[str, str]:
@@ -74,7 +51,7 @@ def test_services_run_as_systemd_units(systemd_pod, tmp_path: Path) -> None:
     g = Gpumod(home=tmp_path / "home", specs=tmp_path / "specs", extra_env={"GPUMOD_TEST_HF_TOKEN": token})
     g.specs.mkdir()
     state = tmp_path / "state"
-    write(g, systemd_pod, state, "serve")
+    write_sdpod_specs(g, systemd_pod, state, "serve", SERVICES)
     try:
         res = g.run("apply", str(g.specs), "--yes")
         assert res.returncode == 0, res.stdout + res.stderr
@@ -101,7 +78,7 @@ def test_services_run_as_systemd_units(systemd_pod, tmp_path: Path) -> None:
                  and show(systemd_pod, "gpumod-sdpod-web.service")["ActiveState"] == "active", timeout=30)
         wait_for(lambda: g.run("plan", str(g.specs)).returncode == 0, timeout=30)
 
-        write(g, systemd_pod, state, "quiet")
+        write_sdpod_specs(g, systemd_pod, state, "quiet", SERVICES)
         plan = json.loads(g.run("plan", str(g.specs), "-o", "json").stdout)
         assert [(s["action"], s["service"]) for s in plan["pods"]["sdpod"]["steps"]] == [
             ("stop", "web"), ("sleep", "chat")

@@ -6,12 +6,12 @@ or the services print reaches it."""
 
 from __future__ import annotations
 
-import subprocess
 import sys
 
 import pytest
 from fastmcp import Client
 from fastmcp.client.transports import StdioTransport
+from testkit import GIT_ENV, git
 from mcp_helpers import CHANGE_TOOLS, READ_TOOLS, answer, changed_lines, refusal, spec_bytes
 
 from gpumod.mcp.server import REFUSED
@@ -19,14 +19,6 @@ from gpumod.mcp.server import REFUSED
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 POD = "sim-box"
-GIT_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
-
-
-def git(cwd, *args: str) -> str:
-    return subprocess.run(
-        ["git", *args], cwd=cwd, check=True, capture_output=True, text=True,
-        env={**GIT_ENV, "HOME": str(cwd), "PATH": "/usr/bin:/bin"},
-    ).stdout
 
 
 def stdio_client(sim, *flags: str) -> Client:

@@ -16,21 +16,10 @@ from dataclasses import dataclass, field
 from hypothesis import given
 
 from gpumod.core.model import DesiredPod, PodPlan, Step
-from gpumod.core.plan import plan
 from gpumod.execute import PodExecutor, StepOutcome
 from plan_sim import allocations
-from test_plan_properties import SETTINGS, worlds
-
-
-@dataclass
-class _Clock:
-    t: float = 0.0
-
-    def now(self) -> float:
-        return self.t
-
-    async def sleep(self, seconds: float) -> None:
-        self.t += seconds
+from testkit import FakeClock
+from test_plan_properties import SETTINGS, executed, worlds
 
 
 @dataclass
@@ -70,7 +59,7 @@ class _WaitOnly(PodExecutor):
 def _waits(pod: DesiredPod, pod_plan: PodPlan, expected: list[dict[int, int]]) -> tuple[list[int], str]:
     gpus = tuple(sorted({g.index for g in pod.gpus} | {g for need in expected for g in need}))
     fake = _Pod(expected, gpus, polls=[0] * len(expected))
-    executor = _WaitOnly(agent=fake, ctx=None, desired=pod, clock=_Clock(), vram_release_timeout_s=5)  # type: ignore[arg-type]
+    executor = _WaitOnly(agent=fake, ctx=None, desired=pod, clock=FakeClock(), vram_release_timeout_s=5)  # type: ignore[arg-type]
     run = asyncio.run(executor.run(pod_plan))
     return fake.polls, run.error
 
@@ -78,12 +67,7 @@ def _waits(pod: DesiredPod, pod_plan: PodPlan, expected: list[dict[int, int]]) -
 @SETTINGS
 @given(worlds())
 def test_the_executor_waits_for_exactly_the_need_the_plan_priced(world) -> None:
-    desired, observed = world
-    result = plan(desired, observed)
-    for pod, seen in zip(desired, observed):
-        pod_plan = result.pod(pod.name)
-        if not pod_plan.fits or not seen.reachable:
-            continue
+    for pod, seen, pod_plan in executed(world):
         fill_waves = sorted({s.wave for s in pod_plan.steps if s.phase == "fill"})
         expected = allocations(pod, seen, pod_plan)
         assert [pod_plan.need_before(w) for w in fill_waves] == expected  # (a)

@@ -9,12 +9,13 @@ sleep kinds, targets, acyclic dependencies, pins, drift policies and observed st
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
 from dataclasses import replace
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gpumod.core.model import DesiredPod, DesiredService, Footprint, GpuInfo, ObservedPod, ObservedService
+from gpumod.core.model import DesiredPod, DesiredService, Footprint, GpuInfo, ObservedPod, ObservedService, PodPlan
 from gpumod.core.plan import plan
 from gpumod.spec.resolved import ResolvedService
 from plan_sim import apply, peaks
@@ -100,15 +101,20 @@ def worlds(draw) -> tuple[tuple[DesiredPod, ...], tuple[ObservedPod, ...]]:
     return tuple(d for d, _ in pairs), tuple(o for _, o in pairs)
 
 
-@SETTINGS
-@given(worlds())
-def test_no_prefix_of_the_executed_plan_exceeds_any_gpu(world) -> None:
+def executed(world) -> Iterator[tuple[DesiredPod, ObservedPod, PodPlan]]:
+    """The pods of a world that the executor would run: their plan fits and they can be reached."""
     desired, observed = world
     result = plan(desired, observed)
     for pod, seen in zip(desired, observed):
         pod_plan = result.pod(pod.name)
-        if not pod_plan.fits or not seen.reachable:
-            continue
+        if pod_plan.fits and seen.reachable:
+            yield pod, seen, pod_plan
+
+
+@SETTINGS
+@given(worlds())
+def test_no_prefix_of_the_executed_plan_exceeds_any_gpu(world) -> None:
+    for pod, seen, pod_plan in executed(world):
         budget = {b.index: b.need_mb for b in pod_plan.gpus}
         for n, used in enumerate(peaks(pod, seen, pod_plan)):
             for g in seen.gpus or pod.gpus:

@@ -12,11 +12,11 @@ import secrets
 import stat
 import sys
 import time
-import urllib.request
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from sd_client import SERVER, get, listening
 from sdu import UserSystemd
 
 from gpumod.drivers.agent import PodAgent, split_request
@@ -35,27 +35,13 @@ from gpumod.observe import parse_observation
 from testkit import free_port
 from testkit import wait_until as _wait_until
 
-SERVER = Path(__file__).with_name("sd_server.py")
 PY38 = Path("/root/.pyenv/versions/3.8.18/bin/python3.8")
 SECRET = 'tok-"q" \\ $HOME `id` %h # x'
 PLAIN_SECRET = "s3cr3t-Value-9f1c"
-NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 def wait_until(predicate, timeout: float = 10.0, step: float = 0.05) -> bool:
     return _wait_until(predicate, timeout, step)
-
-
-def get(port: int, path: str) -> str:
-    with NO_PROXY.open(f"http://127.0.0.1:{port}{path}", timeout=2) as resp:
-        return resp.read().decode()
-
-
-def listening(port: int) -> bool:
-    try:
-        return get(port, "/health") == "ok"
-    except OSError:
-        return False
 
 
 def gone(pid: int) -> bool:

@@ -14,12 +14,12 @@ import secrets
 import shutil
 import subprocess
 import sys
-import urllib.request
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import unit_text
+from sd_client import SERVER, get, listening
 from sdu import UserSystemd
 
 from gpumod.drivers.agent import PodAgent
@@ -215,20 +215,6 @@ def test_systemd_analyze_reads_the_hostile_unit_back(tmp_path: Path) -> None:
 
 # -- a real systemd --user runs it -----------------------------------------------------------
 
-SERVER = Path(__file__).with_name("sd_server.py")
-NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-def get(port: int, path: str) -> str:
-    with NO_PROXY.open(f"http://127.0.0.1:{port}{path}", timeout=2) as resp:
-        return resp.read().decode()
-
-
-def listening(port: int) -> bool:
-    try:
-        return get(port, "/health") == "ok"
-    except OSError:
-        return False
 
 
 async def test_systemd_runs_the_hostile_unit_with_the_exact_argv_env_cwd_and_log(

@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 
+from sd_client import SERVER
+
 from gpumod.drivers.agent import PodAgent
 from gpumod.drivers.base import Launch, Probe
 from gpumod.drivers.supervisors import (
@@ -29,9 +31,6 @@ from gpumod.drivers.supervisors import (
 from gpumod.drivers.transports.local import LocalTransport
 from gpumod.observe import parse_observation
 from gpumod.ports import CommandResult
-
-
-SERVER = Path(__file__).with_name("sd_server.py")
 
 
 class NsenterTransport:

@@ -13,7 +13,7 @@ from gpumod.drivers.agent.follow import follow_log
 from gpumod.drivers.transports.local import LocalTransport
 from gpumod.drivers.transports.ssh import SshTransport
 from gpumod.spec import parse_host
-from testkit import wait_until
+from testkit import pids_by_argv, wait_until
 
 PY = sys.executable
 
@@ -42,15 +42,7 @@ async def _follow_and_rotate(agent: PodAgent, state: Path) -> None:
 
 
 def _followers(log: Path) -> list[int]:
-    found = []
-    for proc in Path("/proc").iterdir():
-        try:
-            argv = (proc / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if str(log).encode() in argv:
-            found.append(int(proc.name))
-    return found
+    return pids_by_argv(lambda argv: str(log).encode() in argv)
 
 
 async def test_follow_a_local_log_across_rotation(tmp_path: Path) -> None:
