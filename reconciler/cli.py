@@ -104,14 +104,7 @@ def _run(fn: Callable[[], int], *, error_code: int = 2) -> None:
 def _report(e: GpumodError) -> None:
     """A known error: its details, one red line and a hint — or, with ``--log-format json``, one
     JSON line with the same fields (so that every stderr line parses)."""
-    if isinstance(e, SpecError):
-        details = [str(p) for p in e.problems]
-    elif isinstance(e, InfeasibleError):
-        details = [i.describe() for i in e.infeasible]
-    elif isinstance(e, StalePlanError):
-        details = [f"  {c}" for c in e.changes]
-    else:
-        details = []
+    details = e.details()  # the same lines the MCP server sends before the message
     if _log_format is LogFormat.json:
         get_logger("gpumod.cli").error(
             "cli.error", error=e.message, hint=e.hint, details=[d.strip() for d in details]
