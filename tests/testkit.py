@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import random
 import socket
 import subprocess
 import time
@@ -10,11 +12,39 @@ from dataclasses import dataclass
 from typing import Callable
 
 
+_GIVEN: set[int] = set()
+
+
+def _port_slice() -> tuple[int, int]:
+    """This test process's share of 20000-32000: under pytest-xdist each worker (``gwN`` of
+    PYTEST_XDIST_WORKER_COUNT) draws from its own slice, so two workers never pick the same port."""
+    low, high = 20000, 32000
+    worker, count = os.environ.get("PYTEST_XDIST_WORKER", ""), os.environ.get("PYTEST_XDIST_WORKER_COUNT", "")
+    if worker.startswith("gw") and worker[2:].isdigit() and count.isdigit() and int(count) > 0:
+        width = (high - low) // int(count)
+        low += int(worker[2:]) * width
+        high = low + width
+    return low, high
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A TCP port on 127.0.0.1 that nothing listens on right now and that this test process has
+    not handed out before. Drawn below Linux's ephemeral range (32768-60999) at random, so neither
+    a client's outgoing connection nor a second call (the kernel's ``bind(0)`` may repeat a port
+    it just released) can take it while the test means to use it."""
+    low, high = _port_slice()
+    rng = random.SystemRandom()
+    while True:
+        port = rng.randrange(low, high)
+        if port in _GIVEN:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _GIVEN.add(port)
+        return port
 
 
 def wait_until(predicate: Callable[[], object], timeout: float = 5.0, step: float = 0.02) -> bool:

@@ -13,6 +13,7 @@ import time
 import pytest
 
 from e2e_helpers import Gpumod, wait_for
+from testkit import free_port
 
 pytestmark = pytest.mark.e2e
 POD = "sim-box"
@@ -182,7 +183,7 @@ def test_a_server_started_by_hand_is_left_alone_but_its_vram_counts(gpumod: Gpum
         "GPUMOD_SIM_LOAD_S": "0.1",
     }
     by_hand = subprocess.Popen(
-        [sys.executable, "-m", "gpumod.sim.server", "--flavour", "plain", "--", "--port", "7999"],
+        [sys.executable, "-m", "gpumod.sim.server", "--flavour", "plain", "--", "--port", str(free_port())],
         env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
