@@ -44,6 +44,8 @@ from gpumod.ops.events import (
     Note,
     PassStarted,
     PlanBuilt,
+    Progress,
+    ProgressLines,
     RunFailed,
     RunFinished,
     StepFinished,
@@ -108,6 +110,8 @@ def progress_text(e: Event) -> str | None:
         return f"{e.pod}: {s.symbol} {s.action} {s.service} … {o.status} ({o.seconds:.1f}s){why}"
     if isinstance(e, Note):
         return e.text
+    if isinstance(e, Progress):
+        return e.line()
     if isinstance(e, RunFinished):
         r = e.result
         done = "converged" if r.converged else "not converged"
@@ -126,8 +130,11 @@ class _Progress:
         self.queue: asyncio.Queue[str | None] = asyncio.Queue()
         self.sent = 0
         self._task: asyncio.Task[None] | None = None
+        self._downloads = ProgressLines()  # a notification per tenth of a download, not per chunk
 
     def event(self, e: Event) -> None:
+        if isinstance(e, Progress) and not self._downloads.due(e):
+            return
         text = progress_text(e)
         if text is not None:
             self.queue.put_nowait(text)
