@@ -72,7 +72,9 @@ class VllmServer(SimServer):
         self.tp = int(flags.get("tp", 1))
         self.sleep_mode = bool(flags.get("sleep_mode", False))
         self.reasoning = bool(flags.get("reasoning_parser"))  # answers carry reasoning_content
-        self.auto_tools = bool(flags.get("auto_tools")) and bool(flags.get("tool_parser"))
+        # gpt-oss speaks harmony, whose tool calls vLLM parses without the two tool-calling flags
+        harmony = "gpt-oss" in self.model.lower()
+        self.auto_tools = harmony or bool(flags.get("auto_tools")) and bool(flags.get("tool_parser"))
         self.awake_mb: dict[int, int] = {}
         self.sleep_level = 0  # 0 awake, 1 weights offloaded, 2 all discarded
         self.awake_tags: set[str] = {"weights", "kv_cache"}
