@@ -87,7 +87,8 @@ def test_tools_without_the_auto_tool_choice_flags_get_vllms_400(client) -> None:
 
 
 def test_gpt_oss_calls_tools_without_the_flags_as_vllms_harmony_path_does(start_server) -> None:
-    srv = start_server("vllm", ["serve", "openai/gpt-oss-20b", "--host", "127.0.0.1", "--gpu-memory-utilization", "0.2"])
+    srv = start_server("vllm", ["serve", "openai/gpt-oss-20b", "--host", "127.0.0.1",
+                                "--gpu-memory-utilization", "0.2"])
     assert srv.wait_status("/health", 200)
     api = openai.OpenAI(base_url=f"http://127.0.0.1:{srv.port}/v1", api_key="EMPTY", max_retries=0)
     done = api.chat.completions.create(model="openai/gpt-oss-20b", tools=[LS],
