@@ -204,6 +204,7 @@ def test_problems_that_are_not_in_the_files_do_not_send_the_user_to_validate(edg
     res = g.run("apply", str(g.specs), "--yes")
     assert res.returncode == 2, res.stdout + res.stderr
     assert "GPUMOD_TEST_NEVER_SET" in res.stderr and "provide the secrets" in res.stderr
+    assert "1 secret(s) missing on this machine" in res.stderr and "problem(s) in the specs" not in res.stderr
     env_line = (g.specs / "services.yaml").read_text().splitlines().index(
         "env: {API_TOKEN: {from_env: GPUMOD_TEST_NEVER_SET}}"
     ) + 1
