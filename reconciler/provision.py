@@ -42,7 +42,7 @@ from gpumod.spec.models import PodSpec
 from gpumod.spec.setup_models import ModelSource, parse_model_source
 
 __all__ = [
-    "DEFAULT_ENDPOINT", "Provision", "hub_endpoint", "hub_files", "model_source", "plan_provision",
+    "DEFAULT_ENDPOINT", "Provision", "hub_endpoint", "hub_files", "hub_json", "model_source", "plan_provision",
     "run_provision", "setup_probe", "tools_dir",
 ]
 
@@ -77,15 +77,21 @@ def model_source(driver: str | None, model: str | None) -> ModelSource | None:
         return None
 
 
-def hub_files(source: ModelSource, endpoint: str, token: str | None, *, timeout: float = 30) -> list[tuple[str, int]]:
-    """``(path, size)`` of every file of the repo at its revision, from the hub's model info."""
-    url = f"{endpoint}/api/models/{source.repo}/revision/{quote(source.revision or 'main', safe='')}?blobs=true"
+def hub_json(url: str, token: str | None, *, timeout: float = 30) -> Any:
+    """GET a JSON document from the hub (``Authorization`` only to the hub itself, never to a
+    redirect's host); HTTP, network and JSON errors raise as they are."""
     req = urllib.request.Request(url, headers={"User-Agent": "gpumod"})
     if token:
         req.add_unredirected_header("Authorization", f"Bearer {token}")
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
+        return json.loads(resp.read(64 << 20).decode())
+
+
+def hub_files(source: ModelSource, endpoint: str, token: str | None, *, timeout: float = 30) -> list[tuple[str, int]]:
+    """``(path, size)`` of every file of the repo at its revision, from the hub's model info."""
+    url = f"{endpoint}/api/models/{source.repo}/revision/{quote(source.revision or 'main', safe='')}?blobs=true"
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            info = json.loads(resp.read().decode())
+        info = hub_json(url, token, timeout=timeout)
     except urllib.error.HTTPError as err:
         raise GpumodError(
             f"the hub at {endpoint} answered {err.code} for {source.repo}@{source.revision or 'main'}",

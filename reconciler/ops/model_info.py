@@ -15,11 +15,8 @@ service name; the two names resolve to the model they serve.
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 import os
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from difflib import get_close_matches
 from pathlib import Path
@@ -31,7 +28,7 @@ from gpumod.core.model import GpuInfo
 from gpumod.errors import GpumodError
 from gpumod.ops.provision import models as cached_models
 from gpumod.ops.snapshot import select_pods
-from gpumod.provision import hub_endpoint, hub_files
+from gpumod.provision import hub_endpoint, hub_files, hub_json
 from gpumod.spec import PresetCatalog, SpecSet, load_specs, resolve_service
 from gpumod.spec.models import PresetSpec, ServiceSpec
 from gpumod.spec.presets import describe_config
@@ -194,12 +191,8 @@ def _hub_facts(source: ModelSource, endpoint: str, token: str | None) -> HubFact
     if not any(path == "config.json" for path, _ in files):
         return facts
     url = f"{endpoint}/{source.repo}/resolve/{quote(source.revision or 'main', safe='')}/config.json"
-    req = urllib.request.Request(url, headers={"User-Agent": "gpumod"})
-    if token:
-        req.add_unredirected_header("Authorization", f"Bearer {token}")
     try:
-        with urllib.request.urlopen(req, timeout=_HUB_TIMEOUT_S) as resp:
-            config = json.loads(resp.read(1 << 20).decode())
+        config = hub_json(url, token, timeout=_HUB_TIMEOUT_S)
     except (OSError, ValueError) as err:
         return HubFacts(endpoint, facts.files, facts.total_bytes, facts.weights_bytes,
                         error=f"config.json: {err}")
