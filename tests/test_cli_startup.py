@@ -3,8 +3,11 @@ the executor; help and the other modules' commands still see every command."""
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -18,12 +21,15 @@ try:
     gpumod.cli.main()
 except SystemExit:
     pass
-print("LOADED", *sorted(m for m in sys.modules if m.startswith(("gpumod", "yaml"))))
+print("LOADED", *sorted(m for m in sys.modules if m.startswith(("gpumod", "yaml", "rich", "pydantic"))))
 """
 
 
-def loaded_by(*args: str) -> tuple[str, set[str]]:
-    res = subprocess.run([sys.executable, "-c", LOADED, *args], capture_output=True, text=True, timeout=120)
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def loaded_by(*args: str, env: dict[str, str] | None = None) -> tuple[str, set[str]]:
+    res = subprocess.run([sys.executable, "-c", LOADED, *args], capture_output=True, text=True, timeout=120, env=env)
     out, _, mods = res.stdout.rpartition("LOADED ")
     return out, set(mods.split())
 
@@ -57,3 +63,29 @@ def test_help_and_other_modules_commands_see_every_command() -> None:
     assert {"gpumod.cli_specs", "gpumod.chat.cli", "gpumod.reach_cli"} <= mods
     out, _ = loaded_by("mode", "--help")
     assert "switch a pod's mode" in out
+
+
+def test_a_plan_whose_specs_are_cached_loads_no_set_up_executor_or_yaml_code(tmp_path: Path) -> None:
+    """`gpumod plan` on a sim pod without `setup:`, the second time (the spec cache holds the
+    specs): no YAML parser, spec checks or schema, no set-up planning or executor, no progress bars."""
+    specs = tmp_path / "specs"
+    shutil.copytree(ROOT / "specs", specs)
+    env = {**os.environ, "GPUMOD_HOME": str(tmp_path / "home")}
+    loaded_by("plan", str(specs), env=env)  # fills the cache (plan starts nothing)
+    out, mods = loaded_by("plan", str(specs), env=env)
+    assert "pod sim-box:" in out
+    assert "gpumod.spec_cache" in mods
+    assert not mods & {
+        "yaml", "gpumod.spec.nodes", "gpumod.spec.schema", "gpumod.provision", "gpumod.drivers.provision",
+        "gpumod.drivers.provision.facts", "gpumod.execute", "rich.progress",
+    }
+
+
+def test_the_core_values_load_without_the_spec_models() -> None:
+    """The plan's values name the spec's words (driver, sleep kind, drift) without pydantic."""
+    code = (
+        "import sys, gpumod.core.model\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('pydantic', 'gpumod.spec.'))))"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert res.stdout.strip() == "['gpumod.spec.kinds', 'gpumod.spec.resolved']"
