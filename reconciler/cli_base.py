@@ -24,8 +24,10 @@ from gpumod.views import error_lines, print_plan
 
 __all__ = ["LogFormat", "Output", "configure", "err", "error_line", "out", "plan_body", "report", "run_body"]
 
-out = Console(highlight=False, soft_wrap=True, markup=False)
-err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
+# Verbatim (style.md §17): no markup, no highlighting, no emoji codes (`:fire:` in a service's log
+# stays text; not reading them also spares every command rich's emoji table).
+out = Console(highlight=False, soft_wrap=True, markup=False, emoji=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False, emoji=False)
 
 
 class Output(str, Enum):
