@@ -28,8 +28,11 @@ NoApplyOpt = typer.Option(False, "--no-apply", help="only edit the specs; do not
 
 mode_app = typer.Typer(help="Modes: list them, see which one each pod runs, switch a pod's mode.", no_args_is_help=True)
 service_app = typer.Typer(help="Services: list them and see their state.", no_args_is_help=True)
+model_app = typer.Typer(help="Models: what the presets, the specs, the pods' caches and the hub say of one.",
+                        no_args_is_help=True)
 app.add_typer(mode_app, name="mode")
 app.add_typer(service_app, name="service")
+app.add_typer(model_app, name="model")
 
 
 def _json(data: Any) -> None:
@@ -187,6 +190,60 @@ def presets(pod: Optional[str] = PodOne, specs: Path = SpecsOpt, output: Output 
         width = max((len(p.name) for p in result.presets), default=10)
         for p in result.presets:
             out.print(f"  {p.name:<{width}}  {p.role or '-':<10} {p.verdict}".rstrip())
+        return 0
+
+    _run(body)
+
+
+@model_app.command("info")
+def model_info(
+    model: str = typer.Argument(..., help="a Hugging Face repo id (org/name[@revision]), a preset or a service"),
+    specs: Path = SpecsOpt,
+    pod: Optional[list[str]] = typer.Option(None, "--pod", "-p", help="only these pods' caches (repeatable)"),
+    hub: bool = typer.Option(True, "--hub/--no-hub", help="ask the hub (HF_ENDPOINT) for sizes and config.json"),
+    output: Output = OutOpt,
+) -> None:
+    """Presets and services that serve MODEL, whether each pod has it cached, and from the hub its
+    weights size and KV cache per 1,000 tokens (the weights_mb / kv_mb_per_1k a Service can declare)."""
+    from gpumod.drivers.provision import human_bytes
+    from gpumod.ops.model_info import model_info as info_of
+
+    def body() -> int:
+        _need(specs)
+        found = asyncio.run(info_of(specs, model, pod, hub=hub))
+        if output is Output.json:
+            _json(found.to_json())
+            return 0
+        say = lambda line: out.print(line, markup=False)  # noqa: E731  (nothing here is markup)
+        say(f"model {found.model}" + (f"@{found.revision}" if found.revision else ""))
+        for p in found.presets:
+            configs = "; ".join(f"{g}: {v} MiB" if v else g for g, v in p.configs)
+            say(f"  preset {p.name} ({p.role or '-'}, {p.driver}): {p.sizing}"
+                + (f"; configs {configs}" if configs else ""))
+        for s in found.services:
+            say(f"  service {s.name}" + (f" (preset {s.preset})" if s.preset else "")
+                + f": modes {', '.join(s.modes) or '-'}, runs on {', '.join(s.pods) or 'no pod now'}"
+                + (f"; {s.awake_mb} MiB awake on {s.gpu}" if s.awake_mb is not None else ""))
+        if not found.presets and not found.services:
+            say("  no preset or service of the specs serves it")
+        for c in found.pods:
+            if c.error:
+                say(f"  pod {c.pod}: unreachable: {c.error}")
+            elif c.cached_bytes:
+                say(f"  pod {c.pod}: cached, {human_bytes(c.cached_bytes)}" + ("" if c.complete else " (partial)"))
+            else:
+                say(f"  pod {c.pod}: not in its model cache")
+        h = found.hub
+        if h is not None and h.error and not h.files:
+            say(f"  hub: {h.error}")
+        elif h is not None:
+            say(f"  hub {h.endpoint}: {h.files} files, {human_bytes(h.total_bytes)}; "
+                f"weights {human_bytes(h.weights_bytes)} ({h.weights_mb} MiB)")
+            if h.kv_mb_per_1k is not None:
+                say(f"    KV cache {h.kv_mb_per_1k} MiB per 1,000 tokens; in a Service: "
+                    f"weights_mb: {h.weights_mb}, kv_mb_per_1k: {h.kv_mb_per_1k}, context: <tokens>")
+            elif h.error:
+                say(f"    {h.error}")
         return 0
 
     _run(body)

@@ -60,9 +60,11 @@ class SpecError(GpumodError):
 
     hint = "fix the files named above, then run `gpumod validate` again"
 
-    def __init__(self, problems: list[Problem], *, hint: str = "") -> None:
+    def __init__(self, problems: list[Problem], *, hint: str = "", summary: str = "") -> None:
+        """``summary``: the message, when the problems are not mistakes in the files (e.g. "2
+        secret(s) missing on this machine"); by default "N problem(s) in the specs"."""
         self.problems = sorted(problems)
-        super().__init__(f"{len(self.problems)} problem(s) in the specs", hint=hint)
+        super().__init__(summary or f"{len(self.problems)} problem(s) in the specs", hint=hint)
 
     def details(self) -> list[str]:
         return [str(p) for p in self.problems]

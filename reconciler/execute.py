@@ -153,7 +153,7 @@ class PodExecutor:
         except GpumodError as err:
             seconds = time.monotonic() - started
             slog.warning("step.failed", outcome="failed", duration_s=round(seconds, 3), error=str(err))
-            return StepOutcome(step, "failed", str(err), seconds)
+            return StepOutcome(step, "failed", _cause(err, step), seconds)
         seconds = time.monotonic() - started
         slog.info("step.done", outcome="ok", duration_s=round(seconds, 3))
         return StepOutcome(step, "ok", "", seconds)
@@ -351,3 +351,12 @@ def _this_start(tail: str) -> list[str]:
 def _with_env(launch: Launch, extra: tuple[tuple[str, str], ...]) -> Launch:
     keys = {k for k, _ in extra}
     return replace(launch, env=tuple((k, v) for k, v in launch.env if k not in keys) + extra)
+
+
+def _cause(err: GpumodError, step: Step) -> str:
+    """What went wrong, without the pod (and service) the step's line already names."""
+    if isinstance(err, StepError) and (err.pod, err.service) == (step.pod, step.service):
+        return err.detail
+    if isinstance(err, PodError) and err.pod == step.pod:
+        return err.detail
+    return str(err)

@@ -77,14 +77,14 @@ def model_source(driver: str | None, model: str | None) -> ModelSource | None:
         return None
 
 
-def hub_files(source: ModelSource, endpoint: str, token: str | None) -> list[tuple[str, int]]:
+def hub_files(source: ModelSource, endpoint: str, token: str | None, *, timeout: float = 30) -> list[tuple[str, int]]:
     """``(path, size)`` of every file of the repo at its revision, from the hub's model info."""
     url = f"{endpoint}/api/models/{source.repo}/revision/{quote(source.revision or 'main', safe='')}?blobs=true"
     req = urllib.request.Request(url, headers={"User-Agent": "gpumod"})
     if token:
         req.add_unredirected_header("Authorization", f"Bearer {token}")
     try:
-        with urllib.request.urlopen(req, timeout=30) as resp:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
             info = json.loads(resp.read().decode())
     except urllib.error.HTTPError as err:
         raise GpumodError(

@@ -41,6 +41,13 @@ def secret_file(path: str, origin: str, environ: Mapping[str, str] = os.environ)
     return (Path(spec_file).parent / expanded).absolute()
 
 
+SECRETS_HINT = "provide the secrets named above on this machine, then run the command again"
+
+
+def missing_secrets(n: int) -> str:
+    return f"{n} secret(s) missing on this machine"
+
+
 def load_secret_values(
     svc: ResolvedService, environ: Mapping[str, str] = os.environ, *, warn: Warn | None = None
 ) -> dict[str, str]:
@@ -67,7 +74,7 @@ def load_secret_values(
         elif value is not None:
             values[key] = value
     if problems:
-        raise SpecError(problems, hint="provide the secrets named above on this machine, then run the command again")
+        raise SpecError(problems, hint=SECRETS_HINT, summary=missing_secrets(len(problems)))
     return dict(sorted(values.items()))
 
 

@@ -127,7 +127,13 @@ async def _chat(
                     f"lost service {service} at {endpoint.base_url}: {e}", hint="see `gpumod status DIR`"
                 ) from None
             except openai.APIStatusError as e:
-                raise GpumodError(f"service {service} answered {e.status_code}: {_api_message(e)}") from None
+                message = _api_message(e)
+                hint = ""
+                if "--enable-auto-tool-choice" in message:
+                    hint = (f"prompt offers the model tools; add to service {service}: args: "
+                            "{enable-auto-tool-choice: true, tool-call-parser: PARSER} (hermes for Qwen; "
+                            "see vLLM's tool calling docs for others), then `gpumod apply`")
+                raise GpumodError(f"service {service} answered {e.status_code}: {message}", hint=hint) from None
             finally:
                 session.save()
 

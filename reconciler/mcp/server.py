@@ -6,7 +6,7 @@ progress notifications, and a ``GpumodError`` to a tool error carrying the text 
 (the problems or shortfalls, ``error: …``, ``hint: …``), never a traceback.
 
 Tools (the seed's names): ``gpu_mode_status``, ``gpu_mode_verify``, ``simulate_mode``,
-``service_list``, ``service_status``, ``service_logs``, ``plan`` read and touch nothing;
+``service_list``, ``service_status``, ``service_logs``, ``plan``, ``model_info`` read and touch nothing;
 ``gpu_mode_switch`` (edits the pod's ``mode:`` line, then applies) and ``apply`` change pods and
 are refused unless the server was started with ``--allow-apply``.
 Resources: ``gpumod://specs`` (the spec files), ``gpumod://specs/{path}`` (one file's YAML) and
@@ -34,6 +34,7 @@ from gpumod.logconfig import get_logger
 from gpumod.ops import apply as ops_apply
 from gpumod.ops import inventory
 from gpumod.ops import logs as ops_logs
+from gpumod.ops import model_info as ops_model_info
 from gpumod.ops import plan as ops_plan
 from gpumod.ops import simulate as ops_simulate
 from gpumod.ops import status as ops_status
@@ -43,6 +44,8 @@ from gpumod.ops.events import (
     Note,
     PassStarted,
     PlanBuilt,
+    Progress,
+    ProgressLines,
     RunFailed,
     RunFinished,
     StepFinished,
@@ -107,6 +110,8 @@ def progress_text(e: Event) -> str | None:
         return f"{e.pod}: {s.symbol} {s.action} {s.service} … {o.status} ({o.seconds:.1f}s){why}"
     if isinstance(e, Note):
         return e.text
+    if isinstance(e, Progress):
+        return e.line()
     if isinstance(e, RunFinished):
         r = e.result
         done = "converged" if r.converged else "not converged"
@@ -125,8 +130,11 @@ class _Progress:
         self.queue: asyncio.Queue[str | None] = asyncio.Queue()
         self.sent = 0
         self._task: asyncio.Task[None] | None = None
+        self._downloads = ProgressLines()  # a notification per tenth of a download, not per chunk
 
     def event(self, e: Event) -> None:
+        if isinstance(e, Progress) and not self._downloads.due(e):
+            return
         text = progress_text(e)
         if text is not None:
             self.queue.put_nowait(text)
@@ -266,6 +274,20 @@ def build_server(spec_dir: str | Path, *, allow_apply: bool = False, auth: Any =
         """The last `lines` lines of a service's log (its stdout and stderr) on each pod that has
         it, also after it stopped: the place to read why a start failed."""
         return await _answer(lambda: _logs(root, service, lines, pods(pod)))
+
+    @mcp.tool(annotations=_READ)
+    async def model_info(model: str, pod: str | None = None, hub: bool = True) -> dict[str, Any]:
+        """What gpumod knows of a model: `model` is a Hugging Face repo id (org/name[@revision]),
+        a preset or a service. Returns the presets serving it (how their VRAM is sized, per-GPU
+        configs), the services of the specs using it (modes, pods, awake MiB per GPU), whether
+        each pod has it in its model cache, and with `hub` the hub's file sizes and, from its
+        config.json, `kv_mb_per_1k` (KV cache MiB per 1,000 tokens): with `weights_mb` the
+        figures a Service can declare. An unreachable hub is reported in `hub.error`."""
+
+        async def run() -> dict[str, Any]:
+            return (await ops_model_info.model_info(root, model, pods(pod), hub=hub)).to_json()
+
+        return await _answer(run)
 
     @mcp.tool(annotations=_READ)
     async def plan(pod: str | None = None) -> dict[str, Any]:

@@ -31,7 +31,7 @@ from gpumod.ops.events import (
 from gpumod.ops.snapshot import Snapshot, observe_and_plan, select_pods
 from gpumod.provision import run_provision
 from gpumod.ports import Clock, SystemClock
-from gpumod.secrets import load_secret_values
+from gpumod.secrets import load_secret_values, missing_secrets
 from gpumod.spec import SpecSet, load_specs
 from gpumod.spec.models import PodSpec
 from gpumod.wiring import Fleet
@@ -338,7 +338,7 @@ def _secrets_for(plan: Plan, desired: Sequence[DesiredPod]) -> dict[str, dict[st
                 continue
             found.setdefault(pod_plan.pod, {})[svc.name] = values
     if problems:
-        raise SpecError(problems, hint=hint)
+        raise SpecError(problems, hint=hint, summary=missing_secrets(len(problems)))
     return found
 
 

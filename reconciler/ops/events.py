@@ -81,6 +81,23 @@ class Progress:
     def eta_s(self) -> float | None:
         return None if self.rate <= 0 else max(0, self.total - self.done) / self.rate
 
+    @property
+    def tenth(self) -> int:
+        """Which tenth of the bytes are present (0-10): faces that print lines report each once."""
+        return 10 * self.done // self.total if self.total > 0 else 0
+
+    def line(self) -> str:
+        """The event as one plain line for a person (MCP progress, the TUI's output panel)."""
+        from gpumod.drivers.provision import human_bytes
+
+        what = self.step.detail or self.step.service
+        if self.kind != "progress":
+            return f"{self.pod}: {'downloading' if self.kind == 'start' else 'downloaded'} {what}"
+        eta = "" if self.eta_s is None else f", {self.eta_s:.0f} s left"
+        share = f"{100 * self.done // self.total}% " if self.total else ""
+        return (f"{self.pod}: {what}: {share}({human_bytes(self.done)} of {human_bytes(self.total)}, "
+                f"{human_bytes(self.rate)}/s{eta})")
+
     def to_json(self) -> dict[str, object]:
         return {"event": "progress", "pod": self.pod, "service": self.step.service, "what": self.step.detail,
                 "kind": self.kind, "done": self.done, "total": self.total, "rate": self.rate, "file": self.file}
@@ -117,3 +134,19 @@ class NullReporter:
 
     def event(self, e: Event) -> None:
         return None
+
+
+class ProgressLines:
+    """Which download events a line-printing face shows: the start, each new tenth, the end."""
+
+    def __init__(self) -> None:
+        self._tenths: dict[tuple[str, str], int] = {}
+
+    def due(self, e: Progress) -> bool:
+        if e.kind != "progress":
+            return True
+        key = (e.pod, e.step.service)
+        if self._tenths.get(key) == e.tenth:
+            return False
+        self._tenths[key] = e.tenth
+        return True

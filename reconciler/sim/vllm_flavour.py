@@ -6,6 +6,8 @@ parallel group, failing with vLLM's exact ``Free memory on device ...`` error wh
 ``/health`` 200 with an empty body; ``/v1/models`` and ``/metrics`` (with
 ``vllm:engine_sleep_state``) of the real shape; the dev endpoints ``/sleep``, ``/wake_up``,
 ``/is_sleeping`` (404 without ``VLLM_SERVER_DEV_MODE=1``, 500 without ``--enable-sleep-mode``);
+a chat request offering tools (tool_choice auto) is refused with vLLM's 400 unless the server was
+started with ``--enable-auto-tool-choice`` and ``--tool-call-parser``;
 a wake that finds its memory taken fails with vLLM's ``CUDA Error: out of memory`` and stays
 asleep.
 
@@ -38,8 +40,9 @@ VALUED = {
     "--tensor-parallel-size": "tp",
     "-tp": "tp",
     "--reasoning-parser": "reasoning_parser",
+    "--tool-call-parser": "tool_parser",
 }
-SWITCHES = {"--enable-sleep-mode": ("sleep_mode", True)}
+SWITCHES = {"--enable-sleep-mode": ("sleep_mode", True), "--enable-auto-tool-choice": ("auto_tools", True)}
 RESIDUAL_L1_MB = 600
 RESIDUAL_L2_MB = 400
 WAKE_OOM = "RuntimeError: CUDA Error: out of memory at /workspace/csrc/cumem_allocator.cpp:163"
@@ -69,6 +72,9 @@ class VllmServer(SimServer):
         self.tp = int(flags.get("tp", 1))
         self.sleep_mode = bool(flags.get("sleep_mode", False))
         self.reasoning = bool(flags.get("reasoning_parser"))  # answers carry reasoning_content
+        # gpt-oss speaks harmony, whose tool calls vLLM parses without the two tool-calling flags
+        harmony = "gpt-oss" in self.model.lower()
+        self.auto_tools = harmony or bool(flags.get("auto_tools")) and bool(flags.get("tool_parser"))
         self.awake_mb: dict[int, int] = {}
         self.sleep_level = 0  # 0 awake, 1 weights offloaded, 2 all discarded
         self.awake_tags: set[str] = {"weights", "kv_cache"}
@@ -327,6 +333,12 @@ class VllmServer(SimServer):
         refusal = self._check(body)
         if refusal is not None:
             return refusal
+        # vLLM: tools without a tool_choice mean "auto", which needs both flags (else 400)
+        if body.get("tools") and body.get("tool_choice", "auto") == "auto" and not self.auto_tools:
+            return json_reply(400, {
+                "object": "error", "type": "BadRequestError", "param": None, "code": 400,
+                "message": '"auto" tool choice requires --enable-auto-tool-choice and --tool-call-parser to be set',
+            })
         if body.get("stream"):
             return Reply(
                 200,

@@ -28,7 +28,7 @@ from gpumod.ops import plan as ops_plan
 from gpumod.ops import simulate as ops_simulate
 from gpumod.ops import status as ops_status
 from gpumod.ops import switch_mode as ops_switch
-from gpumod.ops.events import Event, StepFinished
+from gpumod.ops.events import Event, Progress, ProgressLines, StepFinished
 from gpumod.ops.status import PodStatus, StatusResult
 from gpumod.tui import render
 from gpumod.tui.commands import HELP, Command, CommandError, parse
@@ -112,6 +112,7 @@ class GpumodTui(App[None]):
         self._observing = False
         self._observe_again = False
         self._quit_after_pass = False
+        self._downloads = ProgressLines()  # which download events get a line
         self._last_error = ""
         self._pod_names: list[str] = []  # the selector's options
 
@@ -316,6 +317,8 @@ class GpumodTui(App[None]):
             self.post_message(Done(command))
 
     def on_op_event(self, message: OpEvent) -> None:
+        if isinstance(message.event, Progress) and not self._downloads.due(message.event):
+            return  # a line per tenth of a download, not per chunk
         self.query_one(OutputLog).say(render.event_lines(message.event))
         if isinstance(message.event, StepFinished):
             self.observe()  # the bars follow the pass step by step

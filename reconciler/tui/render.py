@@ -19,7 +19,9 @@ from gpumod.core.model import GpuBudget, GpuInfo, Plan
 from gpumod.core.render import render_plan
 from gpumod.errors import GpumodError, InfeasibleError, SpecError, StalePlanError
 from gpumod.ops.apply import ApplyResult
-from gpumod.ops.events import Event, Note, PassStarted, PlanBuilt, RunFailed, RunFinished, StepFinished, StepStarted
+from gpumod.ops.events import (
+    Event, Note, PassStarted, PlanBuilt, Progress, RunFailed, RunFinished, StepFinished, StepStarted,
+)
 from gpumod.ops.logs import LogsResult
 from gpumod.ops.simulate import SimulationResult
 from gpumod.ops.status import PodStatus, ServiceStatus, StatusResult, since_text
@@ -210,6 +212,8 @@ def event_lines(e: Event) -> list[Text]:
         return [Text.assemble(f"  {e.pod}: {s.symbol} {s.action} {s.service} … ", mark, f" ({o.seconds:.1f}s){msg}")]
     if isinstance(e, Note):
         return [Text(e.text, style="dim" if e.detail else "")]
+    if isinstance(e, Progress):
+        return [Text(f"  {e.line()}", style="dim")]
     if isinstance(e, RunFinished):
         return recap_lines(e.result)
     if isinstance(e, RunFailed):

@@ -8,6 +8,7 @@ are plain shell lines) and runs the real `gpumod` command against it.
 from __future__ import annotations
 
 import json
+import re
 import os
 import shutil
 import signal
@@ -204,6 +205,7 @@ def test_problems_that_are_not_in_the_files_do_not_send_the_user_to_validate(edg
     res = g.run("apply", str(g.specs), "--yes")
     assert res.returncode == 2, res.stdout + res.stderr
     assert "GPUMOD_TEST_NEVER_SET" in res.stderr and "provide the secrets" in res.stderr
+    assert "1 secret(s) missing on this machine" in res.stderr and "problem(s) in the specs" not in res.stderr
     env_line = (g.specs / "services.yaml").read_text().splitlines().index(
         "env: {API_TOKEN: {from_env: GPUMOD_TEST_NEVER_SET}}"
     ) + 1
@@ -377,3 +379,22 @@ def test_unlock_on_a_terminal_asks_before_breaking_a_live_holder(edge) -> None:
         code, out = _on_a_terminal(g, "y", "unlock", POD, "--specs", str(g.specs))
         assert code == 0 and "broke the lock" in out, out
         assert holder.stdout.readline().strip() == "lost"
+
+
+def test_a_failed_step_names_its_pod_once(edge) -> None:
+    """A start refused on the pod (its port is taken by a process gpumod does not manage): the
+    step line and the problem name pod and service once each, then the cause."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        svc = _sh_service("s", "sleep 300").replace("port: ", f"port: {port}\n# was: ", 1)
+        g = edge(svc, "s")
+        res = g.run("apply", str(g.specs), "--yes")
+    text = res.stdout + res.stderr
+    assert res.returncode == 1, text
+    assert f"port {port} is already in use" in text
+    failed = [line for line in text.splitlines() if f"port {port}" in line and "reconcile_id=" not in line]  # not logs
+    assert failed and all(len(re.findall(rf"\b{POD}\b", line)) == 1 for line in failed), failed

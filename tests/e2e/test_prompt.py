@@ -135,3 +135,18 @@ def test_gpumod_ssh_on_a_sim_pod_runs_here_with_its_gpus(gpumod: Gpumod) -> None
     assert res.stdout.startswith("GPU 0: NVIDIA GeForce RTX 4090")
     missing = gpumod.run("ssh", str(gpumod.specs), "nope", "true")
     assert missing.returncode == 2 and "no pod named nope" in missing.stderr
+
+
+def test_a_vllm_without_tool_calling_flags_is_one_error_with_the_args_to_add(gpumod: Gpumod, tmp_path: Path) -> None:
+    services = gpumod.specs / "services.yaml"
+    docs = list(yaml.safe_load_all(services.read_text()))
+    for doc in docs:
+        if doc.get("name") == "chat":  # `false` removes the preset's flag
+            doc["args"] = {"enable-auto-tool-choice": False}
+    services.write_text(yaml.safe_dump_all(docs, sort_keys=False))
+    gpumod.set_mode("pod.yaml", "speak")
+    assert gpumod.run("apply", str(gpumod.specs), "--yes").returncode == 0
+    res = prompt(gpumod, tmp_path, "list files using ls")
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert "answered 400" in res.stderr and "--enable-auto-tool-choice" in res.stderr
+    assert "add to service chat: args: {enable-auto-tool-choice: true, tool-call-parser: PARSER}" in res.stderr

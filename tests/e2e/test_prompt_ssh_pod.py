@@ -21,7 +21,9 @@ def ssh_pod(netns_pods, tmp_path: Path):
     net = netns_pods(n=1)
     specs = tmp_path / "specs"
     specs.mkdir()
-    (specs / "services.yaml").write_text(SERVICES)
+    # vLLM answers a chat offering tools only with both tool-calling flags
+    tools = "sleep: l1\nargs: {enable-auto-tool-choice: true, tool-call-parser: hermes}\n"
+    (specs / "services.yaml").write_text(SERVICES.replace("sleep: l1\n", tools, 1))
     (specs / "pod-a.yaml").write_text(pod_doc("pod-a", net.pods[0].ip, net, tmp_path / "state"))
     g = Gpumod(home=tmp_path / "home", specs=specs)
     g.extra_env = {"GPUMOD_TEST_HF_TOKEN": "hf_test"}

@@ -152,7 +152,9 @@ def test_unknown_host_key_is_refused_unless_the_pod_opts_in(fleet, tmp_path: Pat
 
 def test_concurrent_applies_never_interleave(fleet) -> None:
     g, net, states, _ = fleet
-    set_pod(g, "pod-a", sim="{load_s: 8.0, sleep_s: 0.1, wake_s: 0.1}")  # outlasts the 5 s lock wait
+    # the first apply holds the lock through a 20 s load: far past the second one's 5 s lock wait, even
+    # when a busy machine slows the second one's own start-up by seconds
+    set_pod(g, "pod-a", sim="{load_s: 20.0, sleep_s: 0.1, wake_s: 0.1}")
     first = g.popen("apply", str(g.specs), "--pod", "pod-a", "--yes")
     lock_owner = states["pod-a"] / "pods" / "pod-a" / "lock.owner"
     wait_for(lock_owner.exists, timeout=30)

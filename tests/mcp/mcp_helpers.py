@@ -10,6 +10,7 @@ from fastmcp import Client
 
 READ_TOOLS = {
     "gpu_mode_status", "gpu_mode_verify", "simulate_mode", "service_list", "service_status", "service_logs", "plan",
+    "model_info",
 }
 CHANGE_TOOLS = {"gpu_mode_switch", "apply"}
 

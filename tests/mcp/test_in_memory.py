@@ -59,6 +59,11 @@ async def test_every_read_tool_and_resource_answers_with_the_operations_json(sim
         last = json.loads((await c.read_resource("gpumod://plan/last"))[0].text)
         assert last["tool"] == "plan" and last["plan"]["fingerprint"] == plan["fingerprint"]
 
+        model = await answer(c, "model_info", model="glm-code", hub=False)
+        assert model["model"] == "mistralai/Devstral-Small-2-24B-Instruct" and model["hub"] is None
+        assert [(s["name"], s["pods"], s["awake_mb"]) for s in model["services"]] == [("glm-code", [POD], 19100)]
+        assert [p["pod"] for p in model["pods"]] == [POD]
+
         index = json.loads((await c.read_resource("gpumod://specs"))[0].text)
         assert index["files"] == [f"gpumod://specs/{n}" for n in ("modes.yaml", "pod.yaml", "services.yaml")]
         text = (await c.read_resource("gpumod://specs/pod.yaml"))[0].text

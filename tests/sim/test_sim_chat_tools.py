@@ -22,9 +22,10 @@ READ = {
 
 @pytest.fixture
 def client(start_server):
-    def make(*extra: str) -> openai.OpenAI:
+    def make(*extra: str, tools: bool = True) -> openai.OpenAI:
+        flags = ["--enable-auto-tool-choice", "--tool-call-parser", "hermes"] if tools else []
         srv = start_server(
-            "vllm", ["serve", "Qwen/Qwen3-8B", "--host", "127.0.0.1", "--gpu-memory-utilization", "0.2", *extra]
+            "vllm", ["serve", "Qwen/Qwen3-8B", "--host", "127.0.0.1", "--gpu-memory-utilization", "0.2", *flags, *extra]
         )
         assert srv.wait_status("/health", 200)
         return openai.OpenAI(base_url=f"http://127.0.0.1:{srv.port}/v1", api_key="EMPTY", max_retries=0)
@@ -74,3 +75,22 @@ def test_a_reasoning_parser_adds_reasoning_content(client) -> None:
     )
     reasoning = "".join(getattr(c.choices[0].delta, "reasoning_content", None) or "" for c in chunks if c.choices)
     assert reasoning == "The last message is from the user; I answer it."
+
+
+def test_tools_without_the_auto_tool_choice_flags_get_vllms_400(client) -> None:
+    api = client(tools=False)
+    with pytest.raises(openai.BadRequestError) as refused:
+        api.chat.completions.create(model="Qwen/Qwen3-8B", tools=[LS], messages=[{"role": "user", "content": "use ls"}])
+    assert "--enable-auto-tool-choice and --tool-call-parser" in str(refused.value)
+    plain = api.chat.completions.create(model="Qwen/Qwen3-8B", messages=[{"role": "user", "content": "hi"}])
+    assert plain.choices[0].message.content  # without tools it answers
+
+
+def test_gpt_oss_calls_tools_without_the_flags_as_vllms_harmony_path_does(start_server) -> None:
+    srv = start_server("vllm", ["serve", "openai/gpt-oss-20b", "--host", "127.0.0.1",
+                                "--gpu-memory-utilization", "0.2"])
+    assert srv.wait_status("/health", 200)
+    api = openai.OpenAI(base_url=f"http://127.0.0.1:{srv.port}/v1", api_key="EMPTY", max_retries=0)
+    done = api.chat.completions.create(model="openai/gpt-oss-20b", tools=[LS],
+                                       messages=[{"role": "user", "content": "use ls"}])
+    assert done.choices[0].message.tool_calls[0].function.name == "ls"
