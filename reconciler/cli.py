@@ -13,21 +13,17 @@ import asyncio
 import json
 import shlex
 import sys
-from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, List, Optional
 
 import typer
-from rich.console import Console
-from rich.text import Text
 
+from gpumod.cli_base import LogFormat, Output, configure, err, out, plan_body, run_body
 from gpumod.core.model import Plan
-from gpumod.errors import GpumodError, InfeasibleError, ProvisionRefusedError, SpecError, StalePlanError
-from gpumod.logconfig import configure_logging, get_logger
+from gpumod.errors import GpumodError
 from gpumod.views import (
     ConsoleReporter,
     error_lines,
-    print_plan,
     render_recap,
     render_simulation,
     status_table,
@@ -37,7 +33,8 @@ if TYPE_CHECKING:
     from gpumod.ops.apply import ApplyResult
 
 # Each verb imports its ``gpumod.ops`` module when it runs: `plan` does not pay for the executor,
-# logs or unlock (start-up time, benchmarks/plan_startup.py).
+# logs or unlock (start-up time, benchmarks/plan_startup.py). The consoles, the error edge and
+# `plan`'s body live in gpumod.cli_base, which `gpumod plan` uses without typer (gpumod.entry).
 
 app = typer.Typer(
     name="gpumod",
@@ -46,13 +43,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-out = Console(highlight=False, soft_wrap=True, markup=False)
-err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
-
-
-class Output(str, Enum):
-    text = "text"
-    json = "json"
 
 
 DirArg = typer.Argument(..., help="spec directory (or one YAML file)", show_default=False)
@@ -63,14 +53,6 @@ PodOpt = typer.Option(None, "--pod", "-p", help="only these pods (repeatable)")
 OutOpt = typer.Option(Output.text, "--output", "-o", help="text or json")
 
 
-class LogFormat(str, Enum):
-    text = "text"
-    json = "json"
-
-
-_log_format = LogFormat.text
-
-
 @app.callback()
 def _main(
     verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="log more (-v info, -vv debug)"),
@@ -79,41 +61,12 @@ def _main(
         help="stderr log lines: text, or json (one object per line, step events included)",
     ),
 ) -> None:
-    global _log_format
-    _log_format = log_format
-    configure_logging(verbose, log_format.value)
+    configure(verbose, log_format)
 
 
 def _run(fn: Callable[[], int], *, error_code: int = 2) -> None:
     """Run one command body; map known errors to a red line, a hint and ``error_code``."""
-    try:
-        code = fn()
-    except GpumodError as e:
-        _report(e)
-        refused = (SpecError, InfeasibleError, StalePlanError, ProvisionRefusedError)
-        raise typer.Exit(2 if isinstance(e, refused) else error_code) from None
-    except KeyboardInterrupt:
-        if _log_format is LogFormat.json:
-            get_logger("gpumod.cli").warning("cli.interrupted")
-        else:
-            err.print("interrupted")
-        raise typer.Exit(130) from None
-    raise typer.Exit(code)
-
-
-def _report(e: GpumodError) -> None:
-    """A known error: its details, one red line and a hint — or, with ``--log-format json``, one
-    JSON line with the same fields (so that every stderr line parses)."""
-    details = e.details()  # the same lines the MCP server sends before the message
-    if _log_format is LogFormat.json:
-        get_logger("gpumod.cli").error(
-            "cli.error", error=e.message, hint=e.hint, details=[d.strip() for d in details]
-        )
-        return
-    for line in details:
-        err.print(line, markup=False)
-    for text in error_lines(e.message, e.hint):
-        err.print(text)
+    raise typer.Exit(run_body(fn, error_code=error_code))
 
 
 @app.command()
@@ -145,45 +98,7 @@ def plan(
     ),
 ) -> None:
     """Show what apply would do. Exit 0 nothing to do, 1 changes pending, 2 error or infeasible."""
-
-    def body() -> int:
-        from gpumod.ops import plan as ops_plan
-
-        result = asyncio.run(ops_plan.plan(directory, pod))
-        p = result.plan
-        if output is Output.json:
-            out.print_json(json.dumps(result.to_json()))
-        else:
-            print_plan(out, p)
-        if not p.fits:
-            if output is Output.text:
-                raise InfeasibleError([x.infeasible for x in p.pods if x.infeasible])
-            return 2
-        unreachable = result.unreachable
-        for o in unreachable:
-            why = o.error.removeprefix(f"pod {o.name}: ")
-            _error_line(f"pod {o.name} cannot be planned: {why}", pod=o.name)
-        if unreachable:
-            if save_to is not None:
-                _error_line("the plan was not saved (a pod could not be observed)")
-            return 2
-        if save_to is not None:
-            ops_plan.save(result, save_to, directory, pod)
-            if output is Output.text:
-                out.print(
-                    f"Saved the plan to {save_to}; `gpumod apply {save_to}` runs exactly this plan.", markup=False
-                )
-        return 1 if p.changes else 0
-
-    _run(body)
-
-
-def _error_line(text: str, **fields: str) -> None:
-    """One error line on stderr that is not an exception: red text, or a JSON log line."""
-    if _log_format is LogFormat.json:
-        get_logger("gpumod.cli").error("cli.error", error=text, **fields)
-    else:
-        err.print(Text.assemble(("error:", "red"), " ", text))
+    _run(lambda: plan_body(directory, pod, output, save_to))
 
 
 def _confirm(yes: bool) -> Callable[[Plan], bool]:

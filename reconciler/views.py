@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 
 from gpumod.core.model import GpuBudget, Plan
 from gpumod.core.render import render_plan
-from gpumod.drivers.provision.disk import human_bytes
 from gpumod.errors import GpumodError, InfeasibleError, SpecError
 from rich.console import Console
 from rich.text import Text
@@ -117,6 +116,7 @@ class ConsoleReporter:
         now = time.monotonic()
         if e.kind == "progress" and now - self._last_line.get(key, 0.0) < 2.0:
             return
+        from gpumod.drivers.provision.disk import human_bytes  # its package loads pydantic: not on `plan`'s path
         self._last_line[key] = now
         pct = 100 * e.done / e.total if e.total else 100.0
         eta = f", ETA {e.eta_s:.0f}s" if e.eta_s is not None and e.kind == "progress" else ""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 from gpumod.core.desired import build_desired
 from gpumod.core.footprint import footprint
@@ -18,11 +18,13 @@ from gpumod.core.model import DesiredPod, ObservedPod, Plan
 from gpumod.core.plan import plan as make_plan
 from gpumod.errors import GpumodError
 from gpumod.observe import observe_pod
-from gpumod.provision import Provision, plan_provision, setup_probe
 from gpumod.spec import PresetCatalog, SpecSet, resolve_service
 from gpumod.spec.models import PodSpec, ServiceSpec
 from gpumod.spec_cache import load_specs_cached
 from gpumod.wiring import Fleet, PodHandle, gpumod_home
+
+if TYPE_CHECKING:
+    from gpumod.provision import Provision
 
 __all__ = [
     "Snapshot",
@@ -76,7 +78,12 @@ async def observe_fleet(fleet: Fleet) -> tuple[ObservedPod, ...]:
     async def one(handle: PodHandle) -> ObservedPod:
         if handle.error:
             return ObservedPod(handle.name, reachable=False, error=handle.error)
-        return await observe_pod(handle.agent, setup=setup_probe(handle))
+        setup = None
+        if handle.spec.setup is not None:  # gpumod.provision only for pods with setup: (`gpumod plan`'s start-up)
+            from gpumod.provision import setup_probe
+
+            setup = setup_probe(handle)
+        return await observe_pod(handle.agent, setup=setup)
 
     return tuple(await asyncio.gather(*(one(h) for h in handles)))
 
@@ -173,6 +180,8 @@ async def observe_and_plan(
     snap = plan_observed(specs, PresetCatalog.load(), pods, observed, empty=empty)
     if empty or not provision or not any(p.setup is not None for p in pods):
         return snap
+    from gpumod.provision import plan_provision  # set-up planning only for pods with setup: (start-up time)
+
     state_dirs = {h.name: h.agent.state_dir for h in fleet.handles.values()}
     prov = await plan_provision(pods, snap.desired, observed, state_dirs=state_dirs)
     return replace(snap, plan=prov.merged(snap.plan), provision=prov)

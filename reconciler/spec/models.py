@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 from pydantic_core import PydanticCustomError
 
+from gpumod.spec.kinds import DriftPolicy, DriverName, MemberState, SleepKind
 from gpumod.spec.setup_models import PodSetup
 
 NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$")
@@ -64,10 +65,6 @@ def pod_program(value: str) -> str:
 
 PodPath = Annotated[str, AfterValidator(pod_path)]
 PodProgram = Annotated[str, AfterValidator(pod_program)]
-DriverName = Literal["vllm", "llamacpp", "fastapi", "command", "docker"]
-SleepKind = Literal["none", "l1", "l2", "router"]
-MemberState = Literal["active", "sleeping", "standby"]
-DriftPolicy = Literal["correct", "warn", "ignore"]
 ArgValue = Union[bool, int, float, str, list[Union[int, float, str]], None]
 
 

@@ -15,7 +15,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from gpumod.spec.models import DriftPolicy, DriverName, SleepKind
+from gpumod.spec.kinds import DriftPolicy, DriverName, SleepKind
 
 ArgItems = tuple[tuple[str, Any], ...]
 

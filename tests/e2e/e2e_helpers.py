@@ -37,8 +37,9 @@ class Gpumod:
         return env
 
     def run(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        # gpumod.entry is the console script's module: a plain `plan` runs there without typer
         return subprocess.run(
-            [sys.executable, "-m", "gpumod.cli", *args],
+            [sys.executable, "-m", "gpumod.entry", *args],
             capture_output=True,
             text=True,
             env=self.env,
@@ -48,7 +49,7 @@ class Gpumod:
 
     def popen(self, *args: str) -> subprocess.Popen[str]:
         return subprocess.Popen(
-            [sys.executable, "-m", "gpumod.cli", *args],
+            [sys.executable, "-m", "gpumod.entry", *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,

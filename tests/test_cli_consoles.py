@@ -1,0 +1,18 @@
+"""The CLI's consoles print what they are given verbatim (style.md §17): no markup tags, no
+emoji codes, no highlighting — a service's log line `deploy :fire: done` stays that line."""
+
+from __future__ import annotations
+
+import pytest
+
+from gpumod.cli_base import err, out
+
+LINES = ["deploy :fire: done :x:", "[bold]b[/bold] [/path]", "INFO 05-01 [api_server.py:1024] 127.0.0.1:8000"]
+
+
+@pytest.mark.parametrize("console", [out, err], ids=["out", "err"])
+def test_the_consoles_print_text_verbatim(console) -> None:
+    with console.capture() as captured:
+        for line in LINES:
+            console.print(line)
+    assert captured.get() == "".join(f"{line}\n" for line in LINES)
