@@ -16,3 +16,13 @@ def test_the_consoles_print_text_verbatim(console) -> None:
         for line in LINES:
             console.print(line)
     assert captured.get() == "".join(f"{line}\n" for line in LINES)
+
+
+def test_a_models_answer_is_printed_verbatim_by_prompt() -> None:
+    from gpumod.chat.cli import ConsolePrinter
+
+    printer = ConsolePrinter()
+    with printer.console.capture() as captured:
+        for line in LINES:
+            printer.event({"type": "content", "text": line + "\n"})
+    assert captured.get().strip("\n") == "\n".join(LINES)

@@ -23,12 +23,11 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
+from gpumod.cli_base import err, out  # the CLI's consoles: no markup, no emoji codes
 from gpumod.errors import GpumodError
 
 __all__ = ["prompt", "register"]
 
-out = Console(highlight=False, soft_wrap=True, markup=False)
-err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
 RESULT_LINES = 8  # lines of a tool result shown on the console
 
 
