@@ -26,3 +26,16 @@ def test_a_models_answer_is_printed_verbatim_by_prompt() -> None:
         for line in LINES:
             printer.event({"type": "content", "text": line + "\n"})
     assert captured.get().strip("\n") == "\n".join(LINES)
+
+
+def test_prompts_spec_problems_are_printed_verbatim() -> None:
+    import typer
+
+    from gpumod.chat.cli import err as chat_err
+    from gpumod.chat.cli import fail
+    from gpumod.errors import Problem, SpecError
+
+    problem = Problem("specs/svc.yaml", 3, "service chat: unknown key 'tools' (value ':fire:')")
+    with chat_err.capture() as captured, pytest.raises(typer.Exit):
+        fail(SpecError([problem]))
+    assert str(problem) in captured.get()
