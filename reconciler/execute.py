@@ -354,9 +354,10 @@ def _with_env(launch: Launch, extra: tuple[tuple[str, str], ...]) -> Launch:
 
 
 def _cause(err: GpumodError, step: Step) -> str:
-    """What went wrong, without the pod (and service) the step's line already names."""
-    if isinstance(err, StepError) and (err.pod, err.service) == (step.pod, step.service):
-        return err.detail
-    if isinstance(err, PodError) and err.pod == step.pod:
-        return err.detail
-    return str(err)
+    """What went wrong (with any log lines added to it), without the pod (and service) the
+    step's line already names."""
+    text = str(err)
+    for prefix in (f"pod {step.pod}, service {step.service}: ", f"pod {step.pod}: "):
+        if text.startswith(prefix):
+            return text[len(prefix):]
+    return text
