@@ -28,7 +28,9 @@ from gpumod.spec.resolved import ResolvedService
 
 log = get_logger("gpumod.execute")
 
-POLL_S = 0.2
+POLL_S = 0.2  # between two VRAM polls (and two health polls of an agent that cannot wait)
+HEALTH_WAIT_S = 1.0  # the longest one health poll waits on the pod for the service to read differently
+CHANGED_PAUSE_S = (0.02, 0.2)  # before the next health poll after a changed reading: first, at most
 
 
 @dataclass
@@ -281,11 +283,22 @@ class PodExecutor:
 
     async def _await_ready(self, spec: ResolvedService, *, awake: bool, timeout: float) -> None:
         """Poll the service on the pod until it is ready (and awake), its process died, or timeout.
-        The answers are read as ``gpumod status`` reads them (``observe.service_status``)."""
+        The answers are read as ``gpumod status`` reads them (``observe.service_status``).
+
+        Each poll after the first waits on the pod (up to ``HEALTH_WAIT_S``) until the service
+        reads differently from the last poll, so a change is seen within the agent's own poll
+        interval, not one agent process per poll; a reading that changed but is not ready yet is
+        followed by a short pause that doubles up to ``POLL_S`` (a service whose answers change
+        all the time is never polled faster than that)."""
         deadline = self.clock.now() + timeout
+        seen, pause = "", CHANGED_PAUSE_S[0]
         while True:
-            raw = await self.agent.observe(names=[spec.name], gpus=False, init=False)
-            status, sleep_level, detail = service_status(raw.get("services", {}).get(spec.name) or {})
+            wait = min(HEALTH_WAIT_S, max(0.0, deadline - self.clock.now())) if seen else 0.0
+            raw = await self.agent.observe(
+                names=[spec.name], gpus=False, init=False, unchanged={spec.name: seen}, wait_s=wait
+            )
+            entry = raw.get("services", {}).get(spec.name) or {}
+            status, sleep_level, detail = service_status(entry)
             if status == "failed":
                 raise StepError(self.desired.name, spec.name, "the process exited while starting")
             if status == "unhealthy":
@@ -299,7 +312,13 @@ class PodExecutor:
                     f"not healthy after {timeout:g} s ({detail or status})",
                     hint="raise health.startup_timeout_s, or read `gpumod logs`",
                 )
-            await self.clock.sleep(POLL_S)
+            now_seen = str(entry.get("seen") or "")
+            if not now_seen:  # an agent that gives no digest: a plain poll
+                await self.clock.sleep(POLL_S)
+            elif now_seen != seen:
+                await self.clock.sleep(pause)
+                pause = min(pause * 2, CHANGED_PAUSE_S[1])
+            seen = now_seen
 
     async def _wait_vram(self, need: dict[int, int], wave: list[Step], *, releasing: bool) -> None:
         """Poll nvidia-smi until every GPU shows the free MiB ``need`` (the plan's, for this fill

@@ -196,19 +196,27 @@ class PodAgent:
         gpus: bool = True,
         init: bool = True,
         setup: Mapping[str, Any] | None = None,
+        unchanged: Mapping[str, str] | None = None,
+        wait_s: float = 0.0,
     ) -> dict:
         """GPUs, compute apps, every recorded service (liveness, session pids, probe answers; for
         a systemd unit also ``unit``: states, ``nrestarts``, ``crash_loop``) and ``init``
         (``{"pid1", "uid", "systemd", "user_systemd"}``, for ``supervisors.choose_supervisor``).
         ``gpus=False`` / ``init=False`` leave out nvidia-smi / the init probe (cheap health polls).
         ``setup``: the setup probe's arguments (``provision.setup_probe_args``) of a pod with a
-        ``setup:`` block; its raw facts come back under ``setup`` in the same round trip."""
+        ``setup:`` block; its raw facts come back under ``setup`` in the same round trip.
+        ``unchanged``: {service: the ``seen`` digest of its last entry, or ""}: entries carry
+        their ``seen``, and the pod observes again for up to ``wait_s`` seconds (at most
+        ``podside.WAIT_LIMIT_S``) until one of those services reads differently (a health wait)."""
         args: dict[str, Any] = {"probe": probe, "gpus": gpus, "init": init}
         if setup is not None:
             args["setup"] = dict(setup)
         if names is not None:
             args["names"] = list(names)
-        return await self._call("observe", args, timeout=45.0)
+        if unchanged:
+            args["unchanged"] = dict(unchanged)
+            args["wait_s"] = max(0.0, wait_s)
+        return await self._call("observe", args, timeout=45.0 + max(0.0, wait_s))
 
     async def start(
         self,
