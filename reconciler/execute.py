@@ -12,7 +12,7 @@ import asyncio
 import time
 from dataclasses import dataclass, field, replace
 from itertools import groupby
-from typing import Callable
+from typing import Any, Callable
 
 from gpumod.core.model import DesiredPod, PodPlan, Step
 from gpumod.drivers.agent import PodAgent
@@ -31,6 +31,7 @@ log = get_logger("gpumod.execute")
 POLL_S = 0.2  # between two VRAM polls (and two health polls of an agent that cannot wait)
 HEALTH_WAIT_S = 1.0  # the longest one health poll waits on the pod for the service to read differently
 CHANGED_PAUSE_S = (0.02, 0.2)  # before the next health poll after a changed reading: first, at most
+_FAILURE_FIELDS = ("failures", "last_failure_at", "last_error", "last_log_line")  # reset by a healthy start
 
 
 @dataclass
@@ -205,14 +206,19 @@ class PodExecutor:
             # a llama.cpp router is healthy (and "asleep") before its model is loaded; the plan
             # says when to leave it so (start_asleep)
             calls = [] if step.start_asleep else driver.after_start(spec)
-            await self._await_ready(spec, awake=not calls and not step.start_asleep, timeout=spec.startup_timeout_s)
+            ready = await self._await_ready(
+                spec, awake=not calls and not step.start_asleep, timeout=spec.startup_timeout_s
+            )
             if calls:
                 await self._http(spec, calls)
-                await self._await_ready(spec, awake=True, timeout=spec.startup_timeout_s)
+                ready = await self._await_ready(spec, awake=True, timeout=spec.startup_timeout_s)
         except GpumodError as err:
             await self._record_failure(spec, err)
             raise
-        await self.agent.update_meta(spec.name, failures=0, last_failure_at=None, last_error=None, last_log_line=None)
+        if any((ready.get("meta") or {}).get(k) for k in _FAILURE_FIELDS):  # a clean record needs no reset
+            await self.agent.update_meta(
+                spec.name, failures=0, last_failure_at=None, last_error=None, last_log_line=None
+            )
         if step.sleep_after:
             await self._sleep(spec.name, step.level or spec.sleep)
         elif step.start_asleep:
@@ -256,8 +262,7 @@ class PodExecutor:
     async def _sleep(self, name: str, level: str) -> None:
         spec = self._spec(name)
         driver = driver_for(spec.driver)
-        await self._http(spec, driver.sleep_calls(spec, level))
-        await self.agent.update_meta(name, sleep_level=level)
+        await self._http(spec, driver.sleep_calls(spec, level), then_record={"sleep_level": level})
 
     async def _wake(self, step: Step) -> None:
         spec = self._spec(step.service)
@@ -266,8 +271,14 @@ class PodExecutor:
         await self._await_ready(spec, awake=True, timeout=spec.startup_timeout_s)
         await self.agent.update_meta(spec.name, sleep_level=None)
 
-    async def _http(self, spec: ResolvedService, calls: list[HttpCall]) -> list[HttpAnswer]:
-        answers = await self.agent.http(spec.port, calls)
+    async def _http(
+        self, spec: ResolvedService, calls: list[HttpCall], *, then_record: dict[str, Any] | None = None
+    ) -> list[HttpAnswer]:
+        """The calls, in order; StepError on the first answer that is not ok. ``then_record``:
+        fields the pod writes in the service's record once every call answered ok."""
+        answers = await self.agent.http(
+            spec.port, calls, then_record=(spec.name, then_record) if then_record else None
+        )
         for call, answer in zip(calls, answers):
             if answer.status not in call.ok_status:
                 body = answer.body.strip().splitlines()[-1:] if answer.body else []
@@ -281,9 +292,10 @@ class PodExecutor:
             raise StepError(self.desired.name, spec.name, f"{calls[len(answers)].path} was not sent")
         return answers
 
-    async def _await_ready(self, spec: ResolvedService, *, awake: bool, timeout: float) -> None:
-        """Poll the service on the pod until it is ready (and awake), its process died, or timeout.
-        The answers are read as ``gpumod status`` reads them (``observe.service_status``).
+    async def _await_ready(self, spec: ResolvedService, *, awake: bool, timeout: float) -> dict[str, Any]:
+        """Poll the service on the pod until it is ready (and awake), its process died, or timeout;
+        returns the agent's entry that said ready (``meta``: its record on the pod). The answers
+        are read as ``gpumod status`` reads them (``observe.service_status``).
 
         Each poll after the first waits on the pod (up to ``HEALTH_WAIT_S``) until the service
         reads differently from the last poll, so a change is seen within the agent's own poll
@@ -304,7 +316,7 @@ class PodExecutor:
             if status == "unhealthy":
                 raise StepError(self.desired.name, spec.name, f"unhealthy: {detail or 'error'}")
             if status in ("running", "sleeping") and (not awake or sleep_level is None):
-                return
+                return entry
             if self.clock.now() >= deadline:
                 raise HealthTimeoutError(
                     self.desired.name,

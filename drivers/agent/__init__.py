@@ -248,9 +248,15 @@ class PodAgent:
         budget = RECORD_STOP_BUDGET_S if timeout_s is None else timeout_s
         return await self._call("stop", args, timeout=budget + 30.0)
 
-    async def http(self, port: int, calls: Sequence[HttpCall]) -> list[HttpAnswer]:
-        """Send the calls in order on the pod; stops after the first answer not in its ``ok_status``."""
+    async def http(
+        self, port: int, calls: Sequence[HttpCall], *, then_record: tuple[str, Mapping[str, Any]] | None = None
+    ) -> list[HttpAnswer]:
+        """Send the calls in order on the pod; stops after the first answer not in its ``ok_status``.
+        ``then_record``: (service, fields) written in its record (``update_meta``) in the same
+        round trip once every call answered ok."""
         if not calls:
+            if then_record:
+                await self.update_meta(then_record[0], **then_record[1])
             return []
         wire = [
             {
@@ -263,7 +269,10 @@ class PodAgent:
             for c in calls
         ]
         budget = sum(c.timeout_s for c in calls) + 15.0
-        answer = await self._call("http", {"port": port, "calls": wire}, timeout=budget)
+        args: dict[str, Any] = {"port": port, "calls": wire}
+        if then_record:
+            args["then_record"] = {"name": then_record[0], "fields": dict(then_record[1])}
+        answer = await self._call("http", args, timeout=budget)
         return [HttpAnswer(int(a["status"]), a.get("body", "")) for a in answer["answers"]]
 
     async def gpus(self) -> dict:

@@ -353,6 +353,12 @@ def op_http(state: PodState, args: dict) -> dict:
         answers.append(answer)
         if answer["status"] not in call.get("ok_status", [200]):
             break
+    then = args.get("then_record")  # {name, fields}: written in that record once every call answered ok
+    calls = args["calls"]
+    if then and len(answers) == len(calls) and all(
+        a["status"] in c.get("ok_status", [200]) for a, c in zip(answers, calls)
+    ):
+        return {"answers": answers, "record": op_update_meta(state, then)}
     return {"answers": answers}
 
 
