@@ -77,6 +77,10 @@ class PodExecutor:
 
     def __post_init__(self) -> None:
         self._supervisor: Supervisor = self.supervisor or make_supervisor(self.agent, "process", "system")
+        # the GPUs as read by the last health poll that said ready, when nothing that changes
+        # VRAM ran since (``_launch`` and ``_http`` clear it): the first VRAM reading of the next
+        # fill wave after a wave of one step
+        self._gpus_after: dict[str, Any] | None = None
 
     async def run(self, plan: PodPlan) -> PodRun:
         run = PodRun(plan.pod)
@@ -91,8 +95,10 @@ class PodExecutor:
 
     async def _phase(self, steps: list[Step], run: PodRun, failed: set[str], plan: PodPlan | None = None) -> None:
         """Run ``steps`` wave by wave; in phase fill (``plan`` given) each wave first waits until
-        every GPU shows the free MiB the plan says the wave needs."""
+        every GPU shows the free MiB the plan says the wave needs (its first reading: the one the
+        previous wave's only step ended with, if it did)."""
         waves = [list(wave) for _, wave in groupby(steps, key=lambda s: s.wave)]
+        carried: dict[str, Any] | None = None
         for n, wave in enumerate(waves):
             todo: list[Step] = []
             for step in wave:
@@ -104,13 +110,18 @@ class PodExecutor:
                     todo.append(step)
             if todo and plan is not None:
                 try:
-                    await self._wait_vram(plan.need_before(wave[0].wave), todo, releasing=_releasing(run))
+                    await self._wait_vram(
+                        plan.need_before(wave[0].wave), todo, releasing=_releasing(run), first=carried
+                    )
                 except GpumodError as err:
                     run.error = err.detail if isinstance(err, PodError) else str(err)
                     for step in todo + [s for later in waves[n + 1 :] for s in later]:
                         self._record(run, StepOutcome(step, "skipped", "VRAM was not released"))
                     return
+            self._gpus_after = None
             outcomes = await asyncio.gather(*(self._run_step(s) for s in todo))
+            ok = len(outcomes) == 1 and outcomes[0].status == "ok"
+            carried = self._gpus_after if ok else None  # several steps: each one's reading misses the others
             for outcome in outcomes:
                 if outcome.status != "ok":
                     failed.add(outcome.step.service)
@@ -225,6 +236,7 @@ class PodExecutor:
             await self.agent.update_meta(spec.name, sleep_level=step.level or spec.sleep)
 
     async def _launch(self, launch: Launch) -> None:
+        self._gpus_after = None
         if self.unit_env:  # whatever the supervisor: a service inherits almost nothing
             launch = _with_env(launch, tuple(sorted(self.unit_env.items())))
         answer = await self._supervisor.start(launch, self.secrets.get(launch.name, {}))
@@ -276,6 +288,7 @@ class PodExecutor:
     ) -> list[HttpAnswer]:
         """The calls, in order; StepError on the first answer that is not ok. ``then_record``:
         fields the pod writes in the service's record once every call answered ok."""
+        self._gpus_after = None  # the calls may change what the GPUs hold (sleep, wake, load)
         answers = await self.agent.http(
             spec.port, calls, then_record=(spec.name, then_record) if then_record else None
         )
@@ -307,7 +320,8 @@ class PodExecutor:
         while True:
             wait = min(HEALTH_WAIT_S, max(0.0, deadline - self.clock.now())) if seen else 0.0
             raw = await self.agent.observe(
-                names=[spec.name], gpus=False, init=False, unchanged={spec.name: seen}, wait_s=wait
+                names=[spec.name], gpus=False, init=False, unchanged={spec.name: seen}, wait_s=wait,
+                gpus_after=bool(seen),  # a poll that waited is the one likely to say ready
             )
             entry = raw.get("services", {}).get(spec.name) or {}
             status, sleep_level, detail = service_status(entry)
@@ -316,6 +330,7 @@ class PodExecutor:
             if status == "unhealthy":
                 raise StepError(self.desired.name, spec.name, f"unhealthy: {detail or 'error'}")
             if status in ("running", "sleeping") and (not awake or sleep_level is None):
+                self._gpus_after = raw.get("gpus_after")
                 return entry
             if self.clock.now() >= deadline:
                 raise HealthTimeoutError(
@@ -332,15 +347,19 @@ class PodExecutor:
                 pause = min(pause * 2, CHANGED_PAUSE_S[1])
             seen = now_seen
 
-    async def _wait_vram(self, need: dict[int, int], wave: list[Step], *, releasing: bool) -> None:
+    async def _wait_vram(
+        self, need: dict[int, int], wave: list[Step], *, releasing: bool, first: dict[str, Any] | None = None
+    ) -> None:
         """Poll nvidia-smi until every GPU shows the free MiB ``need`` (the plan's, for this fill
         wave); VramReleaseTimeoutError after ``vram_release_timeout_s``. ``releasing``: something
-        this run stopped or put to sleep may still be giving VRAM back."""
+        this run stopped or put to sleep may still be giving VRAM back. ``first``: a reading taken
+        since the last step that changed VRAM, used as the first poll."""
         if not need:
             return
         deadline = self.clock.now() + self.vram_release_timeout_s
         while True:
-            raw = await self.agent.gpus()
+            raw = first if first is not None else await self.agent.gpus()
+            first = None
             gpus = {g.index: g for g in parse_gpus(raw.get("stdout", ""))} if raw.get("ok") else {}
             free = {idx: gpus[idx].total_mb - gpus[idx].used_mb for idx in need if idx in gpus}
             short = sorted(idx for idx, mb in need.items() if idx in free and free[idx] < mb)

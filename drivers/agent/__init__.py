@@ -198,6 +198,7 @@ class PodAgent:
         setup: Mapping[str, Any] | None = None,
         unchanged: Mapping[str, str] | None = None,
         wait_s: float = 0.0,
+        gpus_after: bool = False,
     ) -> dict:
         """GPUs, compute apps, every recorded service (liveness, session pids, probe answers; for
         a systemd unit also ``unit``: states, ``nrestarts``, ``crash_loop``) and ``init``
@@ -207,7 +208,9 @@ class PodAgent:
         ``setup:`` block; its raw facts come back under ``setup`` in the same round trip.
         ``unchanged``: {service: the ``seen`` digest of its last entry, or ""}: entries carry
         their ``seen``, and the pod observes again for up to ``wait_s`` seconds (at most
-        ``podside.WAIT_LIMIT_S``) until one of those services reads differently (a health wait)."""
+        ``podside.WAIT_LIMIT_S``) until one of those services reads differently (a health wait).
+        ``gpus_after``: the answer carries ``gpus_after``, what ``gpus()`` answers, read once the
+        observation is over (in the same round trip)."""
         args: dict[str, Any] = {"probe": probe, "gpus": gpus, "init": init}
         if setup is not None:
             args["setup"] = dict(setup)
@@ -216,6 +219,8 @@ class PodAgent:
         if unchanged:
             args["unchanged"] = dict(unchanged)
             args["wait_s"] = max(0.0, wait_s)
+        if gpus_after:
+            args["gpus_after"] = True
         return await self._call("observe", args, timeout=45.0 + max(0.0, wait_s))
 
     async def start(

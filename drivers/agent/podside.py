@@ -93,6 +93,8 @@ def op_observe(state: PodState, args: dict) -> dict:
     ):
         time.sleep(max(0.0, min(POLL_S, deadline - time.monotonic())))
         found = observe_once(state, args)
+    if args.get("gpus_after"):  # the GPUs as this reading leaves them (a fill wave's VRAM check)
+        found["gpus_after"] = run_smi(GPU_QUERY, SMI_FORMAT)
     return found
 
 

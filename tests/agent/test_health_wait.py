@@ -40,3 +40,10 @@ async def test_a_health_wait_returns_when_the_service_reads_differently(agent, r
     await killer
     assert not gone["alive"] and gone["seen"] != first["seen"]
     assert waited < 4.0  # it returned on the change, not after its 5 s
+
+
+async def test_a_health_poll_can_bring_the_gpus_as_it_leaves_them(agent, reaper):
+    await start_server(agent, reaper, "web")
+    raw = await agent.observe(names=["web"], gpus=False, init=False, unchanged={"web": ""}, gpus_after=True)
+    assert raw["gpus_after"] == await agent.gpus()  # what a VRAM poll reads (here: no nvidia-smi on PATH)
+    assert "gpus_after" not in await agent.observe(names=["web"], gpus=False, init=False)
