@@ -87,18 +87,25 @@ class PodExecutor:
         failed: set[str] = set()
         free = [s for s in plan.steps if s.phase == "free"]
         fill = [s for s in plan.steps if s.phase == "fill"]
-        await self._phase(free, run, failed)
-        await self._phase(fill, run, failed, plan)
+        carried = await self._phase(free, run, failed)
+        await self._phase(fill, run, failed, plan, carried)
         return run
 
     # -- phases ------------------------------------------------------------------------------
 
-    async def _phase(self, steps: list[Step], run: PodRun, failed: set[str], plan: PodPlan | None = None) -> None:
+    async def _phase(
+        self,
+        steps: list[Step],
+        run: PodRun,
+        failed: set[str],
+        plan: PodPlan | None = None,
+        carried: dict[str, Any] | None = None,
+    ) -> dict[str, Any] | None:
         """Run ``steps`` wave by wave; in phase fill (``plan`` given) each wave first waits until
         every GPU shows the free MiB the plan says the wave needs (its first reading: the one the
-        previous wave's only step ended with, if it did)."""
+        previous wave's only step ended with, if it did; ``carried`` for the first wave). Returns
+        the reading the last wave's only step ended with, if any."""
         waves = [list(wave) for _, wave in groupby(steps, key=lambda s: s.wave)]
-        carried: dict[str, Any] | None = None
         for n, wave in enumerate(waves):
             todo: list[Step] = []
             for step in wave:
@@ -117,7 +124,7 @@ class PodExecutor:
                     run.error = err.detail if isinstance(err, PodError) else str(err)
                     for step in todo + [s for later in waves[n + 1 :] for s in later]:
                         self._record(run, StepOutcome(step, "skipped", "VRAM was not released"))
-                    return
+                    return None
             self._gpus_after = None
             outcomes = await asyncio.gather(*(self._run_step(s) for s in todo))
             ok = len(outcomes) == 1 and outcomes[0].status == "ok"
@@ -126,6 +133,7 @@ class PodExecutor:
                 if outcome.status != "ok":
                     failed.add(outcome.step.service)
                 self._record(run, outcome)
+        return carried
 
     def _blocked_by(self, step: Step, failed: set[str]) -> str | None:
         """A start/wake waits on its dependencies; a stop/sleep on its dependents."""
@@ -274,7 +282,7 @@ class PodExecutor:
     async def _sleep(self, name: str, level: str) -> None:
         spec = self._spec(name)
         driver = driver_for(spec.driver)
-        await self._http(spec, driver.sleep_calls(spec, level), then_record={"sleep_level": level})
+        await self._http(spec, driver.sleep_calls(spec, level), then_record={"sleep_level": level}, gpus_after=True)
 
     async def _wake(self, step: Step) -> None:
         spec = self._spec(step.service)
@@ -284,13 +292,22 @@ class PodExecutor:
         await self.agent.update_meta(spec.name, sleep_level=None)
 
     async def _http(
-        self, spec: ResolvedService, calls: list[HttpCall], *, then_record: dict[str, Any] | None = None
+        self,
+        spec: ResolvedService,
+        calls: list[HttpCall],
+        *,
+        then_record: dict[str, Any] | None = None,
+        gpus_after: bool = False,
     ) -> list[HttpAnswer]:
         """The calls, in order; StepError on the first answer that is not ok. ``then_record``:
-        fields the pod writes in the service's record once every call answered ok."""
+        fields the pod writes in the service's record once every call answered ok; ``gpus_after``:
+        keep the GPUs as the calls leave them (``_gpus_after``)."""
         self._gpus_after = None  # the calls may change what the GPUs hold (sleep, wake, load)
         answers = await self.agent.http(
-            spec.port, calls, then_record=(spec.name, then_record) if then_record else None
+            spec.port,
+            calls,
+            then_record=(spec.name, then_record) if then_record else None,
+            gpus_after=self._keep_gpus_after if gpus_after else None,
         )
         for call, answer in zip(calls, answers):
             if answer.status not in call.ok_status:
@@ -304,6 +321,9 @@ class PodExecutor:
         if len(answers) < len(calls):
             raise StepError(self.desired.name, spec.name, f"{calls[len(answers)].path} was not sent")
         return answers
+
+    def _keep_gpus_after(self, raw: dict[str, Any]) -> None:
+        self._gpus_after = raw
 
     async def _await_ready(self, spec: ResolvedService, *, awake: bool, timeout: float) -> dict[str, Any]:
         """Poll the service on the pod until it is ready (and awake), its process died, or timeout;

@@ -254,11 +254,17 @@ class PodAgent:
         return await self._call("stop", args, timeout=budget + 30.0)
 
     async def http(
-        self, port: int, calls: Sequence[HttpCall], *, then_record: tuple[str, Mapping[str, Any]] | None = None
+        self,
+        port: int,
+        calls: Sequence[HttpCall],
+        *,
+        then_record: tuple[str, Mapping[str, Any]] | None = None,
+        gpus_after: Callable[[dict], None] | None = None,
     ) -> list[HttpAnswer]:
         """Send the calls in order on the pod; stops after the first answer not in its ``ok_status``.
         ``then_record``: (service, fields) written in its record (``update_meta``) in the same
-        round trip once every call answered ok."""
+        round trip once every call answered ok. ``gpus_after``: gets what ``gpus()`` answers, read
+        on the pod after the calls (in the same round trip)."""
         if not calls:
             if then_record:
                 await self.update_meta(then_record[0], **then_record[1])
@@ -277,7 +283,11 @@ class PodAgent:
         args: dict[str, Any] = {"port": port, "calls": wire}
         if then_record:
             args["then_record"] = {"name": then_record[0], "fields": dict(then_record[1])}
+        if gpus_after is not None:
+            args["gpus_after"] = True
         answer = await self._call("http", args, timeout=budget)
+        if gpus_after is not None and isinstance(answer.get("gpus_after"), dict):
+            gpus_after(answer["gpus_after"])
         return [HttpAnswer(int(a["status"]), a.get("body", "")) for a in answer["answers"]]
 
     async def gpus(self) -> dict:

@@ -357,11 +357,14 @@ def op_http(state: PodState, args: dict) -> dict:
             break
     then = args.get("then_record")  # {name, fields}: written in that record once every call answered ok
     calls = args["calls"]
+    found: dict = {"answers": answers}
     if then and len(answers) == len(calls) and all(
         a["status"] in c.get("ok_status", [200]) for a, c in zip(answers, calls)
     ):
-        return {"answers": answers, "record": op_update_meta(state, then)}
-    return {"answers": answers}
+        found["record"] = op_update_meta(state, then)
+    if args.get("gpus_after"):  # the GPUs as the calls leave them (a fill wave's VRAM check)
+        found["gpus_after"] = run_smi(GPU_QUERY, SMI_FORMAT)
+    return found
 
 
 def op_gpus(state: PodState, args: dict) -> dict:

@@ -34,3 +34,10 @@ async def test_a_record_that_is_not_there_fails_the_call(agent, reaper):
     _, port = await start_server(agent, reaper, "web")
     with pytest.raises(PodError, match="no record of service nope"):
         await agent.http(port, [HttpCall("GET", "/health")], then_record=("nope", {"sleep_level": "l1"}))
+
+
+async def test_a_sleep_can_bring_the_gpus_as_its_calls_leave_them(agent, reaper):
+    _, port = await start_server(agent, reaper, "web")
+    readings: list[dict] = []
+    await agent.http(port, [HttpCall("GET", "/health")], gpus_after=readings.append)
+    assert readings == [await agent.gpus()]  # what a VRAM poll reads (here: no nvidia-smi on PATH)

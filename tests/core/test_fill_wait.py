@@ -121,3 +121,11 @@ def test_a_wave_of_several_steps_never_passes_its_readings_on() -> None:
     needs = (FillNeed(1, 0, 3000), FillNeed(2, 0, 5000))
     ran, error = _run_carried(PodPlan("sim-box", True, steps, fill_needs=needs), 9000, 6000)
     assert (ran[-1], error) == ("2 polls", "")
+
+
+def test_the_first_fill_wave_reads_the_gpus_a_lone_sleep_of_phase_free_ended_with() -> None:
+    steps = (Step("sim-box", "sleep", "glm-code", "sleeping in mode rag", "free", 1, (0,), level="router"),
+             _fill(1, "hyde"))
+    needs = (FillNeed(1, 0, 5000),)
+    assert _run_carried(PodPlan("sim-box", True, steps, fill_needs=needs), 1000, 6000) == (
+        ["sleep glm-code", "start hyde", "0 polls"], "")
