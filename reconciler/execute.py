@@ -12,7 +12,7 @@ import asyncio
 import time
 from dataclasses import dataclass, field, replace
 from itertools import groupby
-from typing import Callable
+from typing import Any, Callable
 
 from gpumod.core.model import DesiredPod, PodPlan, Step
 from gpumod.drivers.agent import PodAgent
@@ -28,7 +28,10 @@ from gpumod.spec.resolved import ResolvedService
 
 log = get_logger("gpumod.execute")
 
-POLL_S = 0.2
+POLL_S = 0.2  # between two VRAM polls (and two health polls of an agent that cannot wait)
+HEALTH_WAIT_S = 1.0  # the longest one health poll waits on the pod for the service to read differently
+CHANGED_PAUSE_S = (0.02, 0.2)  # before the next health poll after a changed reading: first, at most
+_FAILURE_FIELDS = ("failures", "last_failure_at", "last_error", "last_log_line")  # reset by a healthy start
 
 
 @dataclass
@@ -74,21 +77,34 @@ class PodExecutor:
 
     def __post_init__(self) -> None:
         self._supervisor: Supervisor = self.supervisor or make_supervisor(self.agent, "process", "system")
+        # the GPUs as read by the last health poll that said ready, when nothing that changes
+        # VRAM ran since (``_launch`` and ``_http`` clear it): the first VRAM reading of the next
+        # fill wave after a wave of one step
+        self._gpus_after: dict[str, Any] | None = None
 
     async def run(self, plan: PodPlan) -> PodRun:
         run = PodRun(plan.pod)
         failed: set[str] = set()
         free = [s for s in plan.steps if s.phase == "free"]
         fill = [s for s in plan.steps if s.phase == "fill"]
-        await self._phase(free, run, failed)
-        await self._phase(fill, run, failed, plan)
+        carried = await self._phase(free, run, failed)
+        await self._phase(fill, run, failed, plan, carried)
         return run
 
     # -- phases ------------------------------------------------------------------------------
 
-    async def _phase(self, steps: list[Step], run: PodRun, failed: set[str], plan: PodPlan | None = None) -> None:
+    async def _phase(
+        self,
+        steps: list[Step],
+        run: PodRun,
+        failed: set[str],
+        plan: PodPlan | None = None,
+        carried: dict[str, Any] | None = None,
+    ) -> dict[str, Any] | None:
         """Run ``steps`` wave by wave; in phase fill (``plan`` given) each wave first waits until
-        every GPU shows the free MiB the plan says the wave needs."""
+        every GPU shows the free MiB the plan says the wave needs (its first reading: the one the
+        previous wave's only step ended with, if it did; ``carried`` for the first wave). Returns
+        the reading the last wave's only step ended with, if any."""
         waves = [list(wave) for _, wave in groupby(steps, key=lambda s: s.wave)]
         for n, wave in enumerate(waves):
             todo: list[Step] = []
@@ -101,17 +117,23 @@ class PodExecutor:
                     todo.append(step)
             if todo and plan is not None:
                 try:
-                    await self._wait_vram(plan.need_before(wave[0].wave), todo, releasing=_releasing(run))
+                    await self._wait_vram(
+                        plan.need_before(wave[0].wave), todo, releasing=_releasing(run), first=carried
+                    )
                 except GpumodError as err:
                     run.error = err.detail if isinstance(err, PodError) else str(err)
                     for step in todo + [s for later in waves[n + 1 :] for s in later]:
                         self._record(run, StepOutcome(step, "skipped", "VRAM was not released"))
-                    return
+                    return None
+            self._gpus_after = None
             outcomes = await asyncio.gather(*(self._run_step(s) for s in todo))
+            ok = len(outcomes) == 1 and outcomes[0].status == "ok"
+            carried = self._gpus_after if ok else None  # several steps: each one's reading misses the others
             for outcome in outcomes:
                 if outcome.status != "ok":
                     failed.add(outcome.step.service)
                 self._record(run, outcome)
+        return carried
 
     def _blocked_by(self, step: Step, failed: set[str]) -> str | None:
         """A start/wake waits on its dependencies; a stop/sleep on its dependents."""
@@ -203,20 +225,26 @@ class PodExecutor:
             # a llama.cpp router is healthy (and "asleep") before its model is loaded; the plan
             # says when to leave it so (start_asleep)
             calls = [] if step.start_asleep else driver.after_start(spec)
-            await self._await_ready(spec, awake=not calls and not step.start_asleep, timeout=spec.startup_timeout_s)
+            ready = await self._await_ready(
+                spec, awake=not calls and not step.start_asleep, timeout=spec.startup_timeout_s
+            )
             if calls:
                 await self._http(spec, calls)
-                await self._await_ready(spec, awake=True, timeout=spec.startup_timeout_s)
+                ready = await self._await_ready(spec, awake=True, timeout=spec.startup_timeout_s)
         except GpumodError as err:
             await self._record_failure(spec, err)
             raise
-        await self.agent.update_meta(spec.name, failures=0, last_failure_at=None, last_error=None, last_log_line=None)
+        if any((ready.get("meta") or {}).get(k) for k in _FAILURE_FIELDS):  # a clean record needs no reset
+            await self.agent.update_meta(
+                spec.name, failures=0, last_failure_at=None, last_error=None, last_log_line=None
+            )
         if step.sleep_after:
             await self._sleep(spec.name, step.level or spec.sleep)
         elif step.start_asleep:
             await self.agent.update_meta(spec.name, sleep_level=step.level or spec.sleep)
 
     async def _launch(self, launch: Launch) -> None:
+        self._gpus_after = None
         if self.unit_env:  # whatever the supervisor: a service inherits almost nothing
             launch = _with_env(launch, tuple(sorted(self.unit_env.items())))
         answer = await self._supervisor.start(launch, self.secrets.get(launch.name, {}))
@@ -254,8 +282,7 @@ class PodExecutor:
     async def _sleep(self, name: str, level: str) -> None:
         spec = self._spec(name)
         driver = driver_for(spec.driver)
-        await self._http(spec, driver.sleep_calls(spec, level))
-        await self.agent.update_meta(name, sleep_level=level)
+        await self._http(spec, driver.sleep_calls(spec, level), then_record={"sleep_level": level}, gpus_after=True)
 
     async def _wake(self, step: Step) -> None:
         spec = self._spec(step.service)
@@ -264,8 +291,24 @@ class PodExecutor:
         await self._await_ready(spec, awake=True, timeout=spec.startup_timeout_s)
         await self.agent.update_meta(spec.name, sleep_level=None)
 
-    async def _http(self, spec: ResolvedService, calls: list[HttpCall]) -> list[HttpAnswer]:
-        answers = await self.agent.http(spec.port, calls)
+    async def _http(
+        self,
+        spec: ResolvedService,
+        calls: list[HttpCall],
+        *,
+        then_record: dict[str, Any] | None = None,
+        gpus_after: bool = False,
+    ) -> list[HttpAnswer]:
+        """The calls, in order; StepError on the first answer that is not ok. ``then_record``:
+        fields the pod writes in the service's record once every call answered ok; ``gpus_after``:
+        keep the GPUs as the calls leave them (``_gpus_after``)."""
+        self._gpus_after = None  # the calls may change what the GPUs hold (sleep, wake, load)
+        answers = await self.agent.http(
+            spec.port,
+            calls,
+            then_record=(spec.name, then_record) if then_record else None,
+            gpus_after=self._keep_gpus_after if gpus_after else None,
+        )
         for call, answer in zip(calls, answers):
             if answer.status not in call.ok_status:
                 body = answer.body.strip().splitlines()[-1:] if answer.body else []
@@ -279,19 +322,36 @@ class PodExecutor:
             raise StepError(self.desired.name, spec.name, f"{calls[len(answers)].path} was not sent")
         return answers
 
-    async def _await_ready(self, spec: ResolvedService, *, awake: bool, timeout: float) -> None:
-        """Poll the service on the pod until it is ready (and awake), its process died, or timeout.
-        The answers are read as ``gpumod status`` reads them (``observe.service_status``)."""
+    def _keep_gpus_after(self, raw: dict[str, Any]) -> None:
+        self._gpus_after = raw
+
+    async def _await_ready(self, spec: ResolvedService, *, awake: bool, timeout: float) -> dict[str, Any]:
+        """Poll the service on the pod until it is ready (and awake), its process died, or timeout;
+        returns the agent's entry that said ready (``meta``: its record on the pod). The answers
+        are read as ``gpumod status`` reads them (``observe.service_status``).
+
+        Each poll after the first waits on the pod (up to ``HEALTH_WAIT_S``) until the service
+        reads differently from the last poll, so a change is seen within the agent's own poll
+        interval, not one agent process per poll; a reading that changed but is not ready yet is
+        followed by a short pause that doubles up to ``POLL_S`` (a service whose answers change
+        all the time is never polled faster than that)."""
         deadline = self.clock.now() + timeout
+        seen, pause = "", CHANGED_PAUSE_S[0]
         while True:
-            raw = await self.agent.observe(names=[spec.name], gpus=False, init=False)
-            status, sleep_level, detail = service_status(raw.get("services", {}).get(spec.name) or {})
+            wait = min(HEALTH_WAIT_S, max(0.0, deadline - self.clock.now())) if seen else 0.0
+            raw = await self.agent.observe(
+                names=[spec.name], gpus=False, init=False, unchanged={spec.name: seen}, wait_s=wait,
+                gpus_after=bool(seen),  # a poll that waited is the one likely to say ready
+            )
+            entry = raw.get("services", {}).get(spec.name) or {}
+            status, sleep_level, detail = service_status(entry)
             if status == "failed":
                 raise StepError(self.desired.name, spec.name, "the process exited while starting")
             if status == "unhealthy":
                 raise StepError(self.desired.name, spec.name, f"unhealthy: {detail or 'error'}")
             if status in ("running", "sleeping") and (not awake or sleep_level is None):
-                return
+                self._gpus_after = raw.get("gpus_after")
+                return entry
             if self.clock.now() >= deadline:
                 raise HealthTimeoutError(
                     self.desired.name,
@@ -299,17 +359,27 @@ class PodExecutor:
                     f"not healthy after {timeout:g} s ({detail or status})",
                     hint="raise health.startup_timeout_s, or read `gpumod logs`",
                 )
-            await self.clock.sleep(POLL_S)
+            now_seen = str(entry.get("seen") or "")
+            if not now_seen:  # an agent that gives no digest: a plain poll
+                await self.clock.sleep(POLL_S)
+            elif now_seen != seen:
+                await self.clock.sleep(pause)
+                pause = min(pause * 2, CHANGED_PAUSE_S[1])
+            seen = now_seen
 
-    async def _wait_vram(self, need: dict[int, int], wave: list[Step], *, releasing: bool) -> None:
+    async def _wait_vram(
+        self, need: dict[int, int], wave: list[Step], *, releasing: bool, first: dict[str, Any] | None = None
+    ) -> None:
         """Poll nvidia-smi until every GPU shows the free MiB ``need`` (the plan's, for this fill
         wave); VramReleaseTimeoutError after ``vram_release_timeout_s``. ``releasing``: something
-        this run stopped or put to sleep may still be giving VRAM back."""
+        this run stopped or put to sleep may still be giving VRAM back. ``first``: a reading taken
+        since the last step that changed VRAM, used as the first poll."""
         if not need:
             return
         deadline = self.clock.now() + self.vram_release_timeout_s
         while True:
-            raw = await self.agent.gpus()
+            raw = first if first is not None else await self.agent.gpus()
+            first = None
             gpus = {g.index: g for g in parse_gpus(raw.get("stdout", ""))} if raw.get("ok") else {}
             free = {idx: gpus[idx].total_mb - gpus[idx].used_mb for idx in need if idx in gpus}
             short = sorted(idx for idx, mb in need.items() if idx in free and free[idx] < mb)

@@ -7,10 +7,12 @@ JSON object per line for a log pipeline, at info level at least so that every st
 (``step.started``, ``step.done``, ``step.failed``, ``step.skipped``) is there; warnings of the
 libraries underneath (asyncssh) come out as JSON lines too.
 
-structlog (and the rich tracebacks it loads) costs ~30 ms of start-up that a ``plan`` never uses:
-modules take their logger from ``get_logger``, and structlog is imported and configured on the
-first call of a logger method (at once with ``json``, whose standard-library handler must be in
-place before any library logs).
+structlog (and the rich tracebacks it loads) costs ~30-60 ms of start-up that a ``plan`` never
+uses, nor an ``apply`` that logs nothing at its level: modules take their logger from
+``get_logger``, a call below the level is dropped before structlog is imported, and structlog is
+imported and configured on the first call that can print (at once with ``json``, whose
+standard-library handler must be in place before any library logs). The reconcile id is a context
+variable of this module, added to every line by a processor.
 """
 
 from __future__ import annotations
@@ -18,13 +20,17 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from typing import Any
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any, Iterator
 
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 FORMATS = ("text", "json")
 
 _settings: dict[str, Any] = {"verbosity": 0, "fmt": "text"}
 _configured = False
+_reconcile_id: ContextVar[str | None] = ContextVar("gpumod_reconcile_id", default=None)
+_METHOD_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO}  # calls dropped below the level
 
 
 def configure_logging(verbosity: int = 0, fmt: str = "text") -> None:
@@ -44,17 +50,13 @@ def _configure() -> None:
     _configured = True
     import structlog
 
-    verbosity, fmt = _settings["verbosity"], _settings["fmt"]
-    level = {0: logging.WARNING, 1: logging.INFO}.get(verbosity, logging.DEBUG)
-    env = os.environ.get("GPUMOD_LOG", "").lower()
-    if env in LEVELS:
-        level = min(level, LEVELS[env])
+    level, fmt = _level(), _settings["fmt"]
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
+        _add_reconcile_id,
         structlog.processors.add_log_level,
     ]
     if fmt == "json":
-        level = min(level, logging.INFO)
         shared.append(structlog.processors.TimeStamper(fmt="iso", utc=True))
         renderer: Any = structlog.processors.JSONRenderer(default=str)
         _stdlib_as_json(shared, renderer)
@@ -67,6 +69,26 @@ def _configure() -> None:
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=False,
     )
+
+
+def _level() -> int:
+    """The level lines are printed from: ``-v`` / ``-vv``, ``GPUMOD_LOG``, info at least with json."""
+    level = {0: logging.WARNING, 1: logging.INFO}.get(_settings["verbosity"], logging.DEBUG)
+    env = os.environ.get("GPUMOD_LOG", "").lower()
+    if env in LEVELS:
+        level = min(level, LEVELS[env])
+    return min(level, logging.INFO) if _settings["fmt"] == "json" else level
+
+
+def _add_reconcile_id(logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
+    reconcile_id = _reconcile_id.get()
+    if reconcile_id is not None:
+        event.setdefault("reconcile_id", reconcile_id)
+    return event
+
+
+def _drop(*args: Any, **kw: Any) -> None:
+    return None
 
 
 def _stdlib_as_json(shared: list[Any], renderer: Any) -> None:
@@ -85,24 +107,35 @@ def _stdlib_as_json(shared: list[Any], renderer: Any) -> None:
 
 
 class _Logger:
-    """A structlog logger imported and configured on first use (``log.info(...)``, ``log.bind``)."""
+    """A structlog logger imported and configured on the first call that can print
+    (``log.info(...)``); ``log.bind(**kw)`` binds lazily too."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, bound: dict[str, Any] | None = None) -> None:
         self._name = name
+        self._bound = bound or {}
+
+    def bind(self, **kw: Any) -> "_Logger":
+        return _Logger(self._name, {**self._bound, **kw})
 
     def __getattr__(self, attr: str) -> Any:
+        if attr in _METHOD_LEVELS and _METHOD_LEVELS[attr] < _level():
+            return _drop
         import structlog
 
         _configure()
-        return getattr(structlog.get_logger(self._name), attr)
+        logger = structlog.get_logger(self._name)
+        return getattr(logger.bind(**self._bound) if self._bound else logger, attr)
 
 
 def get_logger(name: str) -> Any:
     return _Logger(name)
 
 
-def bound_reconcile_id(reconcile_id: str) -> Any:
-    """A context manager binding the reconcile id to every log line of one apply run."""
-    import structlog
-
-    return structlog.contextvars.bound_contextvars(reconcile_id=reconcile_id)
+@contextmanager
+def bound_reconcile_id(reconcile_id: str) -> Iterator[None]:
+    """Bind the reconcile id to every log line of one apply run (and the tasks it starts)."""
+    token = _reconcile_id.set(reconcile_id)
+    try:
+        yield
+    finally:
+        _reconcile_id.reset(token)

@@ -196,19 +196,32 @@ class PodAgent:
         gpus: bool = True,
         init: bool = True,
         setup: Mapping[str, Any] | None = None,
+        unchanged: Mapping[str, str] | None = None,
+        wait_s: float = 0.0,
+        gpus_after: bool = False,
     ) -> dict:
         """GPUs, compute apps, every recorded service (liveness, session pids, probe answers; for
         a systemd unit also ``unit``: states, ``nrestarts``, ``crash_loop``) and ``init``
         (``{"pid1", "uid", "systemd", "user_systemd"}``, for ``supervisors.choose_supervisor``).
         ``gpus=False`` / ``init=False`` leave out nvidia-smi / the init probe (cheap health polls).
         ``setup``: the setup probe's arguments (``provision.setup_probe_args``) of a pod with a
-        ``setup:`` block; its raw facts come back under ``setup`` in the same round trip."""
+        ``setup:`` block; its raw facts come back under ``setup`` in the same round trip.
+        ``unchanged``: {service: the ``seen`` digest of its last entry, or ""}: entries carry
+        their ``seen``, and the pod observes again for up to ``wait_s`` seconds (at most
+        ``podside.WAIT_LIMIT_S``) until one of those services reads differently (a health wait).
+        ``gpus_after``: the answer carries ``gpus_after``, what ``gpus()`` answers, read once the
+        observation is over (in the same round trip)."""
         args: dict[str, Any] = {"probe": probe, "gpus": gpus, "init": init}
         if setup is not None:
             args["setup"] = dict(setup)
         if names is not None:
             args["names"] = list(names)
-        return await self._call("observe", args, timeout=45.0)
+        if unchanged:
+            args["unchanged"] = dict(unchanged)
+            args["wait_s"] = max(0.0, wait_s)
+        if gpus_after:
+            args["gpus_after"] = True
+        return await self._call("observe", args, timeout=45.0 + max(0.0, wait_s))
 
     async def start(
         self,
@@ -240,9 +253,21 @@ class PodAgent:
         budget = RECORD_STOP_BUDGET_S if timeout_s is None else timeout_s
         return await self._call("stop", args, timeout=budget + 30.0)
 
-    async def http(self, port: int, calls: Sequence[HttpCall]) -> list[HttpAnswer]:
-        """Send the calls in order on the pod; stops after the first answer not in its ``ok_status``."""
+    async def http(
+        self,
+        port: int,
+        calls: Sequence[HttpCall],
+        *,
+        then_record: tuple[str, Mapping[str, Any]] | None = None,
+        gpus_after: Callable[[dict], None] | None = None,
+    ) -> list[HttpAnswer]:
+        """Send the calls in order on the pod; stops after the first answer not in its ``ok_status``.
+        ``then_record``: (service, fields) written in its record (``update_meta``) in the same
+        round trip once every call answered ok. ``gpus_after``: gets what ``gpus()`` answers, read
+        on the pod after the calls (in the same round trip)."""
         if not calls:
+            if then_record:
+                await self.update_meta(then_record[0], **then_record[1])
             return []
         wire = [
             {
@@ -255,7 +280,14 @@ class PodAgent:
             for c in calls
         ]
         budget = sum(c.timeout_s for c in calls) + 15.0
-        answer = await self._call("http", {"port": port, "calls": wire}, timeout=budget)
+        args: dict[str, Any] = {"port": port, "calls": wire}
+        if then_record:
+            args["then_record"] = {"name": then_record[0], "fields": dict(then_record[1])}
+        if gpus_after is not None:
+            args["gpus_after"] = True
+        answer = await self._call("http", args, timeout=budget)
+        if gpus_after is not None and isinstance(answer.get("gpus_after"), dict):
+            gpus_after(answer["gpus_after"])
         return [HttpAnswer(int(a["status"]), a.get("body", "")) for a in answer["answers"]]
 
     async def gpus(self) -> dict:

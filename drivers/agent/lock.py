@@ -141,7 +141,7 @@ async def acquire_pod_lock(
     how to unlock the pod with the spec directory ``specs``)."""
     payload = {"op": "hold", "pod": pod, "state_dir": state_dir, "owner": dict(owner), "wait_s": wait_s,
                "drain_s": DRAIN_S}
-    process = await transport.open_process([python, "-c", LOCK_BOOT])
+    process = await transport.open_process([python, "-S", "-c", LOCK_BOOT])
     try:
         try:
             process.write(lock_request(payload))
@@ -195,7 +195,7 @@ async def break_pod_lock(
 async def _lock_op(transport: Transport, payload: Mapping[str, Any], python: str, what: str) -> dict[str, Any]:
     """One request/answer operation of the lock holder script (not "hold")."""
     pod = str(payload["pod"])
-    result = await transport.run([python, "-c", LOCK_BOOT], stdin=lock_request(payload), timeout=30.0)
+    result = await transport.run([python, "-S", "-c", LOCK_BOOT], stdin=lock_request(payload), timeout=30.0)
     answer = _json(result.stdout.decode("utf-8", "replace").strip().splitlines()[-1] if result.stdout.strip() else "")
     if isinstance(answer, dict) and "error" in answer and len(answer) == 1:
         raise PodError(pod, f"{what}: {answer['error']}")

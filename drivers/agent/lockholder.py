@@ -2,8 +2,9 @@
 
 Why on the pod: two gpumod runs on two laptops must never interleave steps on one pod, and only
 the pod sees both. ``gpumod.drivers.agent.lock`` sends this file plus a JSON payload on the stdin
-of ``python3 -c LOCK_BOOT``; LOCK_BOOT reads exactly one length-prefixed request (so stdin stays
-open afterwards) and execs it with ``__name__ == "__gpumod_agent__"`` and ``PAYLOAD`` set.
+of ``python3 -S -c LOCK_BOOT`` (stdlib only, so no site-packages); LOCK_BOOT reads exactly one
+length-prefixed request (so stdin stays open afterwards) and execs it with
+``__name__ == "__gpumod_agent__"`` and ``PAYLOAD`` set.
 
 op "hold": take ``flock(LOCK_EX|LOCK_NB)`` on ``<state_dir>/pods/<pod>/lock`` (retrying for
 ``wait_s`` seconds), write ``lock.owner`` (0600: the gpumod run's host/user/pid/command/started_at

@@ -77,7 +77,41 @@ def service_api_key(record: dict):
 # -- operations -----------------------------------------------------------------------------------
 
 
+WAIT_LIMIT_S = 5.0  # the longest an observe waits for a change (the caller asks for less)
+
+
 def op_observe(state: PodState, args: dict) -> dict:
+    """One observation. With ``unchanged`` ({service: the ``seen`` digest of its last reading, or
+    ""}), every entry carries its ``seen`` digest, and with ``wait_s`` the agent observes again
+    every ``POLL_S`` until one of those services reads differently or ``wait_s`` has passed (a
+    health wait polls here rather than with one agent process per poll); the last one is returned."""
+    found = observe_once(state, args)
+    unchanged = args.get("unchanged") or {}
+    deadline = time.monotonic() + min(float(args.get("wait_s") or 0.0), WAIT_LIMIT_S)
+    while unchanged and time.monotonic() < deadline and all(
+        (found["services"].get(name) or {}).get("seen") == seen for name, seen in unchanged.items()
+    ):
+        time.sleep(max(0.0, min(POLL_S, deadline - time.monotonic())))
+        found = observe_once(state, args)
+    if args.get("gpus_after"):  # the GPUs as this reading leaves them (a fill wave's VRAM check)
+        found["gpus_after"] = run_smi(GPU_QUERY, SMI_FORMAT)
+    return found
+
+
+def seen_digest(entry: dict) -> str:
+    """A digest of what a reading of one service entry depends on (its record, liveness, probe
+    answers, unit state), without what moves by itself (process state letter, session pids,
+    uptimes): equal digests, equal readings."""
+    import zlib  # only health waits ask for digests
+
+    unit = dict(entry.get("unit") or {})
+    unit.pop("uptime_s", None)
+    unit.pop("exited_ago_s", None)
+    view = [entry.get(k) for k in ("meta", "alive", "leader", "error", "probes")] + [unit]
+    return "%08x" % (zlib.crc32(json.dumps(view, sort_keys=True).encode()) & 0xFFFFFFFF)
+
+
+def observe_once(state: PodState, args: dict) -> dict:
     names = args.get("names")
     probe = args.get("probe", True)
     procs = scan_proc()
@@ -127,6 +161,9 @@ def op_observe(state: PodState, args: dict) -> dict:
     results = at_once(calls)
     for (name, key, _, _, _, _), answer in zip(todo, results[1:] if smi else results):
         entries[name]["probes"][key] = answer
+    if args.get("unchanged"):
+        for entry in entries.values():
+            entry["seen"] = seen_digest(entry)
     found = {
         "now": time.time(),
         "hostname": os.uname().nodename,  # gethostname(2); the socket module costs more
@@ -318,7 +355,16 @@ def op_http(state: PodState, args: dict) -> dict:
         answers.append(answer)
         if answer["status"] not in call.get("ok_status", [200]):
             break
-    return {"answers": answers}
+    then = args.get("then_record")  # {name, fields}: written in that record once every call answered ok
+    calls = args["calls"]
+    found: dict = {"answers": answers}
+    if then and len(answers) == len(calls) and all(
+        a["status"] in c.get("ok_status", [200]) for a, c in zip(answers, calls)
+    ):
+        found["record"] = op_update_meta(state, then)
+    if args.get("gpus_after"):  # the GPUs as the calls leave them (a fill wave's VRAM check)
+        found["gpus_after"] = run_smi(GPU_QUERY, SMI_FORMAT)
+    return found
 
 
 def op_gpus(state: PodState, args: dict) -> dict:

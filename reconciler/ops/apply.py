@@ -29,7 +29,6 @@ from gpumod.ops.events import (
     StepStarted,
 )
 from gpumod.ops.snapshot import Snapshot, observe_and_plan, select_pods
-from gpumod.provision import run_provision
 from gpumod.ports import Clock, SystemClock
 from gpumod.secrets import load_secret_values, missing_secrets
 from gpumod.spec import SpecSet, load_specs
@@ -395,6 +394,8 @@ async def _execute_pod(
     provisioning = [s for s in pod_plan.steps if s.phase == "provision"]
     prov = snap.provision.pod(pod) if snap.provision else None
     if provisioning and prov is not None:
+        from gpumod.provision import run_provision  # pods with setup: only (start-up time of the others)
+
         outcomes = await run_provision(handle.transport, prov, provisioning, report)
         failed = [o for o in outcomes if o.status != "ok"]
         rest = tuple(s for s in pod_plan.steps if s.phase != "provision")

@@ -5,13 +5,13 @@ once, what it calls sleeping is not yet awake."""
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pytest
 
 from gpumod.core.model import DesiredPod, GpuInfo
 from gpumod.errors import HealthTimeoutError, StepError
-from gpumod.execute import PodExecutor
+from gpumod.execute import CHANGED_PAUSE_S, HEALTH_WAIT_S, PodExecutor
 from gpumod.spec.resolved import ResolvedService
 from testkit import FakeClock
 
@@ -68,3 +68,57 @@ def test_timeout_says_what_it_saw_last() -> None:
     loading = {"alive": True, "meta": META, "probes": {"health": {"status": 0}}}
     with pytest.raises(HealthTimeoutError, match=r"not healthy after 1 s \(not listening yet"):
         _wait([loading], timeout=1.0)
+
+
+@dataclass
+class _WaitingAgent:
+    """An agent that waits on the pod: each entry comes with its ``seen`` digest."""
+
+    entries: list[tuple[str, dict]]  # (seen, entry) per poll; the last one repeats
+    asked: list[tuple[str, float]] = field(default_factory=list)  # (unchanged digest, wait_s) per poll
+
+    async def observe(self, *, unchanged: dict, wait_s: float, **kw) -> dict:
+        self.asked.append((unchanged["chat"], wait_s))
+        seen, entry = self.entries[min(len(self.asked) - 1, len(self.entries) - 1)]
+        return {"services": {"chat": {**entry, "seen": seen}}}
+
+
+def test_polls_after_the_first_wait_on_the_pod_for_a_change() -> None:
+    refused = {"alive": True, "meta": META, "probes": {"health": {"status": 0}}}
+    asleep = {"alive": True, "meta": META, "probes": ASLEEP}
+    awake = {"alive": True, "meta": META, "probes": AWAKE}
+    agent = _WaitingAgent([("a", refused), ("a", refused), ("b", asleep), ("c", awake)])
+    clock = FakeClock()
+    desired = DesiredPod("box", "m", (GPU,), 0, 1, ())
+    executor = PodExecutor(agent=agent, ctx=None, desired=desired, clock=clock)  # type: ignore[arg-type]
+    asyncio.run(executor._await_ready(SPEC, awake=True, timeout=5.0))
+    # the first poll has nothing to compare with; each later one hands back the last digest
+    assert [u for u, _ in agent.asked] == ["", "a", "a", "b"]
+    assert [w for _, w in agent.asked] == [0.0, HEALTH_WAIT_S, HEALTH_WAIT_S, HEALTH_WAIT_S]
+    # a changed reading that is not ready is followed by a pause that doubles; an unchanged one
+    # (the pod already waited) by none
+    assert clock.t == pytest.approx(CHANGED_PAUSE_S[0] * 3)
+
+
+def test_a_wait_on_the_pod_never_outlasts_the_startup_timeout() -> None:
+    loading = {"alive": True, "meta": META, "probes": {"health": {"status": 0}}}
+    agent = _WaitingAgent([("a", loading)])
+    clock = FakeClock()
+    desired = DesiredPod("box", "m", (GPU,), 0, 1, ())
+    executor = PodExecutor(agent=agent, ctx=None, desired=desired, clock=clock)  # type: ignore[arg-type]
+    clock.t = 100.0
+
+    async def waits() -> None:
+        agent_observe = agent.observe
+
+        async def observe(**kw) -> dict:  # the pod waits what it was asked
+            answer = await agent_observe(**kw)
+            clock.t += kw["wait_s"]
+            return answer
+
+        agent.observe = observe  # type: ignore[method-assign]
+        await executor._await_ready(SPEC, awake=True, timeout=2.5)
+
+    with pytest.raises(HealthTimeoutError):
+        asyncio.run(waits())
+    assert [w for _, w in agent.asked] == [0.0, HEALTH_WAIT_S, HEALTH_WAIT_S, pytest.approx(0.5 - CHANGED_PAUSE_S[0])]

@@ -74,3 +74,58 @@ def test_a_later_wave_short_after_stops_says_what_it_waited_for() -> None:
         "GPU 0 has 2000 MiB free but needs 5000 MiB for chat; waited 60 s for stopped/sleeping services "
         "to release VRAM: check `nvidia-smi` on the pod for processes that did not exit"
     )
+
+
+class _ReadyWithGpus(_Steps):
+    """Each step ends on a health poll that brought the GPUs (``free_after`` MiB free)."""
+
+    free_after: int = 0
+
+    async def _run_step(self, step: Step) -> StepOutcome:
+        outcome = await super()._run_step(step)
+        self._gpus_after = await _Pod(self.free_after).gpus()
+        return outcome
+
+
+def _run_carried(pod_plan: PodPlan, free_mb: int, free_after: int) -> tuple[list[str], str]:
+    fake = _Pod(free_mb)
+    desired = DesiredPod("sim-box", "rag", (GPU,), 512, 1, ())
+    executor = _ReadyWithGpus(agent=fake, ctx=None, desired=desired, clock=FakeClock(), vram_release_timeout_s=60)  # type: ignore[arg-type]
+    executor.free_after = free_after
+    polls: list[int] = []
+    gpus = fake.gpus
+
+    async def counted() -> dict:
+        polls.append(1)
+        return await gpus()
+
+    fake.gpus = counted  # type: ignore[method-assign]
+    run = asyncio.run(executor.run(pod_plan))
+    fake.ran.append(f"{len(polls)} polls")
+    return fake.ran, run.error
+
+
+def test_a_wave_after_a_single_step_reads_the_gpus_that_step_ended_with() -> None:
+    steps = (_fill(1, "embedding"), _fill(2, "chat"))
+    needs = (FillNeed(1, 0, 3000), FillNeed(2, 0, 5000))
+    # the reading embedding's start ended with shows room: wave 2 needs no poll of its own
+    assert _run_carried(PodPlan("sim-box", True, steps, fill_needs=needs), 9000, 6000) == (
+        ["start embedding", "start chat", "1 polls"], "")
+    # it shows too little: wave 2 polls as before (and finds the room)
+    assert _run_carried(PodPlan("sim-box", True, steps, fill_needs=needs), 9000, 4000) == (
+        ["start embedding", "start chat", "2 polls"], "")
+
+
+def test_a_wave_of_several_steps_never_passes_its_readings_on() -> None:
+    steps = (_fill(1, "embedding"), _fill(1, "embedding-code"), _fill(2, "chat"))
+    needs = (FillNeed(1, 0, 3000), FillNeed(2, 0, 5000))
+    ran, error = _run_carried(PodPlan("sim-box", True, steps, fill_needs=needs), 9000, 6000)
+    assert (ran[-1], error) == ("2 polls", "")
+
+
+def test_the_first_fill_wave_reads_the_gpus_a_lone_sleep_of_phase_free_ended_with() -> None:
+    steps = (Step("sim-box", "sleep", "glm-code", "sleeping in mode rag", "free", 1, (0,), level="router"),
+             _fill(1, "hyde"))
+    needs = (FillNeed(1, 0, 5000),)
+    assert _run_carried(PodPlan("sim-box", True, steps, fill_needs=needs), 1000, 6000) == (
+        ["sleep glm-code", "start hyde", "0 polls"], "")
