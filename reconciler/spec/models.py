@@ -28,6 +28,9 @@ IMAGE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@+-]*$")
 DOCKER_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")
 PORT_MAP_RE = re.compile(r"^[0-9]{1,5}:[0-9]{1,5}(/(tcp|udp))?$")
 SHM_RE = re.compile(r"^[0-9]+[bkmgBKMG]?$")
+# the most MiB any one GPU figure may say (4 TiB, 20x the largest GPU made): a bigger one is a typo,
+# refused at its line instead of planned as a 20-digit shortfall
+MAX_MIB = 4 * 1024 * 1024
 
 Name = Annotated[
     str,
@@ -130,7 +133,7 @@ class GpuDecl(_Doc):
     """A GPU of a pod, declared (required for ``host: sim``, optional otherwise)."""
 
     name: str = Field(description="product name as nvidia-smi prints it, e.g. 'NVIDIA GeForce RTX 4090'")
-    memory_mb: int = Field(gt=0, description="total memory in MiB (nvidia-smi memory.total)")
+    memory_mb: int = Field(gt=0, le=MAX_MIB, description="total memory in MiB (nvidia-smi memory.total)")
 
 
 class SimSettings(_Doc):
@@ -161,7 +164,7 @@ class PodSpec(_Doc):
     mode: Name = Field(description="the mode this pod runs")
     supervisor: Literal["auto", "systemd", "process"] = "auto"
     gpus: list[GpuDecl] | None = Field(None, description="required for sim pods; otherwise observed")
-    reserve_mb: int = Field(512, ge=0, description="MiB per GPU never planned for")
+    reserve_mb: int = Field(512, ge=0, le=MAX_MIB, description="MiB per GPU never planned for")
     state_dir: PodPath | None = Field(
         None, description="gpumod's state dir on the pod, absolute or ~/ (default $GPUMOD_HOME or ~/.gpumod)"
     )
@@ -228,9 +231,9 @@ class ServiceFields(_Doc):
     model_path: str | None = Field(None, description="llama.cpp: the .gguf file")
     models_dir: str | None = Field(None, description="llama.cpp router: the directory of .gguf files")
     port: int | None = Field(None, ge=1, le=65535)
-    vram_mb: int | None = Field(None, gt=0, description="VRAM per GPU when awake, MiB")
-    sleep_vram_mb: int | None = Field(None, ge=0, description="VRAM per GPU kept while asleep, MiB")
-    weights_mb: int | None = Field(None, gt=0, description="model weights per GPU, MiB (for estimates)")
+    vram_mb: int | None = Field(None, gt=0, le=MAX_MIB, description="VRAM per GPU when awake, MiB")
+    sleep_vram_mb: int | None = Field(None, ge=0, le=MAX_MIB, description="VRAM per GPU kept while asleep, MiB")
+    weights_mb: int | None = Field(None, gt=0, le=MAX_MIB, description="model weights per GPU, MiB (for estimates)")
     kv_mb_per_1k: float | None = Field(None, gt=0, description="KV cache per 1,000 tokens of context, MiB")
     gpu_memory_utilization: float | None = Field(None, gt=0, le=1)
     context: int | None = Field(None, gt=0, description="context length (vLLM --max-model-len, llama.cpp -c)")
@@ -290,7 +293,7 @@ class PresetConfig(_Doc):
     gpu_types: list[str] = Field(default_factory=list, description="substrings of the GPU name, e.g. H100")
     args: dict[str, ArgValue] = Field(default_factory=dict)
     env: dict[str, str] = Field(default_factory=dict)
-    vram_mb: int | None = Field(None, gt=0)
+    vram_mb: int | None = Field(None, gt=0, le=MAX_MIB)
     notes: str = ""
 
 
