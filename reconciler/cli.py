@@ -22,7 +22,14 @@ from rich.console import Console
 from rich.text import Text
 
 from gpumod.core.model import Plan
-from gpumod.errors import GpumodError, InfeasibleError, ProvisionRefusedError, SpecError, StalePlanError
+from gpumod.errors import (
+    GpumodError,
+    InfeasibleError,
+    ProvisionRefusedError,
+    SpecError,
+    StalePlanError,
+    UsageError,
+)
 from gpumod.logconfig import configure_logging, get_logger
 from gpumod.views import (
     ConsoleReporter,
@@ -84,19 +91,24 @@ def _main(
     configure_logging(verbose, log_format.value)
 
 
-def _run(fn: Callable[[], int], *, error_code: int = 2) -> None:
-    """Run one command body; map known errors to a red line, a hint and ``error_code``."""
+def _run(fn: Callable[[], int], *, error_code: int = 2, json_output: bool = False) -> None:
+    """Run one command body; map known errors to a red line, a hint and ``error_code``. With
+    ``-o json`` stdout still gets one JSON document: the error's (``GpumodError.to_json``)."""
     try:
         code = fn()
     except GpumodError as e:
         _report(e)
-        refused = (SpecError, InfeasibleError, StalePlanError, ProvisionRefusedError)
+        if json_output:
+            out.print_json(json.dumps(e.to_json()))
+        refused = (SpecError, InfeasibleError, StalePlanError, ProvisionRefusedError, UsageError)
         raise typer.Exit(2 if isinstance(e, refused) else error_code) from None
     except KeyboardInterrupt:
         if _log_format is LogFormat.json:
             get_logger("gpumod.cli").warning("cli.interrupted")
         else:
             err.print("interrupted")
+        if json_output:
+            out.print_json(json.dumps(GpumodError("interrupted").to_json()))
         raise typer.Exit(130) from None
     raise typer.Exit(code)
 
@@ -132,7 +144,7 @@ def validate(directory: Path = DirArg, output: Output = OutOpt) -> None:
         out.print(f"valid: {len(result.pods)} pod(s), {len(result.services)} service(s), {len(result.modes)} mode(s)")
         return 0
 
-    _run(body)
+    _run(body, json_output=output is Output.json)
 
 
 @app.command()
@@ -175,7 +187,7 @@ def plan(
                 )
         return 1 if p.changes else 0
 
-    _run(body)
+    _run(body, json_output=output is Output.json)
 
 
 def _error_line(text: str, **fields: str) -> None:
@@ -218,7 +230,7 @@ def apply(
         _print_result(result, quiet)
         return result.exit_code
 
-    _run(body)
+    _run(body, json_output=output is Output.json)
 
 
 def _print_result(result: ApplyResult, as_json: bool) -> None:
@@ -248,7 +260,7 @@ def down(
         _print_result(result, quiet)
         return result.exit_code
 
-    _run(body, error_code=1)
+    _run(body, error_code=1, json_output=output is Output.json)
 
 
 @app.command()
@@ -271,7 +283,7 @@ def status(
                 out.print(renderable)
         return 0
 
-    _run(body)
+    _run(body, json_output=output is Output.json)
 
 
 @app.command()
@@ -299,14 +311,16 @@ def simulate(
                 out.print(line)
         return 0 if sim.fits else 1
 
-    _run(body)
+    _run(body, json_output=output is Output.json)
 
 
 @app.command()
 def watch(
     directory: Path = DirArg,
     pod: Optional[List[str]] = PodOpt,
-    interval: float = typer.Option(60.0, "--interval", help="re-observe every SECONDS even without changes"),
+    interval: float = typer.Option(
+        60.0, "--interval", min=0.1, help="re-observe every SECONDS even without changes (at least 0.1)"
+    ),
     metrics_port: Optional[int] = typer.Option(
         None, "--metrics-port", min=1, max=65535, help="serve Prometheus metrics on 127.0.0.1:PORT/metrics",
         show_default=False,
@@ -328,7 +342,7 @@ def logs(
     directory: Path = DirArg,
     service: str = typer.Argument(..., help="the service"),
     pod: Optional[List[str]] = PodOpt,
-    lines: int = typer.Option(50, "--lines", "-n", help="how many lines"),
+    lines: int = typer.Option(50, "--lines", "-n", min=1, help="how many lines"),
     output: Output = OutOpt,
     follow: bool = typer.Option(False, "--follow", "-f", help="then print new lines as they come, until Ctrl+C"),
 ) -> None:
@@ -357,7 +371,7 @@ def logs(
             out.print(text.rstrip("\n"), highlight=False)
         return 0
 
-    _run(body)
+    _run(body, json_output=output is Output.json)
 
 
 @app.command()

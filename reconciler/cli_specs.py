@@ -58,7 +58,7 @@ def mode_list(specs: Path = SpecsOpt, output: Output = OutOpt) -> None:
                 out.print(Text(f"  {m.description}", style="dim"))
         return 0
 
-    _run(body)
+    _run(body, json_output=output is Output.json)
 
 
 @mode_app.command("status")
@@ -78,7 +78,7 @@ def mode_status(
                 out.print(renderable)
         return 0
 
-    _run(body)
+    _run(body, json_output=output is Output.json)
 
 
 def _edit(
@@ -128,7 +128,7 @@ def mode_switch(
         _need(specs)
         return _edit(lambda **o: switch_mode(specs, mode, pod, commit=commit, **o), no_apply, yes, output)
 
-    _run(body)
+    _run(body, json_output=output is Output.json)
 
 
 @service_app.command("list")
@@ -147,7 +147,7 @@ def service_list(specs: Path = SpecsOpt, output: Output = OutOpt) -> None:
             )
         return 0
 
-    _run(body)
+    _run(body, json_output=output is Output.json)
 
 
 @service_app.command("status")
@@ -170,7 +170,7 @@ def service_status(
             out.print(line + (f" — {r.note}" if r.note else ""))
         return 0
 
-    _run(body)
+    _run(body, json_output=output is Output.json)
 
 
 @app.command()
@@ -189,7 +189,7 @@ def presets(pod: Optional[str] = PodOne, specs: Path = SpecsOpt, output: Output 
             out.print(f"  {p.name:<{width}}  {p.role or '-':<10} {p.verdict}".rstrip())
         return 0
 
-    _run(body)
+    _run(body, json_output=output is Output.json)
 
 
 @app.command()
@@ -220,7 +220,7 @@ def start(
                 doc[key] = value
         return _edit(lambda **o: start_service(specs, doc, pod, **o), no_apply, yes, output)
 
-    _run(body)
+    _run(body, json_output=output is Output.json)
 
 
 @app.command()
@@ -238,4 +238,4 @@ def stop(
         _need(specs)
         return _edit(lambda **o: stop_service(specs, name, pod, **o), no_apply, yes, output)
 
-    _run(body)
+    _run(body, json_output=output is Output.json)

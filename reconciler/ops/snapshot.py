@@ -16,7 +16,7 @@ from gpumod.core.desired import build_desired
 from gpumod.core.footprint import footprint
 from gpumod.core.model import DesiredPod, ObservedPod, Plan
 from gpumod.core.plan import plan as make_plan
-from gpumod.errors import GpumodError
+from gpumod.errors import GpumodError, UsageError
 from gpumod.observe import observe_pod
 from gpumod.provision import Provision, plan_provision, setup_probe
 from gpumod.spec import PresetCatalog, SpecSet, resolve_service
@@ -62,7 +62,7 @@ def select_pods(specs: SpecSet, names: Sequence[str] | None) -> list[PodSpec]:
     known = {p.name: p for p in specs.pods}
     unknown = [n for n in names if n not in known]
     if unknown:
-        raise GpumodError(
+        raise UsageError(
             f"unknown pod(s): {', '.join(unknown)}",
             hint=f"pods in these specs: {', '.join(sorted(known)) or 'none'}",
         )

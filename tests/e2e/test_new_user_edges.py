@@ -1,0 +1,117 @@
+"""What a new user hits on the first day, found by using gpumod cold as the acceptance checks do:
+`-o json` that printed nothing on stdout when the command failed, `down --pod` with a typo that
+exited 1 like a pod that could not be stopped, `watch --interval 0` that spun, `logs -n 0` that
+printed a line, Ctrl+C while the command was still loading that printed a traceback, and watch's
+"change detected" that named an editor's temporary files."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+from e2e_helpers import ROOT, Gpumod
+
+
+POD = "sim-box"
+
+
+def _json_error(res: subprocess.CompletedProcess[str]) -> dict:
+    assert res.returncode == 2, (res.stdout, res.stderr)
+    assert "Traceback" not in res.stderr
+    assert "error:" in res.stderr  # the red line stays for the human
+    return json.loads(res.stdout)  # and stdout is still one JSON document
+
+
+@pytest.mark.e2e
+def test_json_output_is_a_json_document_even_when_the_command_fails(gpumod: Gpumod, tmp_path: Path) -> None:
+    specs, empty = str(gpumod.specs), tmp_path / "empty"
+    empty.mkdir()
+    failing = [
+        ("plan", str(empty)),
+        ("apply", str(empty), "--yes"),
+        ("status", specs, "--pod", "nope"),
+        ("down", specs, "--pod", "nope", "--yes"),
+        ("logs", specs, "nope"),
+        ("simulate", specs, "--pod", POD, "--mode", "nope"),
+        ("mode", "switch", "nope", "--specs", specs, "--yes"),
+        ("service", "status", "nope", "--specs", specs),
+    ]
+    for args in failing:
+        data = _json_error(gpumod.run(*args, "-o", "json"))
+        assert data["error"] and "hint" in data, args
+    data = _json_error(gpumod.run("plan", str(empty), "-o", "json"))
+    (problem,) = data["problems"]
+    assert problem["path"].endswith("empty") and "no spec files found" in problem["message"]
+    assert data["details"] == [f"{problem['path']}:{problem['line']}: {problem['message']}"]
+    assert gpumod.records() == []  # nothing was started by any of them
+
+
+@pytest.mark.e2e
+def test_down_of_a_pod_that_is_not_defined_exits_2_and_stops_nothing(gpumod: Gpumod) -> None:
+    assert gpumod.run("apply", str(gpumod.specs), "--yes").returncode == 0
+    res = gpumod.run("down", str(gpumod.specs), "--pod", "sim-bx", "--yes")
+    assert res.returncode == 2, res.stderr
+    assert "unknown pod(s): sim-bx" in res.stderr and "sim-box" in res.stderr
+    assert {row["state"] for row in gpumod.services(POD).values()} == {"running"}
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(
+    ("args", "option"),
+    [(("watch", "{specs}", "--interval", "0"), "--interval"), (("logs", "{specs}", "chat", "-n", "0"), "--lines")],
+)
+def test_options_that_make_no_sense_are_refused_before_anything_runs(gpumod: Gpumod, args, option) -> None:
+    """`watch --interval 0` used to re-apply in a busy loop; `logs -n 0` printed the last line."""
+    res = gpumod.run(*(a.format(specs=gpumod.specs) for a in args), timeout=60)
+    assert res.returncode == 2
+    assert f"Invalid value for '{option}'" in res.stderr and "Traceback" not in res.stderr
+    assert gpumod.records() == []
+
+
+_INTERRUPTED_IMPORT = """
+import sys
+
+class Interrupt:  # Ctrl+C arriving while Python imports the CLI
+    def find_spec(self, name, path=None, target=None):
+        if name == "gpumod.cli":
+            raise KeyboardInterrupt
+
+sys.modules.pop("gpumod.cli", None)
+sys.meta_path.insert(0, Interrupt())
+sys.argv = ["gpumod", "apply", "specs", "--yes"]
+from gpumod.entry import main
+main()
+"""
+
+
+def test_ctrl_c_while_the_command_is_still_loading_is_a_clean_interrupt() -> None:
+    res = subprocess.run([sys.executable, "-c", _INTERRUPTED_IMPORT], capture_output=True, text=True, timeout=60)
+    assert (res.returncode, res.stderr) == (130, "interrupted\n")
+
+
+def test_the_gpumod_command_starts_at_the_guarded_entry_point() -> None:
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts["gpumod"] == "gpumod.entry:main"
+
+
+def test_watch_names_only_the_spec_files_that_changed(tmp_path: Path) -> None:
+    """`sed -i` writes a temporary file next to the spec: watch said "change detected: pod.yaml,
+    sed1uJqlg, sed1uJqlg"; an editor's hidden `.#pod.yaml` or a CI file under `.github/` is no spec."""
+    from gpumod.ops.watch import spec_changes
+
+    root = tmp_path / "specs"
+    changes = {
+        (1, str(root / "pod.yaml")),
+        (2, str(root / "pod.yaml")),
+        (1, str(root / "sed1uJqlg")),
+        (3, str(root / "sed1uJqlg")),
+        (1, str(root / ".#modes.yaml")),
+        (1, str(root / ".github" / "workflows" / "ci.yml")),
+        (1, str(root / "team" / "services.yml")),
+    }
+    assert spec_changes(changes, root) == ["pod.yaml", "services.yml"]
+    assert spec_changes({(1, str(root / "notes.txt"))}, root) == []
