@@ -78,9 +78,20 @@ class LogFormat(str, Enum):
 _log_format = LogFormat.text
 
 
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        from gpumod import __version__
+
+        out.print(f"gpumod {__version__}")
+        raise typer.Exit(0)
+
+
 @app.callback()
 def _main(
     verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="log more (-v info, -vv debug)"),
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="print gpumod's version and exit"
+    ),
     log_format: LogFormat = typer.Option(
         LogFormat.text, "--log-format", envvar="GPUMOD_LOG_FORMAT",
         help="stderr log lines: text, or json (one object per line, step events included)",

@@ -20,6 +20,7 @@ from gpumod.errors import GpumodError, UsageError
 from gpumod.observe import observe_pod
 from gpumod.provision import Provision, plan_provision, setup_probe
 from gpumod.spec import PresetCatalog, SpecSet, resolve_service
+from gpumod.spec.loader import display_path
 from gpumod.spec.models import PodSpec, ServiceSpec
 from gpumod.spec_cache import load_specs_cached
 from gpumod.wiring import Fleet, PodHandle, gpumod_home
@@ -57,6 +58,11 @@ class Snapshot:
 
 
 def select_pods(specs: SpecSet, names: Sequence[str] | None) -> list[PodSpec]:
+    if not specs.pods:  # a forgotten pod.yaml: say so rather than "Converged." over nothing
+        raise UsageError(
+            f"the specs under {display_path(specs.root)} define no pod",
+            hint="add a document with kind: Pod (its host, mode and gpus; see docs/specs.md)",
+        )
     if not names:
         return list(specs.pods)
     known = {p.name: p for p in specs.pods}

@@ -115,3 +115,30 @@ def test_watch_names_only_the_spec_files_that_changed(tmp_path: Path) -> None:
     }
     assert spec_changes(changes, root) == ["pod.yaml", "services.yml"]
     assert spec_changes({(1, str(root / "notes.txt"))}, root) == []
+
+
+@pytest.mark.e2e
+def test_specs_without_a_pod_are_refused_not_converged(gpumod: Gpumod) -> None:
+    """A forgotten (or misnamed, `pod.yaml.bak`) Pod document: apply said "Converged." and plan
+    and status printed nothing, all with exit 0."""
+    (gpumod.specs / "pod.yaml").rename(gpumod.specs / "pod.yaml.bak")
+    for args in (("plan",), ("apply", "--yes"), ("status",), ("down", "--yes")):
+        res = gpumod.run(args[0], str(gpumod.specs), *args[1:])
+        assert res.returncode == 2, (args, res.stdout, res.stderr)
+        assert "define no pod" in res.stderr and "kind: Pod" in res.stderr
+    res = gpumod.run("mode", "switch", "rag", "--specs", str(gpumod.specs), "--yes")
+    assert res.returncode == 2 and "define no pod" in res.stderr
+    assert gpumod.records() == []
+
+
+def test_version() -> None:
+    res = subprocess.run(
+        [sys.executable, "-m", "gpumod.cli", "--version"], capture_output=True, text=True, timeout=60
+    )
+    assert (res.returncode, res.stdout.strip()) == (0, f"gpumod {gpumod_version()}")
+
+
+def gpumod_version() -> str:
+    from gpumod import __version__
+
+    return __version__
