@@ -8,6 +8,7 @@ verb takes ``--specs DIR`` (default ``./specs``), as ``unlock`` does.
 from __future__ import annotations
 
 import asyncio
+import difflib
 import json
 from pathlib import Path
 from typing import Any, Callable, Coroutine, Optional
@@ -211,9 +212,16 @@ def start(
     def body() -> int:
         _need(specs)
         doc: dict[str, Any] = {"kind": "Service", "name": name}
-        if preset_or_model in PresetCatalog.load():
+        catalog = PresetCatalog.load()
+        if preset_or_model in catalog:
             doc["preset"] = preset_or_model
         else:
+            close = difflib.get_close_matches(preset_or_model, [p.name for p in catalog.presets], n=1, cutoff=0.8)
+            if close and "/" not in preset_or_model:  # a mistyped preset, not a model id (org/name)
+                raise GpumodError(
+                    f"no preset named {preset_or_model!r}; did you mean {close[0]!r}?",
+                    hint="`gpumod presets` lists them; a model id has the form org/name (Qwen/Qwen3-0.6B)",
+                )
             doc["model"] = preset_or_model
         for key, value in (("gpus", gpus), ("gpu_memory_utilization", memory), ("context", context)):
             if value is not None:

@@ -142,3 +142,15 @@ def gpumod_version() -> str:
     from gpumod import __version__
 
     return __version__
+
+
+@pytest.mark.e2e
+def test_start_with_a_mistyped_preset_says_which_one_was_meant(gpumod: Gpumod) -> None:
+    """`gpumod start bge-m33 --name e` used to write a `model: bge-m33` service and report that it
+    had no driver, no port and no footprint."""
+    before = {p.name: p.read_text() for p in gpumod.specs.glob("*.yaml")}
+    res = gpumod.run("start", "bge-m33", "--name", "e", "--specs", str(gpumod.specs), "--yes")
+    assert res.returncode == 2
+    assert "no preset named 'bge-m33'; did you mean 'bge-m3'?" in res.stderr
+    assert {p.name: p.read_text() for p in gpumod.specs.glob("*.yaml")} == before
+    assert gpumod.records() == []
