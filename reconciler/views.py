@@ -204,6 +204,9 @@ def status_table(result: StatusResult, *, visual: bool = False) -> list[Any]:
         parts: list[str | tuple[str, str]] = []
         if not pod.reachable and result.snapshot.observed_pod(pod.pod) is not None:
             parts.append((f"  unreachable: {pod.error}", "red"))
+        if not pod.fits:
+            why = f"  mode {pod.mode} does not fit the GPUs; nothing is planned (`gpumod plan` shows why)"
+            parts.append((why, "red"))
         if pod.changes_pending:
             parts.append((f"  {pod.changes_pending} change(s) pending", "yellow"))
         if parts:

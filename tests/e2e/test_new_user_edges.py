@@ -154,3 +154,17 @@ def test_start_with_a_mistyped_preset_says_which_one_was_meant(gpumod: Gpumod) -
     assert "no preset named 'bge-m33'; did you mean 'bge-m3'?" in res.stderr
     assert {p.name: p.read_text() for p in gpumod.specs.glob("*.yaml")} == before
     assert gpumod.records() == []
+
+
+@pytest.mark.e2e
+def test_status_says_when_the_pods_mode_does_not_fit(gpumod: Gpumod) -> None:
+    """After `mode: everything` (which cannot fit) status showed services `absent` with no change
+    pending and nothing saying why: apply refuses the mode, so nothing is ever planned."""
+    assert gpumod.run("apply", str(gpumod.specs), "--yes").returncode == 0
+    assert gpumod.status()["pods"][POD]["fits"] is True
+    gpumod.set_mode("pod.yaml", "everything")
+    res = gpumod.run("status", str(gpumod.specs))
+    assert res.returncode == 0
+    assert "mode everything does not fit the GPUs; nothing is planned (`gpumod plan` shows why)" in res.stdout
+    pod = gpumod.status()["pods"][POD]
+    assert (pod["fits"], pod["changes_pending"]) == (False, 0)
