@@ -207,8 +207,8 @@ def op_start(state: PodState, args: dict) -> dict:
                               % (name, " ".join(map(str, left))))
         port = int(launch.get("port") or 0)
         if port_in_use(port):
-            raise Refused("port %d is already in use on the pod by a process gpumod does not manage "
-                          "for %s" % (port, name))
+            raise Refused("port %d of %s is already in use on the pod by a process gpumod does not manage; "
+                          "stop that process or give %s another port" % (port, name, name))
         env = service_env(os.environ, launch.get("env"), args.get("secret_env"))
         cwd = os.path.expanduser(launch["cwd"]) if launch.get("cwd") else None
         if cwd and not os.path.isdir(cwd):

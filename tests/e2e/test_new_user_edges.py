@@ -168,3 +168,25 @@ def test_status_says_when_the_pods_mode_does_not_fit(gpumod: Gpumod) -> None:
     assert "mode everything does not fit the GPUs; nothing is planned (`gpumod plan` shows why)" in res.stdout
     pod = gpumod.status()["pods"][POD]
     assert (pod["fits"], pod["changes_pending"]) == (False, 0)
+
+
+@pytest.mark.e2e
+def test_a_taken_port_fails_once_on_the_console_with_what_to_do(gpumod: Gpumod) -> None:
+    """A port some other program listens on: the failed start was printed twice, once more as a
+    `level='warning' event='step.failed' …` log line, and did not say what to do."""
+    import socket
+
+    port = next(d["port"] for d in _service_docs(gpumod.specs) if d["name"] == "embedding-code")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", port))
+        taken.listen()
+        res = gpumod.run("apply", str(gpumod.specs), "--yes")
+    assert res.returncode == 1
+    assert "stop that process or give embedding-code another port" in res.stdout
+    assert "step.failed" not in res.stderr and "step.skipped" not in res.stderr and "failed_start" not in res.stderr
+
+
+def _service_docs(specs: Path) -> list[dict]:
+    import yaml
+
+    return [d for p in specs.glob("*.yaml") for d in yaml.safe_load_all(p.read_text()) if d and d["kind"] == "Service"]
