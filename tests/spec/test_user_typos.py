@@ -73,3 +73,27 @@ def test_the_largest_gpus_made_are_still_accepted(repo) -> None:
     pod = POD.replace("memory_mb: 24564", "memory_mb: 262144")  # 256 GiB
     root = repo(**{"pod.yaml": pod, "services.yaml": SERVICE.format(vram=200000), "modes.yaml": MODE})
     assert problems_of(root) == []
+
+
+def test_two_pods_on_this_machine_may_not_share_a_port(repo) -> None:
+    """Two simulated (or local) pods run their services on this machine: the same port in both
+    validated, then one start failed with "the process exited while starting"."""
+    second = POD.replace("name: box", "name: box2").replace("host: sim", "host: local").replace("mode: m", "mode: m2")
+    other = SERVICE.format(vram=100).replace("name: app", "name: other")
+    root = repo(**{
+        "pod.yaml": POD + "---\n" + second,
+        "services.yaml": SERVICE.format(vram=100) + "---\n" + other,
+        "modes.yaml": MODE + "---\n" + MODE.replace("name: m", "name: m2").replace("[app]", "[other]"),
+    })
+    assert problems_of(root) == [
+        "specs/pod.yaml:11: pods box and box2 both run on this machine and both use port 40001 (app in pod box, "
+        "other in pod box2); give one of the services another port, or run one pod elsewhere"
+    ]
+    (root / "services.yaml").write_text((SERVICE.format(vram=100) + "---\n" + other.replace("40001", "40002")).lstrip())
+    assert problems_of(root) == []
+
+
+def test_pods_elsewhere_may_use_the_same_port(repo) -> None:
+    second = POD.replace("name: box", "name: box2").replace("host: sim", "host: ssh://root@192.0.2.1:22")
+    root = repo(**{"pod.yaml": POD + "---\n" + second, "services.yaml": SERVICE.format(vram=100), "modes.yaml": MODE})
+    assert problems_of(root) == []
