@@ -190,3 +190,16 @@ def _service_docs(specs: Path) -> list[dict]:
     import yaml
 
     return [d for p in specs.glob("*.yaml") for d in yaml.safe_load_all(p.read_text()) if d and d["kind"] == "Service"]
+
+
+@pytest.mark.e2e
+def test_a_gpumod_home_that_is_a_file_is_one_red_line(gpumod: Gpumod, tmp_path: Path) -> None:
+    """`GPUMOD_HOME=~/.gpumodrc` (a file): every command printed a NotADirectoryError traceback."""
+    home = tmp_path / "a-file"
+    home.write_text("")
+    g = Gpumod(home=home, specs=gpumod.specs)
+    for args in (("status", str(g.specs)), ("apply", str(g.specs), "--yes")):
+        res = g.run(*args)
+        assert res.returncode == 2, res.stderr
+        assert "Traceback" not in res.stderr
+        assert "cannot set up the simulated pod" in res.stderr and "GPUMOD_HOME" in res.stderr
