@@ -314,6 +314,8 @@ def simulate(
         from gpumod.ops import simulate as ops_simulate
 
         only = [n.strip() for item in services for n in item.split(",") if n.strip()] if services else None
+        if only == []:
+            raise GpumodError("--services names no service", hint="give them comma-separated: --services a,b,c")
         sim = asyncio.run(ops_simulate.simulate(directory, pod, mode=mode, add=add or (), services=only))
         if output is Output.json:
             out.print_json(json.dumps(sim.to_json()))

@@ -203,3 +203,12 @@ def test_a_gpumod_home_that_is_a_file_is_one_red_line(gpumod: Gpumod, tmp_path: 
         assert res.returncode == 2, res.stderr
         assert "Traceback" not in res.stderr
         assert "cannot set up the simulated pod" in res.stderr and "GPUMOD_HOME" in res.stderr
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("names", ["", ",", " , "])
+def test_simulate_with_services_naming_nothing_is_refused(gpumod: Gpumod, names: str) -> None:
+    """`--services ""` priced an empty set, "proposed: services " with nothing after it."""
+    res = gpumod.run("simulate", str(gpumod.specs), "--pod", POD, "--services", names)
+    assert res.returncode == 2
+    assert "--services names no service" in res.stderr and "proposed" not in res.stdout
