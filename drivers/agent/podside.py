@@ -90,7 +90,7 @@ def op_observe(state: PodState, args: dict) -> dict:
             record = state.read(name)
         except (OSError, ValueError) as err:
             entries[name] = {"meta": {"name": name}, "alive": False, "state": "", "pids": [],
-                             "error": "unreadable record: %s" % err}
+                             "error": str(err) if isinstance(err, Refused) else "unreadable record: %s" % err}
             continue
         if record is None:
             continue

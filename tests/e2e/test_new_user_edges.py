@@ -212,3 +212,21 @@ def test_simulate_with_services_naming_nothing_is_refused(gpumod: Gpumod, names:
     res = gpumod.run("simulate", str(gpumod.specs), "--pod", POD, "--services", names)
     assert res.returncode == 2
     assert "--services names no service" in res.stderr and "proposed" not in res.stdout
+
+
+@pytest.mark.e2e
+def test_a_service_record_that_is_not_an_object_is_reported_not_a_pod_traceback(gpumod: Gpumod) -> None:
+    """A record file holding `[1, 2]` (valid JSON, not an object): status showed the pod
+    unreachable with the pod agent's AttributeError traceback, down a ValueError traceback."""
+    assert gpumod.run("apply", str(gpumod.specs), "--yes").returncode == 0
+    (record,) = gpumod.home.glob("pods/*/services/glm-code.json")
+    kept = record.read_text()
+    try:
+        record.write_text("[1, 2]")
+        row = gpumod.services(POD)["glm-code"]
+        assert row["state"] == "failed" and "is unreadable: not a JSON object" in row["message"]
+        res = gpumod.run("down", str(gpumod.specs), "--yes")
+        assert res.returncode == 1 and "Traceback" not in res.stdout + res.stderr
+        assert "stop its processes by hand, then remove that file" in res.stdout
+    finally:
+        record.write_text(kept)  # so that the test's clean-up finds the process
