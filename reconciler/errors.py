@@ -4,7 +4,7 @@
     ├── SpecError                    the spec repo is invalid; carries every ``Problem`` found
     ├── InfeasibleError              the desired end state does not fit some GPU (nothing touched)
     ├── UnsupportedError             a feature the spec asks for is not available (yet)
-    ├── UsageError                   the command names a pod the specs do not define (exit 2)
+    ├── UsageError                   the command asks for what the specs do not define (exit 2)
     ├── StalePlanError               a saved plan no longer matches the specs or the pods
     ├── PodError                     talking to a pod failed (pod named)
     │   ├── PodUnreachableError      the pod cannot be reached at all
@@ -82,8 +82,8 @@ class UnsupportedError(GpumodError):
 
 
 class UsageError(GpumodError):
-    """The command line names something the specs do not define (``--pod nope``): refused before
-    anything is touched, exit 2 whatever the command."""
+    """The command line asks for something the specs do not define (``--pod nope``, ``setup`` of
+    pods without ``setup:``): refused before anything is touched, exit 2 whatever the command."""
 
 
 @dataclass(frozen=True)

@@ -230,3 +230,12 @@ def test_a_service_record_that_is_not_an_object_is_reported_not_a_pod_traceback(
         assert "stop its processes by hand, then remove that file" in res.stdout
     finally:
         record.write_text(kept)  # so that the test's clean-up finds the process
+
+
+@pytest.mark.e2e
+def test_setup_of_pods_without_setup_is_refused_with_exit_2(gpumod: Gpumod) -> None:
+    """docs/cli.md: setup exits 1 only when a step failed; asking for it on pods that have no
+    `setup:` block touched nothing and exited 1."""
+    res = gpumod.run("setup", str(gpumod.specs), "--yes")
+    assert res.returncode == 2
+    assert "no selected pod has a setup: block" in res.stderr
