@@ -10,9 +10,19 @@ secret comes from; the value itself is never part of a spec.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, Union, get_args
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from gpumod.spec.setup_models import PodSetup
@@ -31,6 +41,7 @@ SHM_RE = re.compile(r"^[0-9]+[bkmgBKMG]?$")
 # the most MiB any one GPU figure may say (4 TiB, 20x the largest GPU made): a bigger one is a typo,
 # refused at its line instead of planned as a 20-digit shortfall
 MAX_MIB = 4 * 1024 * 1024
+
 
 Name = Annotated[
     str,
@@ -74,8 +85,31 @@ DriftPolicy = Literal["correct", "warn", "ignore"]
 ArgValue = Union[bool, int, float, str, list[Union[int, float, str]], None]
 
 
+# the fields of any document that take a number (the validator below checks their annotation too)
+NUMBER_FIELDS = (
+    "memory_mb", "load_s", "sleep_s", "wake_s", "startup_timeout_s", "reserve_mb", "vram_release_timeout_s",
+    "max_awake", "port", "vram_mb", "sleep_vram_mb", "weights_mb", "kv_mb_per_1k", "gpu_memory_utilization",
+    "context", "gpus", "stop_timeout_s", "container_port", "gpu_count",
+)
+
+
 class _Doc(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+
+    @field_validator(*NUMBER_FIELDS, mode="before", check_fields=False)  # not "*": kind is a discriminator
+    @classmethod
+    def _numbers_are_not_booleans(cls, value: Any, info: ValidationInfo) -> Any:
+        """YAML 1.1 reads yes/no/on/off as booleans and pydantic takes true for 1: `port: yes`
+        became port 1."""
+        if isinstance(value, bool) and info.field_name and _numeric(cls.model_fields[info.field_name].annotation):
+            word = str(value).lower()
+            raise ValueError(f"input should be a number, got {word} (YAML reads yes/no/on/off as true/false)")
+        return value
+
+
+def _numeric(annotation: Any) -> bool:
+    """Whether a field takes a number (``int``, ``float | None``, ``int | list[int] | None``...)."""
+    return annotation in (int, float) or any(arg in (int, float) for arg in get_args(annotation))
 
 
 class SecretRef(_Doc):

@@ -97,3 +97,23 @@ def test_pods_elsewhere_may_use_the_same_port(repo) -> None:
     second = POD.replace("name: box", "name: box2").replace("host: sim", "host: ssh://root@192.0.2.1:22")
     root = repo(**{"pod.yaml": POD + "---\n" + second, "services.yaml": SERVICE.format(vram=100), "modes.yaml": MODE})
     assert problems_of(root) == []
+
+
+def test_yes_or_on_for_a_number_is_refused_not_read_as_1(repo) -> None:
+    """YAML 1.1 reads `port: yes` as true, and pydantic took true for 1: the service got port 1."""
+    service = SERVICE.format(vram="on").replace("port: 40001", "port: yes") + "gpus: true\n"
+    root = repo(**{"pod.yaml": POD, "services.yaml": service, "modes.yaml": MODE})
+    why = "input should be a number, got true (YAML reads yes/no/on/off as true/false)"
+    assert problems_of(root) == [
+        f"specs/services.yaml:5: port: {why}",
+        f"specs/services.yaml:6: vram_mb: {why}",
+        f"specs/services.yaml:7: gpus: {why}",
+    ]
+
+
+def test_every_number_field_is_guarded_against_booleans() -> None:
+    from gpumod.spec import models
+
+    classes = [c for c in vars(models).values() if isinstance(c, type) and issubclass(c, models._Doc)]
+    found = {name for c in classes for name, f in c.model_fields.items() if models._numeric(f.annotation)}
+    assert found == set(models.NUMBER_FIELDS), "add new number fields to NUMBER_FIELDS"
