@@ -158,7 +158,8 @@ def render_recap(result: ApplyResult) -> list[str]:
         if result.down:
             lines.append(f"Stopped every managed service on {pods}." if pods else "Nothing to stop.")
         else:
-            lines.append(f"Converged: {pods} match the specs." if pods else "Converged.")
+            verb = "matches" if "," not in pods else "match"
+            lines.append(f"Converged: {pods} {verb} the specs." if pods else "Converged.")
     elif not result.problems:
         lines.append("Not converged.")
     return lines

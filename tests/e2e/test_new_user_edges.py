@@ -52,7 +52,9 @@ def test_json_output_is_a_json_document_even_when_the_command_fails(gpumod: Gpum
 
 @pytest.mark.e2e
 def test_down_of_a_pod_that_is_not_defined_exits_2_and_stops_nothing(gpumod: Gpumod) -> None:
-    assert gpumod.run("apply", str(gpumod.specs), "--yes").returncode == 0
+    res = gpumod.run("apply", str(gpumod.specs), "--yes")
+    assert res.returncode == 0
+    assert res.stdout.endswith("Converged: sim-box matches the specs.\n")  # was "sim-box match"
     res = gpumod.run("down", str(gpumod.specs), "--pod", "sim-bx", "--yes")
     assert res.returncode == 2, res.stderr
     assert "unknown pod(s): sim-bx" in res.stderr and "sim-box" in res.stderr
