@@ -241,3 +241,12 @@ def test_setup_of_pods_without_setup_is_refused_with_exit_2(gpumod: Gpumod) -> N
     res = gpumod.run("setup", str(gpumod.specs), "--yes")
     assert res.returncode == 2
     assert "no selected pod has a setup: block" in res.stderr
+
+
+def test_every_example_the_docs_name_exists() -> None:
+    """docs/cli.md ran `gpumod endpoints examples/fleet`, a folder that does not exist."""
+    import re
+
+    docs = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), ROOT / "examples" / "README.md"]
+    named = {m for doc in docs for m in re.findall(r"examples/[A-Za-z0-9_.-]+", doc.read_text())}
+    assert named and {n for n in named if not (ROOT / n).exists()} == set()
