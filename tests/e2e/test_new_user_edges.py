@@ -250,3 +250,25 @@ def test_every_example_the_docs_name_exists() -> None:
     docs = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), ROOT / "examples" / "README.md"]
     named = {m for doc in docs for m in re.findall(r"examples/[A-Za-z0-9_.-]+", doc.read_text())}
     assert named and {n for n in named if not (ROOT / n).exists()} == set()
+
+
+@pytest.mark.e2e
+def test_ctrl_c_during_apply_with_json_output_still_prints_a_json_document(gpumod: Gpumod) -> None:
+    import signal
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gpumod.cli", "--log-format", "json", "apply", str(gpumod.specs), "--yes", "-o", "json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=gpumod.env, stdin=subprocess.DEVNULL,
+    )
+    try:
+        for line in proc.stderr:  # the first step has started: the run is under way
+            if '"step.started"' in line:
+                break
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert json.loads(out)["error"] == "interrupted"
+    assert "Traceback" not in err
