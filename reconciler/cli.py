@@ -53,9 +53,20 @@ PodOpt = typer.Option(None, "--pod", "-p", help="only these pods (repeatable)")
 OutOpt = typer.Option(Output.text, "--output", "-o", help="text or json")
 
 
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        from gpumod import __version__
+
+        out.print(f"gpumod {__version__}")
+        raise typer.Exit(0)
+
+
 @app.callback()
 def _main(
     verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="log more (-v info, -vv debug)"),
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="print gpumod's version and exit"
+    ),
     log_format: LogFormat = typer.Option(
         LogFormat.text, "--log-format", envvar="GPUMOD_LOG_FORMAT",
         help="stderr log lines: text, or json (one object per line, step events included)",
@@ -64,9 +75,10 @@ def _main(
     configure(verbose, log_format)
 
 
-def _run(fn: Callable[[], int], *, error_code: int = 2) -> None:
-    """Run one command body; map known errors to a red line, a hint and ``error_code``."""
-    raise typer.Exit(run_body(fn, error_code=error_code))
+def _run(fn: Callable[[], int], *, error_code: int = 2, json_output: bool = False) -> None:
+    """Run one command body; map known errors to a red line, a hint and ``error_code`` (with
+    ``json_output``, also the error as one JSON document on stdout)."""
+    raise typer.Exit(run_body(fn, error_code=error_code, json_output=json_output))
 
 
 @app.command()
@@ -85,7 +97,7 @@ def validate(directory: Path = DirArg, output: Output = OutOpt) -> None:
         out.print(f"valid: {len(result.pods)} pod(s), {len(result.services)} service(s), {len(result.modes)} mode(s)")
         return 0
 
-    _run(body)
+    _run(body, json_output=output is Output.json)
 
 
 @app.command()
@@ -98,7 +110,7 @@ def plan(
     ),
 ) -> None:
     """Show what apply would do. Exit 0 nothing to do, 1 changes pending, 2 error or infeasible."""
-    _run(lambda: plan_body(directory, pod, output, save_to))
+    _run(lambda: plan_body(directory, pod, output, save_to), json_output=output is Output.json)
 
 
 def _confirm(yes: bool) -> Callable[[Plan], bool]:
@@ -133,7 +145,7 @@ def apply(
         _print_result(result, quiet)
         return result.exit_code
 
-    _run(body)
+    _run(body, json_output=output is Output.json)
 
 
 def _print_result(result: ApplyResult, as_json: bool) -> None:
@@ -163,7 +175,7 @@ def down(
         _print_result(result, quiet)
         return result.exit_code
 
-    _run(body, error_code=1)
+    _run(body, error_code=1, json_output=output is Output.json)
 
 
 @app.command()
@@ -186,7 +198,7 @@ def status(
                 out.print(renderable)
         return 0
 
-    _run(body)
+    _run(body, json_output=output is Output.json)
 
 
 @app.command()
@@ -206,6 +218,8 @@ def simulate(
         from gpumod.ops import simulate as ops_simulate
 
         only = [n.strip() for item in services for n in item.split(",") if n.strip()] if services else None
+        if only == []:
+            raise GpumodError("--services names no service", hint="give them comma-separated: --services a,b,c")
         sim = asyncio.run(ops_simulate.simulate(directory, pod, mode=mode, add=add or (), services=only))
         if output is Output.json:
             out.print_json(json.dumps(sim.to_json()))
@@ -214,14 +228,16 @@ def simulate(
                 out.print(line)
         return 0 if sim.fits else 1
 
-    _run(body)
+    _run(body, json_output=output is Output.json)
 
 
 @app.command()
 def watch(
     directory: Path = DirArg,
     pod: Optional[List[str]] = PodOpt,
-    interval: float = typer.Option(60.0, "--interval", help="re-observe every SECONDS even without changes"),
+    interval: float = typer.Option(
+        60.0, "--interval", min=0.1, help="re-observe every SECONDS even without changes (at least 0.1)"
+    ),
     metrics_port: Optional[int] = typer.Option(
         None, "--metrics-port", min=1, max=65535, help="serve Prometheus metrics on 127.0.0.1:PORT/metrics",
         show_default=False,
@@ -243,7 +259,7 @@ def logs(
     directory: Path = DirArg,
     service: str = typer.Argument(..., help="the service"),
     pod: Optional[List[str]] = PodOpt,
-    lines: int = typer.Option(50, "--lines", "-n", help="how many lines"),
+    lines: int = typer.Option(50, "--lines", "-n", min=1, help="how many lines"),
     output: Output = OutOpt,
     follow: bool = typer.Option(False, "--follow", "-f", help="then print new lines as they come, until Ctrl+C"),
 ) -> None:
@@ -272,7 +288,7 @@ def logs(
             out.print(text.rstrip("\n"), highlight=False)
         return 0
 
-    _run(body)
+    _run(body, json_output=output is Output.json)
 
 
 @app.command()

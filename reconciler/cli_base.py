@@ -18,7 +18,7 @@ from typing import Callable, Sequence
 from rich.console import Console
 from rich.text import Text
 
-from gpumod.errors import GpumodError, InfeasibleError, ProvisionRefusedError, SpecError, StalePlanError
+from gpumod.errors import GpumodError, InfeasibleError, ProvisionRefusedError, SpecError, StalePlanError, UsageError
 from gpumod.logconfig import configure_logging, get_logger
 from gpumod.views import error_lines, print_plan
 
@@ -50,20 +50,25 @@ def configure(verbose: int, log_format: LogFormat) -> None:
     configure_logging(verbose, log_format.value)
 
 
-def run_body(fn: Callable[[], int], *, error_code: int = 2) -> int:
+def run_body(fn: Callable[[], int], *, error_code: int = 2, json_output: bool = False) -> int:
     """Run one command body; its exit code, or a known error's red line, hint and ``error_code``
-    (2 when the error means nothing was touched)."""
+    (2 when the error means nothing was touched). With ``-o json`` stdout still gets one JSON
+    document: the error's (``GpumodError.to_json``)."""
     try:
         return fn()
     except GpumodError as e:
         report(e)
-        refused = (SpecError, InfeasibleError, StalePlanError, ProvisionRefusedError)
+        if json_output:
+            out.print_json(json.dumps(e.to_json()))
+        refused = (SpecError, InfeasibleError, StalePlanError, ProvisionRefusedError, UsageError)
         return 2 if isinstance(e, refused) else error_code
     except KeyboardInterrupt:
         if _log_format is LogFormat.json:
             get_logger("gpumod.cli").warning("cli.interrupted")
         else:
             err.print("interrupted")
+        if json_output:
+            out.print_json(json.dumps(GpumodError("interrupted").to_json()))
         return 130
 
 

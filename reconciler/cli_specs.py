@@ -8,6 +8,7 @@ verb takes ``--specs DIR`` (default ``./specs``), as ``unlock`` does.
 from __future__ import annotations
 
 import asyncio
+import difflib
 import json
 from pathlib import Path
 from typing import Any, Callable, Coroutine, Optional
@@ -61,7 +62,7 @@ def mode_list(specs: Path = SpecsOpt, output: Output = OutOpt) -> None:
                 out.print(Text(f"  {m.description}", style="dim"))
         return 0
 
-    _run(body)
+    _run(body, json_output=output is Output.json)
 
 
 @mode_app.command("status")
@@ -81,7 +82,7 @@ def mode_status(
                 out.print(renderable)
         return 0
 
-    _run(body)
+    _run(body, json_output=output is Output.json)
 
 
 def _edit(
@@ -131,7 +132,7 @@ def mode_switch(
         _need(specs)
         return _edit(lambda **o: switch_mode(specs, mode, pod, commit=commit, **o), no_apply, yes, output)
 
-    _run(body)
+    _run(body, json_output=output is Output.json)
 
 
 @service_app.command("list")
@@ -150,7 +151,7 @@ def service_list(specs: Path = SpecsOpt, output: Output = OutOpt) -> None:
             )
         return 0
 
-    _run(body)
+    _run(body, json_output=output is Output.json)
 
 
 @service_app.command("status")
@@ -173,7 +174,7 @@ def service_status(
             out.print(line + (f" — {r.note}" if r.note else ""))
         return 0
 
-    _run(body)
+    _run(body, json_output=output is Output.json)
 
 
 @app.command()
@@ -192,7 +193,7 @@ def presets(pod: Optional[str] = PodOne, specs: Path = SpecsOpt, output: Output 
             out.print(f"  {p.name:<{width}}  {p.role or '-':<10} {p.verdict}".rstrip())
         return 0
 
-    _run(body)
+    _run(body, json_output=output is Output.json)
 
 
 @model_app.command("info")
@@ -268,16 +269,23 @@ def start(
     def body() -> int:
         _need(specs)
         doc: dict[str, Any] = {"kind": "Service", "name": name}
-        if preset_or_model in PresetCatalog.load():
+        catalog = PresetCatalog.load()
+        if preset_or_model in catalog:
             doc["preset"] = preset_or_model
         else:
+            close = difflib.get_close_matches(preset_or_model, [p.name for p in catalog.presets], n=1, cutoff=0.8)
+            if close and "/" not in preset_or_model:  # a mistyped preset, not a model id (org/name)
+                raise GpumodError(
+                    f"no preset named {preset_or_model!r}; did you mean {close[0]!r}?",
+                    hint="`gpumod presets` lists them; a model id has the form org/name (Qwen/Qwen3-0.6B)",
+                )
             doc["model"] = preset_or_model
         for key, value in (("gpus", gpus), ("gpu_memory_utilization", memory), ("context", context)):
             if value is not None:
                 doc[key] = value
         return _edit(lambda **o: start_service(specs, doc, pod, **o), no_apply, yes, output)
 
-    _run(body)
+    _run(body, json_output=output is Output.json)
 
 
 @app.command()
@@ -295,4 +303,4 @@ def stop(
         _need(specs)
         return _edit(lambda **o: stop_service(specs, name, pod, **o), no_apply, yes, output)
 
-    _run(body)
+    _run(body, json_output=output is Output.json)

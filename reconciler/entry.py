@@ -1,5 +1,6 @@
 """The ``gpumod`` console script: ``gpumod plan`` in its common forms runs without typer, every
-other command line goes to the typer app (``gpumod.cli``).
+other command line goes to the typer app (``gpumod.cli``). Ctrl+C while Python is still loading
+the CLI (a second on a busy machine) ends with ``interrupted`` and exit 130, as during a command.
 
 Why: importing typer and coercing the parameters through it (typer 0.29 builds a pydantic
 ``TypeAdapter`` per parameter) costs about a sixth of a no-op ``gpumod plan`` (issue 7, P7;
@@ -84,16 +85,22 @@ def plan_args(argv: Sequence[str], env: Mapping[str, str]) -> PlanArgs | None:
 
 def main() -> None:
     args = plan_args(sys.argv[1:], os.environ)
+    try:  # Ctrl+C while Python still loads the CLI ends as one during a command, not a traceback
+        if args is None:
+            from gpumod.cli import main as typer_main
+        else:
+            from gpumod.cli_base import LogFormat, Output, configure, plan_body, run_body
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        raise SystemExit(130) from None
     if args is None:
-        from gpumod.cli import main as typer_main
-
         typer_main()
         return
-    from gpumod.cli_base import LogFormat, Output, configure, plan_body, run_body
-
     configure(args.verbose, LogFormat(args.log_format))
+    output = Output(args.output)
     try:
-        code = run_body(lambda: plan_body(args.directory, args.pod or None, Output(args.output), args.save_to))
+        code = run_body(lambda: plan_body(args.directory, args.pod or None, output, args.save_to),
+                        json_output=output is Output.json)
     except BrokenPipeError:  # `gpumod plan | head`: exit 1 quietly, as click does
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         code = 1

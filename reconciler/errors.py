@@ -4,6 +4,7 @@
     ├── SpecError                    the spec repo is invalid; carries every ``Problem`` found
     ├── InfeasibleError              the desired end state does not fit some GPU (nothing touched)
     ├── UnsupportedError             a feature the spec asks for is not available (yet)
+    ├── UsageError                   the command asks for what the specs do not define (exit 2)
     ├── StalePlanError               a saved plan no longer matches the specs or the pods
     ├── PodError                     talking to a pod failed (pod named)
     │   ├── PodUnreachableError      the pod cannot be reached at all
@@ -40,6 +41,10 @@ class GpumodError(Exception):
         """The lines a face shows before the message (every problem, every shortfall...)."""
         return []
 
+    def to_json(self) -> dict[str, Any]:
+        """What ``-o json`` prints on stdout instead of the command's document when it fails."""
+        return {"error": self.message, "hint": self.hint, "details": [d.strip() for d in self.details()]}
+
 
 @dataclass(frozen=True, order=True)
 class Problem:
@@ -69,9 +74,18 @@ class SpecError(GpumodError):
     def details(self) -> list[str]:
         return [str(p) for p in self.problems]
 
+    def to_json(self) -> dict[str, Any]:
+        problems = [{"path": p.path, "line": p.line, "message": p.message} for p in self.problems]
+        return super().to_json() | {"problems": problems}
+
 
 class UnsupportedError(GpumodError):
     pass
+
+
+class UsageError(GpumodError):
+    """The command line asks for something the specs do not define (``--pod nope``, ``setup`` of
+    pods without ``setup:``): refused before anything is touched, exit 2 whatever the command."""
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,18 @@ def configure_logging(verbosity: int = 0, fmt: str = "text") -> None:
         _configure()
 
 
+# warnings whose content the console prints anyway (`… FAILED (0.1s) — why`, `skipped`, the recap)
+CONSOLE_EVENTS = frozenset({"step.failed", "step.skipped", "service.failed_start"})
+
+
+def _drop_console_events(logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
+    import structlog
+
+    if event.get("event") in CONSOLE_EVENTS:
+        raise structlog.DropEvent
+    return event
+
+
 def _configure() -> None:
     global _configured
     if _configured:
@@ -61,6 +73,8 @@ def _configure() -> None:
         renderer: Any = structlog.processors.JSONRenderer(default=str)
         _stdlib_as_json(shared, renderer)
     else:
+        if level > logging.INFO:  # quiet: the console already printed these steps as they ended
+            shared.append(_drop_console_events)
         shared.append(structlog.processors.TimeStamper(fmt="%H:%M:%S"))
         renderer = structlog.processors.KeyValueRenderer(key_order=["timestamp", "level", "event"], drop_missing=True)
     structlog.configure(

@@ -55,7 +55,7 @@ def setup(
                 cli.out.print("No changes. Every selected pod is set up.")
         return result.exit_code
 
-    cli._run(body, error_code=1)
+    cli._run(body, error_code=1, json_output=output is Output.json)
 
 
 def models(
@@ -85,4 +85,4 @@ def models(
                 cli.out.print(f"  {m.repo}  {human_bytes(m.bytes)}{state}", markup=False)
         return 2 if any(p.error for p in found) else 0
 
-    cli._run(body)
+    cli._run(body, json_output=output is Output.json)

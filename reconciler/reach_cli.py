@@ -52,7 +52,7 @@ def endpoints(
             )
         return 0
 
-    cli._run(body)
+    cli._run(body, json_output=output is Output.json)
 
 
 def tunnel(

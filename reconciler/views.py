@@ -158,7 +158,8 @@ def render_recap(result: ApplyResult) -> list[str]:
         if result.down:
             lines.append(f"Stopped every managed service on {pods}." if pods else "Nothing to stop.")
         else:
-            lines.append(f"Converged: {pods} match the specs." if pods else "Converged.")
+            verb = "matches" if "," not in pods else "match"
+            lines.append(f"Converged: {pods} {verb} the specs." if pods else "Converged.")
     elif not result.problems:
         lines.append("Not converged.")
     return lines
@@ -204,6 +205,9 @@ def status_table(result: StatusResult, *, visual: bool = False) -> list[Any]:
         parts: list[str | tuple[str, str]] = []
         if not pod.reachable and result.snapshot.observed_pod(pod.pod) is not None:
             parts.append((f"  unreachable: {pod.error}", "red"))
+        if not pod.fits:
+            why = f"  mode {pod.mode} does not fit the GPUs; nothing is planned (`gpumod plan` shows why)"
+            parts.append((why, "red"))
         if pod.changes_pending:
             parts.append((f"  {pod.changes_pending} change(s) pending", "yellow"))
         if parts:

@@ -99,7 +99,14 @@ def open_pod(pod: PodSpec) -> PodHandle:
     env: dict[str, str] = {}
     binaries: list[tuple[str, tuple[str, ...]]] = []
     if host.kind == "sim":
-        env, binaries = local_sim(sim_dir(pod), [(g.name, g.memory_mb) for g in pod.gpus or []], python, _timings(pod))
+        gpus = [(g.name, g.memory_mb) for g in pod.gpus or []]
+        try:
+            env, binaries = local_sim(sim_dir(pod), gpus, python, _timings(pod))
+        except OSError as err:  # GPUMOD_HOME is a file, or not writable
+            raise GpumodError(
+                f"pod {pod.name}: cannot set up the simulated pod in {sim_dir(pod)}: {err.strerror or err}",
+                hint="point GPUMOD_HOME (default ~/.gpumod) at a directory gpumod can write",
+            ) from None
     transport = LocalTransport(env=env)
     agent = PodAgent(transport, pod=pod.name, state_dir=state_dir, python=python)
     ctx = PodContext(

@@ -124,7 +124,7 @@ def observe_once(state: PodState, args: dict) -> dict:
             record = state.read(name)
         except (OSError, ValueError) as err:
             entries[name] = {"meta": {"name": name}, "alive": False, "state": "", "pids": [],
-                             "error": "unreadable record: %s" % err}
+                             "error": str(err) if isinstance(err, Refused) else "unreadable record: %s" % err}
             continue
         if record is None:
             continue
@@ -244,8 +244,8 @@ def op_start(state: PodState, args: dict) -> dict:
                               % (name, " ".join(map(str, left))))
         port = int(launch.get("port") or 0)
         if port_in_use(port):
-            raise Refused("port %d is already in use on the pod by a process gpumod does not manage "
-                          "for %s" % (port, name))
+            raise Refused("port %d of %s is already in use on the pod by a process gpumod does not manage; "
+                          "stop that process or give %s another port" % (port, name, name))
         env = service_env(os.environ, launch.get("env"), args.get("secret_env"))
         cwd = os.path.expanduser(launch["cwd"]) if launch.get("cwd") else None
         if cwd and not os.path.isdir(cwd):

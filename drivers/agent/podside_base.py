@@ -39,6 +39,10 @@ class Refused(Exception):
     """An operation the agent declines; reported as {"error": message}."""
 
 
+class UnreadableRecord(Refused, ValueError):
+    """A service record that is not gpumod's JSON object (hand-edited, truncated by a full disk)."""
+
+
 # -- /proc ---------------------------------------------------------------------------------------
 
 
@@ -163,11 +167,19 @@ class PodState(object):
         return _Lock(fd)
 
     def read(self, name: str):
+        path = self.record_path(name)
         try:
-            with open(self.record_path(name)) as f:
-                return json.load(f)
+            with open(path) as f:
+                record = json.load(f)
         except FileNotFoundError:
             return None
+        except ValueError as err:
+            record = err
+        if not isinstance(record, dict):
+            why = "not a JSON object" if not isinstance(record, ValueError) else str(record)
+            raise UnreadableRecord("the record of %s (%s) is unreadable: %s; stop its processes by hand, "
+                                   "then remove that file" % (name, path, why))
+        return record
 
     def write(self, record: dict) -> None:
         path = self.record_path(record["name"])

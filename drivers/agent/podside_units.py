@@ -124,8 +124,8 @@ def start_unit(state: PodState, args: dict) -> dict:
             systemctl(scope, ["stop", unit], timeout=float(launch.get("stop_timeout_s") or 30.0) + 15.0)
         port = int(launch.get("port") or 0)
         if port_in_use(port):
-            raise Refused("port %d is already in use on the pod by a process gpumod does not manage "
-                          "for %s" % (port, name))
+            raise Refused("port %d of %s is already in use on the pod by a process gpumod does not manage; "
+                          "stop that process or give %s another port" % (port, name, name))
         cwd = os.path.expanduser(launch["cwd"]) if launch.get("cwd") else None
         if cwd and not os.path.isdir(cwd):
             raise Refused("working directory %s of %s does not exist on the pod" % (cwd, name))

@@ -14,7 +14,7 @@ from typing import Any, Callable, Sequence
 
 from gpumod.core.model import Plan, PodPlan
 from gpumod.drivers.provision import SetupFacts, setup_probe_args
-from gpumod.errors import GpumodError
+from gpumod.errors import UsageError
 from gpumod.execute import PodRun, StepOutcome
 from gpumod.observe import observe_pod
 from gpumod.ops.apply import ApplyResult, StepRecord, new_reconcile_id
@@ -42,7 +42,7 @@ async def setup(
     specs = load_specs(spec_dir)
     pods = [p for p in select_pods(specs, pod_names) if p.setup is not None]
     if not pods:
-        raise GpumodError("no selected pod has a setup: block", hint="add setup: to a Pod (see docs/specs.md)")
+        raise UsageError("no selected pod has a setup: block", hint="add setup: to a Pod (see docs/specs.md)")
     with bound_reconcile_id(new_reconcile_id()):
         async with Fleet(pods, lock=True, specs=str(spec_dir)) as fleet:
             fleet.check_locks()

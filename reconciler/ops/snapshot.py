@@ -16,9 +16,10 @@ from gpumod.core.desired import build_desired
 from gpumod.core.footprint import footprint
 from gpumod.core.model import DesiredPod, ObservedPod, Plan
 from gpumod.core.plan import plan as make_plan
-from gpumod.errors import GpumodError
+from gpumod.errors import GpumodError, UsageError
 from gpumod.observe import observe_pod
 from gpumod.spec import PresetCatalog, SpecSet, resolve_service
+from gpumod.spec.loader import display_path
 from gpumod.spec.models import PodSpec, ServiceSpec
 from gpumod.spec_cache import load_specs_cached
 from gpumod.wiring import Fleet, PodHandle, gpumod_home
@@ -59,12 +60,17 @@ class Snapshot:
 
 
 def select_pods(specs: SpecSet, names: Sequence[str] | None) -> list[PodSpec]:
+    if not specs.pods:  # a forgotten pod.yaml: say so rather than "Converged." over nothing
+        raise UsageError(
+            f"the specs under {display_path(specs.root)} define no pod",
+            hint="add a document with kind: Pod (its host, mode and gpus; see docs/specs.md)",
+        )
     if not names:
         return list(specs.pods)
     known = {p.name: p for p in specs.pods}
     unknown = [n for n in names if n not in known]
     if unknown:
-        raise GpumodError(
+        raise UsageError(
             f"unknown pod(s): {', '.join(unknown)}",
             hint=f"pods in these specs: {', '.join(sorted(known)) or 'none'}",
         )

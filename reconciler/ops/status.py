@@ -103,6 +103,7 @@ class PodStatus:
     gpus: tuple[GpuInfo, ...]  # observed, else declared
     services: tuple[ServiceStatus, ...]
     changes_pending: int
+    fits: bool = True  # False: the pod's mode does not fit its GPUs (nothing is planned; see `plan`)
 
     def service(self, name: str) -> ServiceStatus | None:
         return next((s for s in self.services if s.service == name), None)
@@ -118,6 +119,7 @@ class PodStatus:
             ],
             "services": [s.to_json() for s in self.services],
             "changes_pending": self.changes_pending,
+            "fits": self.fits,
         }
 
 
@@ -202,6 +204,7 @@ def status_of(snap: Snapshot) -> StatusResult:
                 gpus=tuple(pod_gpus),
                 services=tuple(rows),
                 changes_pending=len(pod_plan.steps) if pod_plan else 0,
+                fits=pod_plan.fits if pod_plan else True,
             )
         )
     return StatusResult(tuple(pods), now, snap)

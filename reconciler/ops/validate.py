@@ -23,8 +23,7 @@ class ValidateResult:
 
     def to_json(self) -> dict[str, Any]:
         if self.error is not None:
-            problems = [{"path": p.path, "line": p.line, "message": p.message} for p in self.error.problems]
-            return {"valid": False, "problems": problems}
+            return {"valid": False, "problems": self.error.to_json()["problems"]}
         return {"valid": True, "pods": list(self.pods), "services": list(self.services), "modes": list(self.modes)}
 
 

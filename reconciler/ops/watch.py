@@ -17,7 +17,7 @@ import signal
 import time
 import traceback
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 
 from watchfiles import Change, awatch
 
@@ -35,8 +35,20 @@ __all__ = ["watch"]
 SPEC_SUFFIXES = (".yaml", ".yml")
 
 
-def _relevant(changes: set[tuple[Change, str]]) -> bool:
-    return any(path.endswith(SPEC_SUFFIXES) for _, path in changes)
+def spec_changes(changes: Iterable[tuple[Change, str]], root: Path) -> list[str]:
+    """The names of the spec files among ``changes`` (each once): YAML files the loader reads, so
+    not an editor's temporary file, a hidden one (``.#pod.yaml``) or one under a hidden folder."""
+    names = set()
+    base = root.resolve()
+    for _, path in changes:
+        where = Path(path)
+        try:
+            parts = where.resolve().relative_to(base).parts
+        except ValueError:
+            parts = (where.name,)
+        if where.name.endswith(SPEC_SUFFIXES) and not any(part.startswith(".") for part in parts):
+            names.add(where.name)
+    return sorted(names)
 
 
 async def watch(
@@ -70,9 +82,9 @@ async def watch(
     async def files() -> None:
         root = directory if directory.is_dir() else directory.parent
         async for changes in awatch(root, stop_event=stop, debounce=200, step=20, recursive=True):
-            if _relevant(changes):
-                names = ", ".join(sorted(Path(p).name for _, p in changes))
-                reporter.event(Note(f"change detected: {names}"))
+            names = spec_changes(changes, root)
+            if names:
+                reporter.event(Note(f"change detected: {', '.join(names)}"))
                 wanted.set()
 
     async def timer() -> None:

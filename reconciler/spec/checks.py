@@ -184,8 +184,36 @@ class _Checker:
             self._mode(mode)
         for svc in self.specs.services:
             self._service(svc)
+        self._this_machines_ports()
         self._cycles()
         return sorted(set(self.problems))
+
+    def _this_machines_ports(self) -> None:
+        """Pods on this machine (``host: sim`` or ``local``) share its ports: two of them whose modes
+        run services on the same port would fight over it, the second start failing."""
+        taken: dict[int, tuple[str, str]] = {}  # port -> (pod, service)
+        for pod in self.specs.pods:
+            try:
+                kind = parse_host(pod.host).kind
+            except ValueError:
+                continue
+            mode = self.specs.mode(pod.mode)
+            if kind not in ("sim", "local") or mode is None:
+                continue
+            ports: dict[int, str] = {}  # the first service on each port (two in one mode: reported by _mode)
+            for member in mode.members():
+                port = (self.fields.get(member.name) or {}).get("port")
+                if port is not None:
+                    ports.setdefault(port, member.name)
+            for port, service in ports.items():
+                other = taken.setdefault(port, (pod.name, service))
+                if other[0] != pod.name:
+                    self.add(
+                        "Pod", pod.name, ("mode",),
+                        f"pods {other[0]} and {pod.name} both run on this machine and both use port {port} "
+                        f"({other[1]} in pod {other[0]}, {service} in pod {pod.name}); "
+                        "give one of the services another port, or run one pod elsewhere",
+                    )
 
     def _merge(self, svc: ServiceSpec) -> dict[str, Any] | None:
         """Preset merged in, GPU type not known yet (configs matched by count)."""

@@ -226,8 +226,10 @@ def pick_pod(specs: SpecSet, name: str | None) -> PodSpec:
     if name is None:
         if len(specs.pods) == 1:
             return specs.pods[0]
+        if not specs.pods:
+            raise UnknownNameError("the specs define no pod; add a document with kind: Pod")
         names = ", ".join(p.name for p in specs.pods)
-        raise UnknownNameError(f"the specs define {len(specs.pods)} pods ({names}); say which one")
+        raise UnknownNameError(f"the specs define {len(specs.pods)} pods ({names}); say which one with --pod")
     _check_name(name, "pod")
     pod = specs.pod(name)
     if pod is None:

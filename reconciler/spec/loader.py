@@ -84,7 +84,8 @@ def load_specs(path: str | Path, catalog: PresetCatalog | None = None) -> SpecSe
         try:
             text = file.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as err:
-            problems.append(Problem(shown, 1, f"cannot read the file: {err}"))
+            why = err.strerror if isinstance(err, OSError) and err.strerror else err  # no path: it is in front
+            problems.append(Problem(shown, 1, f"cannot read the file: {why}"))
             continue
         docs, bad = parse_yaml(text, shown)
         problems.extend(bad)
@@ -175,7 +176,7 @@ def spec_files(root: Path, problems: list[Problem]) -> list[Path]:
         shown = display_path(root)
         message = f"no spec files found under {shown}; add *.yaml files with kind: Pod, Service and Mode"
         problems.append(Problem(shown, 0, message))
-    return sorted(found, key=lambda p: p.relative_to(root).parts)
+    return sorted(_once(root, found), key=lambda p: p.relative_to(root).parts)
 
 
 def _children(folder: Path) -> list[Path]:
@@ -193,9 +194,26 @@ def _collect(folder: Path, found: list[Path]) -> None:
             found.append(entry)
 
 
+def _once(root: Path, files: list[Path]) -> list[Path]:
+    """``files`` without a second path to the same file (a symlink next to its target is read
+    once, not reported as duplicating every document of it); the file itself wins over a link."""
+    kept: dict[Path, Path] = {}
+    for path in sorted(files, key=lambda p: (p.is_symlink(), p.relative_to(root).parts)):
+        try:
+            real = path.resolve()
+        except (OSError, RuntimeError):  # a symlink loop: left for the reader to report
+            real = path
+        kept.setdefault(real, path)
+    return list(kept.values())
+
+
 def display_path(path: Path) -> str:
     """``path`` relative to the working directory when it is inside it, else as given."""
     try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
+        full = path.resolve()
+    except (OSError, RuntimeError):  # a symlink loop (RuntimeError before Python 3.13)
+        full = path.absolute()
+    try:
+        return str(full.relative_to(Path.cwd().resolve()))
     except (ValueError, OSError):
         return str(path)

@@ -10,9 +10,19 @@ secret comes from; the value itself is never part of a spec.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, Union, get_args
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from gpumod.spec.kinds import DriftPolicy, DriverName, MemberState, SleepKind
@@ -29,6 +39,10 @@ IMAGE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@+-]*$")
 DOCKER_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")
 PORT_MAP_RE = re.compile(r"^[0-9]{1,5}:[0-9]{1,5}(/(tcp|udp))?$")
 SHM_RE = re.compile(r"^[0-9]+[bkmgBKMG]?$")
+# the most MiB any one GPU figure may say (4 TiB, 20x the largest GPU made): a bigger one is a typo,
+# refused at its line instead of planned as a 20-digit shortfall
+MAX_MIB = 4 * 1024 * 1024
+
 
 Name = Annotated[
     str,
@@ -68,8 +82,31 @@ PodProgram = Annotated[str, AfterValidator(pod_program)]
 ArgValue = Union[bool, int, float, str, list[Union[int, float, str]], None]
 
 
+# the fields of any document that take a number (the validator below checks their annotation too)
+NUMBER_FIELDS = (
+    "memory_mb", "load_s", "sleep_s", "wake_s", "startup_timeout_s", "reserve_mb", "vram_release_timeout_s",
+    "max_awake", "port", "vram_mb", "sleep_vram_mb", "weights_mb", "kv_mb_per_1k", "gpu_memory_utilization",
+    "context", "gpus", "stop_timeout_s", "container_port", "gpu_count",
+)
+
+
 class _Doc(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+
+    @field_validator(*NUMBER_FIELDS, mode="before", check_fields=False)  # not "*": kind is a discriminator
+    @classmethod
+    def _numbers_are_not_booleans(cls, value: Any, info: ValidationInfo) -> Any:
+        """YAML 1.1 reads yes/no/on/off as booleans and pydantic takes true for 1: `port: yes`
+        became port 1."""
+        if isinstance(value, bool) and info.field_name and _numeric(cls.model_fields[info.field_name].annotation):
+            word = str(value).lower()
+            raise ValueError(f"input should be a number, got {word} (YAML reads yes/no/on/off as true/false)")
+        return value
+
+
+def _numeric(annotation: Any) -> bool:
+    """Whether a field takes a number (``int``, ``float | None``, ``int | list[int] | None``...)."""
+    return annotation in (int, float) or any(arg in (int, float) for arg in get_args(annotation))
 
 
 class SecretRef(_Doc):
@@ -127,7 +164,7 @@ class GpuDecl(_Doc):
     """A GPU of a pod, declared (required for ``host: sim``, optional otherwise)."""
 
     name: str = Field(description="product name as nvidia-smi prints it, e.g. 'NVIDIA GeForce RTX 4090'")
-    memory_mb: int = Field(gt=0, description="total memory in MiB (nvidia-smi memory.total)")
+    memory_mb: int = Field(gt=0, le=MAX_MIB, description="total memory in MiB (nvidia-smi memory.total)")
 
 
 class SimSettings(_Doc):
@@ -158,7 +195,7 @@ class PodSpec(_Doc):
     mode: Name = Field(description="the mode this pod runs")
     supervisor: Literal["auto", "systemd", "process"] = "auto"
     gpus: list[GpuDecl] | None = Field(None, description="required for sim pods; otherwise observed")
-    reserve_mb: int = Field(512, ge=0, description="MiB per GPU never planned for")
+    reserve_mb: int = Field(512, ge=0, le=MAX_MIB, description="MiB per GPU never planned for")
     state_dir: PodPath | None = Field(
         None, description="gpumod's state dir on the pod, absolute or ~/ (default $GPUMOD_HOME or ~/.gpumod)"
     )
@@ -225,9 +262,9 @@ class ServiceFields(_Doc):
     model_path: str | None = Field(None, description="llama.cpp: the .gguf file")
     models_dir: str | None = Field(None, description="llama.cpp router: the directory of .gguf files")
     port: int | None = Field(None, ge=1, le=65535)
-    vram_mb: int | None = Field(None, gt=0, description="VRAM per GPU when awake, MiB")
-    sleep_vram_mb: int | None = Field(None, ge=0, description="VRAM per GPU kept while asleep, MiB")
-    weights_mb: int | None = Field(None, gt=0, description="model weights per GPU, MiB (for estimates)")
+    vram_mb: int | None = Field(None, gt=0, le=MAX_MIB, description="VRAM per GPU when awake, MiB")
+    sleep_vram_mb: int | None = Field(None, ge=0, le=MAX_MIB, description="VRAM per GPU kept while asleep, MiB")
+    weights_mb: int | None = Field(None, gt=0, le=MAX_MIB, description="model weights per GPU, MiB (for estimates)")
     kv_mb_per_1k: float | None = Field(None, gt=0, description="KV cache per 1,000 tokens of context, MiB")
     gpu_memory_utilization: float | None = Field(None, gt=0, le=1)
     context: int | None = Field(None, gt=0, description="context length (vLLM --max-model-len, llama.cpp -c)")
@@ -287,7 +324,7 @@ class PresetConfig(_Doc):
     gpu_types: list[str] = Field(default_factory=list, description="substrings of the GPU name, e.g. H100")
     args: dict[str, ArgValue] = Field(default_factory=dict)
     env: dict[str, str] = Field(default_factory=dict)
-    vram_mb: int | None = Field(None, gt=0)
+    vram_mb: int | None = Field(None, gt=0, le=MAX_MIB)
     notes: str = ""
 
 

@@ -107,7 +107,8 @@ async def test_second_start_while_alive_is_refused(agent, reaper):
 
 async def test_start_refuses_a_port_someone_else_listens_on(agent, reaper):
     _, port = await start_server(agent, reaper, "first")
-    with pytest.raises(PodError, match=f"port {port} is already in use"):
+    what_to_do = "stop that process or give second another port"
+    with pytest.raises(PodError, match=f"port {port} of second is already in use .*; {what_to_do}"):
         await agent.start(server_launch("second", port))
 
 

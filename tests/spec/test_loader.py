@@ -40,6 +40,10 @@ INVALID_EXPECTED = [
     "invalid/pods.yaml:14: host 'ftp://example.org' is not one of: local, sim, ssh://user@host[:port] or "
     "'ssh [-p PORT] [-i KEY] [-J JUMP] user@host'",
     "invalid/pods.yaml:21: pod remote simulates its GPUs over SSH (sim:) but declares no gpus; add gpus: [...]",
+    "invalid/pods.yaml:26: pods nogpu and typo both run on this machine and both use port 7071 (chat in pod nogpu, "
+    "chat in pod typo); give one of the services another port, or run one pod elsewhere",
+    "invalid/pods.yaml:26: pods nogpu and typo both run on this machine and both use port 7072 (embed in pod nogpu, "
+    "embed in pod typo); give one of the services another port, or run one pod elsewhere",
     "invalid/pods.yaml:27: unknown key 'reserve'; did you mean 'reserve_mb'?",
     "invalid/services.yaml:7: unknown preset 'devstral-smal-2'; did you mean 'devstral-small-2'?",
     "invalid/services.yaml:8: service coder depends on 'ghost', which is not defined; define a Service named 'ghost' "
