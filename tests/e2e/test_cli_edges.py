@@ -395,6 +395,6 @@ def test_a_failed_step_names_its_pod_once(edge) -> None:
         res = g.run("apply", str(g.specs), "--yes")
     text = res.stdout + res.stderr
     assert res.returncode == 1, text
-    assert f"port {port} is already in use" in text
+    assert f"port {port} of s is already in use" in text
     failed = [line for line in text.splitlines() if f"port {port}" in line and "reconcile_id=" not in line]  # not logs
     assert failed and all(len(re.findall(rf"\b{POD}\b", line)) == 1 for line in failed), failed
