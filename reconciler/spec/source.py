@@ -232,6 +232,10 @@ def _message(model: type[BaseModel], loc: Loc, err: dict[str, Any]) -> str:
         )
     if kind == "value_error":
         return f"{_where(loc)}: {err['msg'].removeprefix('Value error, ')}"
+    if kind == "string_type" and isinstance(err.get("input"), bool):
+        words = "yes/on/true" if err["input"] else "no/off/false"
+        return (f"{_where(loc)}: YAML reads an unquoted {words} as the boolean {err['input']}, not a word; "
+                f"put it in quotes (e.g. '{'on' if err['input'] else 'off'}')")
     return f"{_where(loc)}: {_lower(err['msg'])}{_got(err)}"
 
 
