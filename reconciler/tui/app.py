@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Awaitable, Callable
 
 from rich.text import Text
-from textual.app import App, ComposeResult
+from textual.app import App, ComposeResult, ScreenStackError
 from textual.binding import Binding
+from textual.css.query import NoMatches
 from textual.message import Message
 from textual.widgets import Select
 
@@ -152,7 +153,16 @@ class GpumodTui(App[None]):
         else:
             self.post_message(Observed(result))
 
+    def _gone(self) -> bool:
+        """The screen is torn down (the app is quitting): a worker's late message has nowhere to go."""
+        try:
+            return not self.query(PodTitle)
+        except (NoMatches, ScreenStackError):
+            return True
+
     def on_observed(self, message: Observed) -> None:
+        if self._gone():
+            return
         if not message.by_command:
             self._observing = False
         if message.result is not None:
@@ -317,6 +327,8 @@ class GpumodTui(App[None]):
             self.post_message(Done(command))
 
     def on_op_event(self, message: OpEvent) -> None:
+        if self._gone():
+            return
         if isinstance(message.event, Progress) and not self._downloads.due(message.event):
             return  # a line per tenth of a download, not per chunk
         self.query_one(OutputLog).say(render.event_lines(message.event))
@@ -324,6 +336,8 @@ class GpumodTui(App[None]):
             self.observe()  # the bars follow the pass step by step
 
     def on_output(self, message: Output) -> None:
+        if self._gone():
+            return
         self.query_one(OutputLog).say(message.lines)
 
     def on_done(self, message: Done) -> None:
@@ -332,7 +346,7 @@ class GpumodTui(App[None]):
             if self._quit_after_pass:
                 self.exit()
                 return
-        if message.command.name != "status" and self.live:
+        if message.command.name != "status" and self.live and not self._gone():
             self.observe()
 
 
