@@ -1,0 +1,66 @@
+"""The spec-writing verbs as a new user runs them: `gpumod start ORG/MODEL --name x` with a Hugging
+Face id that is no preset (pi users' `pi start Qwen/Qwen3-0.6B --name q --memory 0.3`) writes a
+vLLM Service on a port no service of the specs uses, and converges on the sim pod."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from e2e_helpers import Gpumod
+
+pytestmark = pytest.mark.e2e
+POD = "sim-box"
+
+
+def _service_doc(g: Gpumod, name: str) -> dict:
+    docs = [d for d in yaml.safe_load_all((g.specs / "services.yaml").read_text()) if d]
+    return next(d for d in docs if d.get("name") == name)
+
+
+def _ports(g: Gpumod) -> set[int]:
+    docs = [d for d in yaml.safe_load_all((g.specs / "services.yaml").read_text()) if d]
+    return {d["port"] for d in docs if "port" in d}
+
+
+def test_start_a_model_id_that_is_no_preset_writes_a_vllm_service_and_converges(gpumod: Gpumod) -> None:
+    spec = gpumod.specs
+    gpumod.set_mode("pod.yaml", "blank")  # code mode leaves no room for another model
+    taken = _ports(gpumod)
+    res = gpumod.run(
+        "start", "Qwen/Qwen3-0.6B", "--name", "q", "--memory", "0.3", "--context", "4096",
+        "--yes", "--specs", str(spec), "-o", "json", timeout=300,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert json.loads(res.stdout)["apply"]["converged"] is True
+
+    doc = _service_doc(gpumod, "q")
+    assert doc["driver"] == "vllm" and doc["model"] == "Qwen/Qwen3-0.6B"
+    assert doc["gpu_memory_utilization"] == 0.3 and doc["context"] == 4096
+    assert doc["port"] not in taken
+    row = gpumod.services(POD)["q"]
+    assert row["state"] == "running" and row["port"] == doc["port"]
+
+    res = gpumod.run("stop", "q", "--yes", "--specs", str(spec), timeout=300)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert gpumod.services(POD).get("q", {}).get("state") not in ("running", "sleeping")
+
+
+def test_start_a_model_id_skips_the_ports_services_use_and_defaults_to_vllms_memory(gpumod: Gpumod) -> None:
+    """No --memory: vLLM's own default (0.9) is written, so the plan can tell the footprint."""
+    spec = gpumod.specs
+    services = spec / "services.yaml"
+    docs = [d for d in yaml.safe_load_all(services.read_text()) if d]
+    for doc, port in zip((d for d in docs if d["name"] in ("embedding", "reranker")), (8000, 8001)):
+        doc["port"] = port
+    services.write_text(yaml.safe_dump_all(docs, sort_keys=False))
+    gpumod.set_mode("pod.yaml", "blank")
+    res = gpumod.run("start", "Qwen/Qwen3-0.6B", "--name", "q", "--no-apply", "--specs", str(spec))
+    assert res.returncode == 0, res.stdout + res.stderr
+    doc = _service_doc(gpumod, "q")
+    assert doc["port"] == 8002  # 8000 and 8001 are taken by services of the specs
+    assert doc["gpu_memory_utilization"] == 0.9
+    plan = gpumod.run("plan", str(spec))
+    assert plan.returncode == 1 and "+ start q" in plan.stdout, plan.stdout + plan.stderr
