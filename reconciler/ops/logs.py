@@ -44,6 +44,8 @@ async def logs(
     With ``follow``, the last lines and then every new line of each of those logs go to it until
     the caller is cancelled (Ctrl+C); it gets the pod's name ("" when only one pod has the log)
     and the line."""
+    if lines < 1:  # the CLI's --lines refuses it too; a face passing it on (MCP) must not get "everything"
+        raise GpumodError(f"lines must be 1 or more, got {lines}", hint="ask for the last N lines, N >= 1")
     specs = load_specs(spec_dir)
     pods = select_pods(specs, pod_names)
     found: dict[str, str] = {}
