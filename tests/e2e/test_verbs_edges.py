@@ -64,3 +64,19 @@ def test_start_a_model_id_skips_the_ports_services_use_and_defaults_to_vllms_mem
     assert doc["gpu_memory_utilization"] == 0.9
     plan = gpumod.run("plan", str(spec))
     assert plan.returncode == 1 and "+ start q" in plan.stdout, plan.stdout + plan.stderr
+
+
+def test_simulate_needs_no_pod_when_the_specs_define_one(gpumod: Gpumod) -> None:
+    """Like `mode switch` and `start`: --pod may be left out when there is one pod."""
+    res = gpumod.run("simulate", str(gpumod.specs), "--mode", "everything")
+    assert res.returncode == 1, res.stdout + res.stderr  # does not fit (not "missing option --pod")
+    assert "does not fit" in res.stdout and "sim-box" in res.stdout
+
+
+def test_simulate_without_pod_on_a_fleet_names_the_pods_and_connects_to_none(gpumod: Gpumod) -> None:
+    from e2e_helpers import ROOT
+
+    res = gpumod.run("simulate", str(ROOT / "examples" / "ssh-fleet"), "--mode", "idle", timeout=20)
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert "the specs define 2 pods (rented-h100, workstation); say which one with --pod" in res.stderr
+    assert "Traceback" not in res.stderr
