@@ -299,9 +299,7 @@ def build_server(spec_dir: str | Path, *, allow_apply: bool = False, auth: Any =
         async def run() -> dict[str, Any]:
             found = await ops_plan.plan(root, pods(pod))
             remember("plan", found.plan)
-            answer = found.to_json()
-            answer["unreachable"] = {o.name: o.error for o in found.unreachable}
-            return answer
+            return found.to_json()
 
         return await _answer(run)
 

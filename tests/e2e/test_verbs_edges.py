@@ -80,3 +80,23 @@ def test_simulate_without_pod_on_a_fleet_names_the_pods_and_connects_to_none(gpu
     assert res.returncode == 2, res.stdout + res.stderr
     assert "the specs define 2 pods (rented-h100, workstation); say which one with --pod" in res.stderr
     assert "Traceback" not in res.stderr
+
+
+def test_plan_json_names_an_unreachable_pod_instead_of_an_empty_plan(gpumod: Gpumod, tmp_path) -> None:
+    """`plan -o json` of a pod that cannot be reached (here: an SSH port on loopback nobody listens on)
+    must not read as "nothing to do": the pod is named under `unreachable`, exit 2, one error line."""
+    import shutil
+
+    from e2e_helpers import ROOT
+    from testkit import free_port
+
+    specs = tmp_path / "rented"
+    shutil.copytree(ROOT / "examples" / "rented-pod", specs)
+    pod = specs / "pod.yaml"
+    pod.write_text(pod.read_text().replace("root@203.0.113.7 -p 22022", f"root@127.0.0.1 -p {free_port()}"))
+    res = gpumod.run("plan", str(specs), "-o", "json", timeout=60)
+    assert res.returncode == 2, res.stdout + res.stderr
+    found = json.loads(res.stdout)
+    assert found["changes"] == 0 and list(found["unreachable"]) == ["rented"]
+    assert found["unreachable"]["rented"]
+    assert res.stderr.count("\n") == 1 and res.stderr.startswith("error: pod rented cannot be planned:")
