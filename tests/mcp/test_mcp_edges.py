@@ -28,3 +28,32 @@ async def test_odd_arguments_are_tool_errors_with_gpumods_text(sim) -> None:
         assert "mode 'nope' is not defined" in await refusal(c, "gpu_mode_verify", mode="nope")
         assert "no service named nope" in await refusal(c, "service_status", service="nope")
     assert spec_bytes(sim.specs) == before
+
+
+async def test_an_unreachable_pod_is_named_once_in_each_tools_answer(tmp_path, monkeypatch) -> None:
+    """A fleet whose SSH pods do not answer (loopback ports nobody listens on): plan, verify and
+    apply say so promptly, naming each pod once per line (not `pod x ...: pod x: ...`)."""
+    import shutil
+
+    from e2e_helpers import ROOT
+    from fastmcp import Client
+    from testkit import free_port
+
+    from gpumod.mcp.server import build_server
+
+    monkeypatch.setenv("GPUMOD_HOME", str(tmp_path / "home"))
+    specs = tmp_path / "fleet"
+    shutil.copytree(ROOT / "examples" / "ssh-fleet", specs)
+    pods = specs / "pods.yaml"
+    text = pods.read_text().replace("gpu@192.0.2.10:22", f"gpu@127.0.0.1:{free_port()}")
+    pods.write_text(text.replace("root@203.0.113.7 -p 22022", f"root@127.0.0.1 -p {free_port()}"))
+    async with Client(build_server(specs, allow_apply=True), timeout=60) as c:
+        plan = (await c.call_tool("plan", {})).structured_content
+        assert plan["changes"] == 0 and set(plan["unreachable"]) == {"rented-h100", "workstation"}
+        verify = (await c.call_tool("gpu_mode_verify", {"pod": "workstation"})).structured_content
+        (reason,) = verify["pods"]["workstation"]["reasons"]
+        assert reason.startswith("pod workstation cannot be observed: ") and reason.count("workstation") == 1
+        applied = (await c.call_tool("apply", {"pod": "workstation"})).structured_content
+        (problem,) = applied["problems"]
+        assert applied["converged"] is False
+        assert problem.startswith("pod workstation was not reconciled: ") and problem.count("workstation") == 1
