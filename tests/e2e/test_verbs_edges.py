@@ -100,3 +100,21 @@ def test_plan_json_names_an_unreachable_pod_instead_of_an_empty_plan(gpumod: Gpu
     assert found["changes"] == 0 and list(found["unreachable"]) == ["rented"]
     assert found["unreachable"]["rented"]
     assert res.stderr.count("\n") == 1 and res.stderr.startswith("error: pod rented cannot be planned:")
+
+
+def test_simulate_of_an_unreachable_pod_without_declared_gpus_says_it_is_unreachable(gpumod: Gpumod, tmp_path) -> None:
+    """Not "1 problem(s) in the specs ... check that nvidia-smi works": the pod could not be reached."""
+    import shutil
+
+    from e2e_helpers import ROOT
+    from testkit import free_port
+
+    specs = tmp_path / "rented"
+    shutil.copytree(ROOT / "examples" / "rented-pod", specs)
+    pod = specs / "pod.yaml"
+    pod.write_text(pod.read_text().replace("root@203.0.113.7 -p 22022", f"root@127.0.0.1 -p {free_port()}"))
+    res = gpumod.run("simulate", str(specs), "--mode", "chat", timeout=60)
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert res.stderr.startswith("error: pod rented cannot be reached (")
+    assert "declares no gpus" in res.stderr and "problem(s) in the specs" not in res.stderr
+    assert "Traceback" not in res.stderr
