@@ -64,7 +64,7 @@ async def logs(
             if obs.service(service) is not None or text.strip():
                 found[obs.name] = text
         if not found:
-            unreachable = [f"{o.name} ({o.error})" for o in observed if not o.reachable]
+            unreachable = [f"{o.name} ({o.why_unreachable})" for o in observed if not o.reachable]
             raise GpumodError(
                 f"no pod has a log of service {service} (it has not run on the selected pods)",
                 hint="unreachable: " + ", ".join(unreachable) if unreachable else "see `gpumod status`",

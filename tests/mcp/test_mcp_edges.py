@@ -57,3 +57,5 @@ async def test_an_unreachable_pod_is_named_once_in_each_tools_answer(tmp_path, m
         (problem,) = applied["problems"]
         assert applied["converged"] is False
         assert problem.startswith("pod workstation was not reconciled: ") and problem.count("workstation") == 1
+        text = await refusal(c, "service_logs", service="coder", pod="workstation")
+        assert "hint: unreachable: workstation (cannot reach " in text and text.count("workstation") == 1
