@@ -88,7 +88,8 @@ def parse(line: str) -> Command:
         return _simulate(args)
     close = difflib.get_close_matches(name, _NAMES, n=1, cutoff=0.6)
     if close:
-        raise CommandError(f"unknown command /{name}; did you mean /{shlex.join([close[0], *args])}? (? shows the commands)")
+        meant = shlex.join([close[0], *args])
+        raise CommandError(f"unknown command /{name}; did you mean /{meant}? (? shows the commands)")
     raise CommandError(f"unknown command /{name}; ? shows the commands")
 
 
