@@ -294,6 +294,13 @@ def _bare_model_defaults(
     """
     if service_doc.get("preset") is not None or service_doc.get("model") is None:
         return service_doc
+    model = str(service_doc["model"])
+    if specs.service(model) is not None and "driver" not in service_doc:
+        raise SpecEditError(  # `gpumod start hyde --name h2`: a service's name, not a model to serve
+            f"{model} is a service of the specs ({specs.source('Service', model)}), not a preset or a model id",
+            hint=f"to run it, add {model} to the services of the pod's mode; to start another model, "
+            "give its repo id (org/name) or a preset",
+        )
     doc = dict(service_doc)
     doc.setdefault("driver", "vllm")
     if doc["driver"] == "vllm" and doc.get("vram_mb") is None and doc.get("weights_mb") is None:

@@ -118,3 +118,12 @@ def test_simulate_of_an_unreachable_pod_without_declared_gpus_says_it_is_unreach
     assert res.stderr.startswith("error: pod rented cannot be reached (")
     assert "declares no gpus" in res.stderr and "problem(s) in the specs" not in res.stderr
     assert "Traceback" not in res.stderr
+
+
+def test_start_with_a_service_name_is_refused_not_served_as_a_model(gpumod: Gpumod) -> None:
+    """`gpumod start hyde --name h2`: hyde is a service, not a model vLLM could load."""
+    before = {p.name: p.read_bytes() for p in gpumod.specs.glob("*.yaml")}
+    res = gpumod.run("start", "hyde", "--name", "h2", "--no-apply", "--specs", str(gpumod.specs))
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert res.stderr.startswith("error: hyde is a service of the specs (") and "services.yaml:" in res.stderr
+    assert {p.name: p.read_bytes() for p in gpumod.specs.glob("*.yaml")} == before
