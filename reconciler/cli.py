@@ -204,7 +204,9 @@ def status(
 @app.command()
 def simulate(
     directory: Path = DirArg,
-    pod: str = typer.Option(..., "--pod", "-p", help="the pod to simulate"),
+    pod: Optional[str] = typer.Option(
+        None, "--pod", "-p", help="the pod to simulate (may be left out when the specs define one)"
+    ),
     mode: Optional[str] = typer.Option(None, "--mode", "-m", help="a mode other than the pod's"),
     add: Optional[List[str]] = typer.Option(None, "--add", "-a", help="also run this service (repeatable)"),
     services: Optional[List[str]] = typer.Option(

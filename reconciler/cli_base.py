@@ -111,8 +111,7 @@ def plan_body(directory: Path, pod: Sequence[str] | None, output: Output, save_t
         return 2
     unreachable = result.unreachable
     for o in unreachable:
-        why = o.error.removeprefix(f"pod {o.name}: ")
-        error_line(f"pod {o.name} cannot be planned: {why}", pod=o.name)
+        error_line(f"pod {o.name} cannot be planned: {o.why_unreachable}", pod=o.name)
     if unreachable:
         if save_to is not None:
             error_line("the plan was not saved (a pod could not be observed)")

@@ -116,6 +116,11 @@ class ObservedPod:
     def service(self, name: str) -> ObservedService | None:
         return next((s for s in self.services if s.name == name), None)
 
+    @property
+    def why_unreachable(self) -> str:
+        """``error`` without its leading ``pod NAME:``, for lines that already name the pod."""
+        return self.error.removeprefix(f"pod {self.name}: ")
+
     def foreign(self, gpu: int) -> int:
         return sum(mb for g, mb in self.foreign_mb if g == gpu)
 

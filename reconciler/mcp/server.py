@@ -27,6 +27,7 @@ from fastmcp import Context, FastMCP
 from fastmcp.exceptions import ResourceError, ToolError
 from mcp.types import ToolAnnotations
 
+from gpumod import __version__
 from gpumod.core.model import Plan
 from gpumod.core.render import render_plan
 from gpumod.errors import GpumodError, Problem, SpecError
@@ -173,7 +174,7 @@ def build_server(spec_dir: str | Path, *, allow_apply: bool = False, auth: Any =
     ``allow_apply``: let ``gpu_mode_switch`` and ``apply`` change pods. ``auth``: FastMCP's auth
     provider (the bearer token of ``--http``)."""
     root = Path(spec_dir)
-    mcp = FastMCP("gpumod", instructions=INSTRUCTIONS, auth=auth, mask_error_details=False)
+    mcp = FastMCP("gpumod", version=__version__, instructions=INSTRUCTIONS, auth=auth, mask_error_details=False)
     last: list[_LastPlan] = []
 
     def remember(tool: str, plan: Plan | None) -> None:
@@ -298,9 +299,7 @@ def build_server(spec_dir: str | Path, *, allow_apply: bool = False, auth: Any =
         async def run() -> dict[str, Any]:
             found = await ops_plan.plan(root, pods(pod))
             remember("plan", found.plan)
-            answer = found.to_json()
-            answer["unreachable"] = {o.name: o.error for o in found.unreachable}
-            return answer
+            return found.to_json()
 
         return await _answer(run)
 

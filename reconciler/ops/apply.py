@@ -244,7 +244,7 @@ def _leftovers(run: _Run, snap: Snapshot) -> None:
         for d in pod_plan.deferred:
             run.problems.append(f"pod {pod_plan.pod}: {d.service} is degraded: {d.reason}")
     for o in snap.unreachable:
-        run.problems.append(f"pod {o.name} was not reconciled: {o.error}")
+        run.problems.append(f"pod {o.name} was not reconciled: {o.why_unreachable}")
 
 
 async def apply_saved(

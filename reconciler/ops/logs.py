@@ -44,6 +44,8 @@ async def logs(
     With ``follow``, the last lines and then every new line of each of those logs go to it until
     the caller is cancelled (Ctrl+C); it gets the pod's name ("" when only one pod has the log)
     and the line."""
+    if lines < 1:  # the CLI's --lines refuses it too; a face passing it on (MCP) must not get "everything"
+        raise GpumodError(f"lines must be 1 or more, got {lines}", hint="ask for the last N lines, N >= 1")
     specs = load_specs(spec_dir)
     pods = select_pods(specs, pod_names)
     found: dict[str, str] = {}
@@ -62,7 +64,7 @@ async def logs(
             if obs.service(service) is not None or text.strip():
                 found[obs.name] = text
         if not found:
-            unreachable = [f"{o.name} ({o.error})" for o in observed if not o.reachable]
+            unreachable = [f"{o.name} ({o.why_unreachable})" for o in observed if not o.reachable]
             raise GpumodError(
                 f"no pod has a log of service {service} (it has not run on the selected pods)",
                 hint="unreachable: " + ", ".join(unreachable) if unreachable else "see `gpumod status`",

@@ -212,6 +212,10 @@ async def model_info(
     catalog = PresetCatalog.load()
     specs = load_specs(spec_dir)
     query = model.strip()
+    if not query:
+        raise GpumodError(
+            "no model given", hint="give a Hugging Face repo id like Qwen/Qwen3-8B, a preset or a service"
+        )
     preset = catalog.get(query)
     service = specs.service(query)
     if service is not None:

@@ -33,7 +33,8 @@ class PlanResult:
         return self.snapshot.unreachable
 
     def to_json(self) -> dict[str, Any]:
-        return self.plan.to_json()
+        """The plan, and each pod that could not be observed with why (its plan is missing, not empty)."""
+        return {**self.plan.to_json(), "unreachable": {o.name: o.error for o in self.unreachable}}
 
 
 async def plan(spec_dir: str | Path, pod_names: Sequence[str] | None = None) -> PlanResult:

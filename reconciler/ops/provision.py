@@ -50,7 +50,7 @@ async def setup(
             observed = await observe_fleet(fleet)
             state_dirs = {h.name: h.agent.state_dir for h in fleet.handles.values()}
             prov = await plan_provision(pods, (), observed, state_dirs=state_dirs)  # no services: no downloads
-            problems = [f"pod {o.name} was not reconciled: {o.error}" for o in observed if not o.reachable]
+            problems = [f"pod {o.name} was not reconciled: {o.why_unreachable}" for o in observed if not o.reachable]
             plan = Plan(tuple(PodPlan(p.pod, True, p.steps()) for p in prov.pods))
             steps: list[StepRecord] = []
             runs: list[PodRun] = []

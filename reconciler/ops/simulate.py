@@ -100,6 +100,15 @@ async def simulate(
     unobserved = ""
     if not all(o.reachable for o in observed):  # price the what-if on the declared GPUs, from cold
         unobserved = "; ".join(o.error for o in observed if not o.reachable)
+        blind = [o for o in observed if not o.reachable and not next(p for p in pods if p.name == o.name).gpus]
+        if blind:  # nothing to price on: say why, rather than blame the specs for the missing GPUs
+            o = blind[0]
+            raise GpumodError(
+                f"pod {o.name} cannot be reached ({o.why_unreachable}) and its spec declares no gpus: "
+                "there are no GPUs to price the what-if on",
+                hint="make the pod reachable, or declare its GPUs (gpus: [{name: ..., memory_mb: ...}]) "
+                "to simulate without it",
+            )
         observed = tuple(o if o.reachable else ObservedPod(o.name) for o in observed)
     catalog = PresetCatalog.load()
     current = plan_observed(specs, catalog, pods, observed)

@@ -71,7 +71,8 @@ def verify_of(snap: Snapshot, mode: str | None = None) -> VerifyResult:
         if pod.mode != expected:
             reasons.append(f"the specs put pod {pod.name} in mode {pod.mode}, not {expected}")
         if observed is None or not observed.reachable:
-            reasons.append(f"pod {pod.name} cannot be observed: {observed.error if observed else 'not observed'}")
+            why = observed.why_unreachable if observed else "not observed"
+            reasons.append(f"pod {pod.name} cannot be observed: {why}")
         if pod_plan is not None:
             if pod_plan.infeasible is not None:
                 reasons.append(f"mode {pod.mode} does not fit the GPUs of pod {pod.name}")

@@ -138,7 +138,7 @@ def add_service(
     """
     specs = load_specs(spec_dir, catalog)
     pod_spec = pick_pod(specs, pod)
-    service, rendered = _new_service(specs, service_doc)
+    service, rendered = _new_service(specs, _bare_model_defaults(specs, catalog, service_doc))
     files = SpecFiles()
     mode = _member_edit(specs, files, pod_spec, service.name, add=True)
     target = _service_file(spec_dir, specs, file)
@@ -276,6 +276,51 @@ def _member_edit(specs: SpecSet, files: SpecFiles, pod: PodSpec, name: str, *, a
     files.put(path, yamltext.remove_item(text, found[0], found[1], index, what))
     kept = [m for m in mode.services if (m.name if isinstance(m, ModeMember) else m) != name]
     return mode.model_copy(update={"services": kept})
+
+
+FIRST_PORT = 8000  # where a bare model's port search starts (vLLM's own default port)
+VLLM_DEFAULT_UTILIZATION = 0.9  # vLLM's --gpu-memory-utilization when the flag is not given
+
+
+def _bare_model_defaults(
+    specs: SpecSet, catalog: PresetCatalog | None, service_doc: Mapping[str, Any]
+) -> Mapping[str, Any]:
+    """A model id without a preset (``gpumod start Qwen/Qwen3-0.6B --name q``) runs on vLLM, on a free port.
+
+    Without these the new document would be refused for having no driver, no port and no VRAM
+    footprint; like pi's ``start MODEL``, it gets ``driver: vllm``, the first port from 8000 up
+    that no service of the specs uses (their own or their preset's), and vLLM's own default
+    ``gpu_memory_utilization`` (0.9) unless ``--memory`` set one. Anything the caller set is kept.
+    """
+    if service_doc.get("preset") is not None or service_doc.get("model") is None:
+        return service_doc
+    model = str(service_doc["model"])
+    if specs.service(model) is not None and "driver" not in service_doc:
+        raise SpecEditError(  # `gpumod start hyde --name h2`: a service's name, not a model to serve
+            f"{model} is a service of the specs ({specs.source('Service', model)}), not a preset or a model id",
+            hint=f"to run it, add {model} to the services of the pod's mode; to start another model, "
+            "give its repo id (org/name) or a preset",
+        )
+    doc = dict(service_doc)
+    doc.setdefault("driver", "vllm")
+    if doc["driver"] == "vllm" and doc.get("vram_mb") is None and doc.get("weights_mb") is None:
+        doc.setdefault("gpu_memory_utilization", VLLM_DEFAULT_UTILIZATION)  # what vLLM takes without the flag
+    if doc.get("port") is None:
+        doc["port"] = _free_port(specs, catalog or PresetCatalog.load())
+    return doc
+
+
+def _free_port(specs: SpecSet, catalog: PresetCatalog) -> int:
+    used: set[int] = set()
+    for svc in specs.services:
+        preset = catalog.get(svc.preset) if svc.preset is not None else None
+        port = svc.port if svc.port is not None else (preset.port if preset is not None else None)
+        if port is not None:
+            used.add(port)
+    port = FIRST_PORT
+    while port in used:
+        port += 1
+    return port
 
 
 def _new_service(specs: SpecSet, service_doc: Mapping[str, Any]) -> tuple[ServiceSpec, str]:

@@ -298,7 +298,7 @@ class GpumodTui(App[None]):
         async def plan() -> Lines:
             found = await ops_plan.plan(spec_dir, pods)
             lines = render.plan_lines(found.plan)
-            lines += [Text(f"pod {o.name} not observed: {o.error}", style="red") for o in found.unreachable]
+            lines += [Text(f"pod {o.name} not observed: {o.why_unreachable}", style="red") for o in found.unreachable]
             return lines
 
         async def simulate() -> Lines:

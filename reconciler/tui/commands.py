@@ -7,6 +7,7 @@ A line that does not parse raises ``CommandError`` with a message for the output
 
 from __future__ import annotations
 
+import difflib
 import shlex
 from dataclasses import dataclass
 
@@ -45,6 +46,7 @@ class Command:
 
 
 _BARE = {"status", "plan", "apply", "quit", "help"}
+_NAMES = ("status", "switch", "simulate", "plan", "apply", "logs", "pod", "quit", "exit", "help")
 
 
 def parse(line: str) -> Command:
@@ -52,6 +54,8 @@ def parse(line: str) -> Command:
     if text in ("?", "/?", "/help", "help"):
         return Command("help")
     if not text.startswith("/"):
+        if text.split()[0].lower() in _NAMES:
+            raise CommandError(f"not a command: {text!r}; did you mean /{text}? (commands start with /)")
         raise CommandError(f"not a command: {text!r} (commands start with /; ? shows them)")
     try:
         words = shlex.split(text[1:])
@@ -82,6 +86,10 @@ def parse(line: str) -> Command:
         return Command("logs", arg=args[0], lines=lines)
     if name == "simulate":
         return _simulate(args)
+    close = difflib.get_close_matches(name, _NAMES, n=1, cutoff=0.6)
+    if close:
+        meant = shlex.join([close[0], *args])
+        raise CommandError(f"unknown command /{name}; did you mean /{meant}? (? shows the commands)")
     raise CommandError(f"unknown command /{name}; ? shows the commands")
 
 
