@@ -204,7 +204,7 @@ def status_table(result: StatusResult, *, visual: bool = False) -> list[Any]:
                     out.append(Text(f"    its last log line: {r.last_log_line}"))
         parts: list[str | tuple[str, str]] = []
         if not pod.reachable and result.snapshot.observed_pod(pod.pod) is not None:
-            parts.append((f"  unreachable: {pod.error}", "red"))
+            parts.append((f"  unreachable: {pod.why_unreachable}", "red"))
         if not pod.fits:
             why = f"  mode {pod.mode} does not fit the GPUs; nothing is planned (`gpumod plan` shows why)"
             parts.append((why, "red"))

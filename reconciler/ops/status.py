@@ -105,6 +105,11 @@ class PodStatus:
     changes_pending: int
     fits: bool = True  # False: the pod's mode does not fit its GPUs (nothing is planned; see `plan`)
 
+    @property
+    def why_unreachable(self) -> str:
+        """``error`` without its leading ``pod NAME:``, for lines that already name the pod."""
+        return self.error.removeprefix(f"pod {self.pod}: ")
+
     def service(self, name: str) -> ServiceStatus | None:
         return next((s for s in self.services if s.service == name), None)
 

@@ -355,7 +355,7 @@ def _summary(pod: PodStatus) -> Text:
     asleep = sum(1 for s in pod.services if s.state == "sleeping")
     text = Text(f"pod {pod.pod}: mode {pod.mode}; {running} running, {asleep} asleep")
     if not pod.reachable:
-        text.append(f"; unreachable: {pod.error}", style="red")
+        text.append(f"; unreachable: {pod.why_unreachable}", style="red")
     if pod.changes_pending:
         text.append(f"; {pod.changes_pending} change(s) pending", style="yellow")
     return text

@@ -165,7 +165,7 @@ def status_bars(result: StatusResult, pod: PodStatus, width: int = BAR_WIDTH) ->
 def pod_title(pod: PodStatus) -> Text:
     title = Text.assemble(("pod ", "bold"), pod.pod, " · mode ", (pod.mode, "bold"), " · ", pod.host)
     if not pod.reachable:
-        title.append(f"  unreachable: {pod.error}", style="red")
+        title.append(f"  unreachable: {pod.why_unreachable}", style="red")
     if pod.changes_pending:
         title.append(f"  {pod.changes_pending} change(s) pending", style="yellow")
     return title

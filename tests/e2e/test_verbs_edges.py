@@ -5,6 +5,7 @@ vLLM Service on a port no service of the specs uses, and converges on the sim po
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import yaml
@@ -127,3 +128,24 @@ def test_start_with_a_service_name_is_refused_not_served_as_a_model(gpumod: Gpum
     assert res.returncode == 2, res.stdout + res.stderr
     assert res.stderr.startswith("error: hyde is a service of the specs (") and "services.yaml:" in res.stderr
     assert {p.name: p.read_bytes() for p in gpumod.specs.glob("*.yaml")} == before
+
+
+def test_status_of_an_unreachable_pod_names_it_once(tmp_path: Path) -> None:
+    """`gpumod status` of SSH pods that do not answer (loopback ports nobody listens on): the
+    line under each pod's header says why, without repeating `pod NAME:`."""
+    import shutil
+
+    from e2e_helpers import ROOT
+    from testkit import free_port
+
+    specs = tmp_path / "fleet"
+    shutil.copytree(ROOT / "examples" / "ssh-fleet", specs)
+    pods = specs / "pods.yaml"
+    text = pods.read_text().replace("gpu@192.0.2.10:22", f"gpu@127.0.0.1:{free_port()}")
+    pods.write_text(text.replace("root@203.0.113.7 -p 22022", f"root@127.0.0.1 -p {free_port()}"))
+    g = Gpumod(home=tmp_path / "home", specs=specs)
+    res = g.run("status", str(specs))
+    lines = [line for line in res.stdout.splitlines() if "unreachable" in line]
+    assert len(lines) == 2 and "Traceback" not in res.stderr, res.stdout + res.stderr
+    for line in lines:
+        assert "pod workstation" not in line and "pod rented-h100" not in line, line
