@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -173,3 +174,14 @@ def runs_on_sim_pods_only(repo: Path) -> bool:
         if isinstance(doc, dict) and doc.get("kind") == "Pod"
     ]
     return bool(hosts) and all(host == "sim" for host in hosts)
+
+
+def unreachable_copy(example: str, dest: Path) -> Path:
+    """A copy of ``examples/EXAMPLE`` (ssh-fleet or rented-pod) at DEST whose SSH pods point at
+    loopback ports nobody listens on: pods that cannot be reached, refused at once."""
+    shutil.copytree(ROOT / "examples" / example, dest)
+    for path in dest.glob("*.yaml"):
+        text = path.read_text()
+        text = text.replace("gpu@192.0.2.10:22", f"gpu@127.0.0.1:{free_port()}")
+        path.write_text(text.replace("root@203.0.113.7 -p 22022", f"root@127.0.0.1 -p {free_port()}"))
+    return dest

@@ -86,15 +86,10 @@ def test_simulate_without_pod_on_a_fleet_names_the_pods_and_connects_to_none(gpu
 def test_plan_json_names_an_unreachable_pod_instead_of_an_empty_plan(gpumod: Gpumod, tmp_path) -> None:
     """`plan -o json` of a pod that cannot be reached (here: an SSH port on loopback nobody listens on)
     must not read as "nothing to do": the pod is named under `unreachable`, exit 2, one error line."""
-    import shutil
 
-    from e2e_helpers import ROOT
-    from testkit import free_port
+    from e2e_helpers import unreachable_copy
 
-    specs = tmp_path / "rented"
-    shutil.copytree(ROOT / "examples" / "rented-pod", specs)
-    pod = specs / "pod.yaml"
-    pod.write_text(pod.read_text().replace("root@203.0.113.7 -p 22022", f"root@127.0.0.1 -p {free_port()}"))
+    specs = unreachable_copy("rented-pod", tmp_path / "rented")
     res = gpumod.run("plan", str(specs), "-o", "json", timeout=60)
     assert res.returncode == 2, res.stdout + res.stderr
     found = json.loads(res.stdout)
@@ -105,15 +100,10 @@ def test_plan_json_names_an_unreachable_pod_instead_of_an_empty_plan(gpumod: Gpu
 
 def test_simulate_of_an_unreachable_pod_without_declared_gpus_says_it_is_unreachable(gpumod: Gpumod, tmp_path) -> None:
     """Not "1 problem(s) in the specs ... check that nvidia-smi works": the pod could not be reached."""
-    import shutil
 
-    from e2e_helpers import ROOT
-    from testkit import free_port
+    from e2e_helpers import unreachable_copy
 
-    specs = tmp_path / "rented"
-    shutil.copytree(ROOT / "examples" / "rented-pod", specs)
-    pod = specs / "pod.yaml"
-    pod.write_text(pod.read_text().replace("root@203.0.113.7 -p 22022", f"root@127.0.0.1 -p {free_port()}"))
+    specs = unreachable_copy("rented-pod", tmp_path / "rented")
     res = gpumod.run("simulate", str(specs), "--mode", "chat", timeout=60)
     assert res.returncode == 2, res.stdout + res.stderr
     assert res.stderr.startswith("error: pod rented cannot be reached (")
@@ -133,16 +123,10 @@ def test_start_with_a_service_name_is_refused_not_served_as_a_model(gpumod: Gpum
 def test_status_of_an_unreachable_pod_names_it_once(tmp_path: Path) -> None:
     """`gpumod status` of SSH pods that do not answer (loopback ports nobody listens on): the
     line under each pod's header says why, without repeating `pod NAME:`."""
-    import shutil
 
-    from e2e_helpers import ROOT
-    from testkit import free_port
+    from e2e_helpers import unreachable_copy
 
-    specs = tmp_path / "fleet"
-    shutil.copytree(ROOT / "examples" / "ssh-fleet", specs)
-    pods = specs / "pods.yaml"
-    text = pods.read_text().replace("gpu@192.0.2.10:22", f"gpu@127.0.0.1:{free_port()}")
-    pods.write_text(text.replace("root@203.0.113.7 -p 22022", f"root@127.0.0.1 -p {free_port()}"))
+    specs = unreachable_copy("ssh-fleet", tmp_path / "fleet")
     g = Gpumod(home=tmp_path / "home", specs=specs)
     res = g.run("status", str(specs))
     lines = [line for line in res.stdout.splitlines() if "unreachable" in line]

@@ -33,20 +33,14 @@ async def test_odd_arguments_are_tool_errors_with_gpumods_text(sim) -> None:
 async def test_an_unreachable_pod_is_named_once_in_each_tools_answer(tmp_path, monkeypatch) -> None:
     """A fleet whose SSH pods do not answer (loopback ports nobody listens on): plan, verify and
     apply say so promptly, naming each pod once per line (not `pod x ...: pod x: ...`)."""
-    import shutil
 
-    from e2e_helpers import ROOT
+    from e2e_helpers import unreachable_copy
     from fastmcp import Client
-    from testkit import free_port
 
     from gpumod.mcp.server import build_server
 
     monkeypatch.setenv("GPUMOD_HOME", str(tmp_path / "home"))
-    specs = tmp_path / "fleet"
-    shutil.copytree(ROOT / "examples" / "ssh-fleet", specs)
-    pods = specs / "pods.yaml"
-    text = pods.read_text().replace("gpu@192.0.2.10:22", f"gpu@127.0.0.1:{free_port()}")
-    pods.write_text(text.replace("root@203.0.113.7 -p 22022", f"root@127.0.0.1 -p {free_port()}"))
+    specs = unreachable_copy("ssh-fleet", tmp_path / "fleet")
     async with Client(build_server(specs, allow_apply=True), timeout=60) as c:
         plan = (await c.call_tool("plan", {})).structured_content
         assert plan["changes"] == 0 and set(plan["unreachable"]) == {"rented-h100", "workstation"}

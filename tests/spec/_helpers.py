@@ -8,6 +8,14 @@ from gpumod.errors import SpecError
 from gpumod.spec import PresetCatalog, SpecSet, load_specs
 
 FIXTURES = Path(__file__).parent / "fixtures"
+# A simulated RTX 4090 pod running mode `m`: the pod document most spec tests start from.
+SIM_POD = """
+kind: Pod
+name: box
+host: sim
+mode: m
+gpus: [{name: NVIDIA GeForce RTX 4090, memory_mb: 24564}]
+"""
 
 
 def problems_of(path: Path | str, catalog: PresetCatalog | None = None) -> list[str]:

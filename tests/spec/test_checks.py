@@ -6,15 +6,8 @@ import pytest
 
 from gpumod.spec import HostSpec, parse_host
 
-from ._helpers import loaded, problems_of
+from ._helpers import SIM_POD, loaded, problems_of
 
-SIM_POD = """
-kind: Pod
-name: box
-host: sim
-mode: m
-gpus: [{name: NVIDIA GeForce RTX 4090, memory_mb: 24564}]
-"""
 
 
 def svc(name: str, port: int, extra: str = "") -> str:

@@ -6,15 +6,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ._helpers import SIM_POD as POD
 from ._helpers import problems_of
 
-POD = """
-kind: Pod
-name: box
-host: sim
-mode: m
-gpus: [{name: NVIDIA GeForce RTX 4090, memory_mb: 24564}]
-"""
 SERVICE = """
 kind: Service
 name: app

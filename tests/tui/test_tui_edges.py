@@ -44,18 +44,12 @@ async def test_a_mistyped_switch_on_the_screen_says_what_was_meant_and_runs_noth
 async def test_plan_of_an_unreachable_pod_names_it_once(tmp_path, monkeypatch) -> None:
     """`/plan` on a fleet whose SSH pods do not answer (loopback ports nobody listens on) says
     `pod workstation not observed: cannot reach ...`, not `... not observed: pod workstation: ...`."""
-    import shutil
     import time
 
-    from e2e_helpers import ROOT
-    from testkit import free_port
+    from e2e_helpers import unreachable_copy
 
     monkeypatch.setenv("GPUMOD_HOME", str(tmp_path / "home"))
-    specs = tmp_path / "fleet"
-    shutil.copytree(ROOT / "examples" / "ssh-fleet", specs)
-    pods = specs / "pods.yaml"
-    text = pods.read_text().replace("gpu@192.0.2.10:22", f"gpu@127.0.0.1:{free_port()}")
-    pods.write_text(text.replace("root@203.0.113.7 -p 22022", f"root@127.0.0.1 -p {free_port()}"))
+    specs = unreachable_copy("ssh-fleet", tmp_path / "fleet")
     app = GpumodTui(specs, refresh_s=60.0)
     async with app.run_test(size=(130, 44)) as pilot:
         deadline = time.monotonic() + 60
