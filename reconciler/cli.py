@@ -185,7 +185,8 @@ def status(
     visual: bool = typer.Option(False, "--visual", help="draw VRAM bars"),
     output: Output = OutOpt,
 ) -> None:
-    """Show each pod's services: state, GPU, VRAM used/budget, port, since."""
+    """Show each pod's services: state, GPU, VRAM used/budget, port, since. Exit 0, or 2 when a
+    pod could not be observed (as `plan`: a script sees it) or on an error."""
 
     def body() -> int:
         from gpumod.ops import status as ops_status
@@ -196,7 +197,7 @@ def status(
         else:
             for renderable in status_table(result, visual=visual):
                 out.print(renderable)
-        return 0
+        return 2 if any(not p.reachable for p in result.pods) else 0
 
     _run(body, json_output=output is Output.json)
 

@@ -129,6 +129,7 @@ def test_status_of_an_unreachable_pod_names_it_once(tmp_path: Path) -> None:
     specs = unreachable_copy("ssh-fleet", tmp_path / "fleet")
     g = Gpumod(home=tmp_path / "home", specs=specs)
     res = g.run("status", str(specs))
+    assert res.returncode == 2  # as plan: a script sees that a pod could not be observed
     lines = [line for line in res.stdout.splitlines() if "unreachable" in line]
     assert len(lines) == 2 and "Traceback" not in res.stderr, res.stdout + res.stderr
     for line in lines:
