@@ -59,9 +59,12 @@ class Gpumod:
         )
 
     def status(self) -> dict:
+        """`gpumod status -o json`: exit 0, or 2 when a pod could not be observed (then also JSON)."""
         res = self.run("status", str(self.specs), "-o", "json")
-        assert res.returncode == 0, res.stderr
-        return json.loads(res.stdout)
+        found = json.loads(res.stdout) if res.stdout.strip() else {}
+        unreachable = [p for p in found.get("pods", {}).values() if not p["reachable"]]
+        assert res.returncode == (2 if unreachable else 0) and "pods" in found, res.stdout + res.stderr
+        return found
 
     def services(self, pod: str) -> dict[str, dict]:
         return {row["service"]: row for row in self.status()["pods"][pod]["services"]}
