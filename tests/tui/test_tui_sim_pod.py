@@ -5,14 +5,12 @@ bar and the alternatives; `/logs S` shows a service's lines verbatim, brackets i
 
 from __future__ import annotations
 
-import json
-import textwrap
 import time
 from pathlib import Path
 
 import pytest
 from e2e_helpers import Gpumod, kill_recorded
-from testkit import free_port
+from test_cli_edges import MARKUP_LINES, _printing_and_exiting, _repo  # the same failing, markup-printing service
 
 from gpumod.tui.app import GpumodTui
 from gpumod.tui.widgets import OutputLog, ServiceTable, VramBars
@@ -125,38 +123,8 @@ async def test_simulate_everything_shows_the_over_budget_bar_and_alternatives(si
         assert "mode: code" in (sim_specs.specs / "pod.yaml").read_text()
 
 
-MARKUP_LINES = ["[x] [/path]", "INFO 05-01 [api_server.py:1024] Starting vLLM API server", "[bold]b[/bold] [/]"]
-
-
-def _markup_repo(root: Path) -> Path:
-    specs = root / "markup-specs"
-    specs.mkdir()
-    echo = "; ".join(f"echo {json.dumps(line)}" for line in MARKUP_LINES)
-    (specs / "pod.yaml").write_text(textwrap.dedent(f"""\
-        kind: Pod
-        name: box
-        host: sim
-        mode: m
-        gpus:
-          - {{name: NVIDIA GeForce RTX 4090, memory_mb: 24564}}
-        ---
-        kind: Mode
-        name: m
-        services: [bad]
-        ---
-        kind: Service
-        name: bad
-        driver: command
-        vram_mb: 100
-        port: {free_port()}
-        command: [sh, -c, {json.dumps(echo + "; exit 3")}]
-        health: {{startup_timeout_s: 5}}
-        """))
-    return specs
-
-
 async def test_logs_and_failures_from_a_pod_are_shown_verbatim(tmp_path: Path, monkeypatch) -> None:
-    g = Gpumod(home=tmp_path / "home", specs=_markup_repo(tmp_path))
+    g = Gpumod(home=tmp_path / "home", specs=_repo(tmp_path, _printing_and_exiting(), "bad"))
     monkeypatch.setenv("GPUMOD_HOME", str(g.home))
     app = GpumodTui(g.specs, refresh_s=5.0)
     try:
