@@ -276,7 +276,9 @@ class PodExecutor:
         except GpumodError:
             pass
         if lines and isinstance(err, StepError):
-            err.message += "\n    last log lines:\n" + "\n".join("      " + ln for ln in lines)
+            tail = "\n    last log lines:\n" + "\n".join("      " + ln for ln in lines)
+            err.message += tail
+            err.detail += tail  # the cause alone, as a step's line shows it
             err.args = (err.message,)
 
     async def _sleep(self, name: str, level: str) -> None:
@@ -425,9 +427,9 @@ def _with_env(launch: Launch, extra: tuple[tuple[str, str], ...]) -> Launch:
 
 def _cause(err: GpumodError, step: Step) -> str:
     """What went wrong (with any log lines added to it), without the pod (and service) the
-    step's line already names."""
-    text = str(err)
-    for prefix in (f"pod {step.pod}, service {step.service}: ", f"pod {step.pod}: "):
-        if text.startswith(prefix):
-            return text[len(prefix):]
-    return text
+    step's line already names: the error's ``detail`` when it is about this pod (and service)."""
+    if isinstance(err, StepError) and (err.pod, err.service) == (step.pod, step.service):
+        return err.detail
+    if isinstance(err, PodError) and err.pod == step.pod:
+        return err.detail
+    return str(err)
